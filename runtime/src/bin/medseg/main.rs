@@ -1,0 +1,55 @@
+//! `medseg`: segment images with an exported model, score it on a data set, or run the demo.
+
+mod demo;
+mod eval;
+mod outputs;
+mod segment;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "medseg", version, about = "Bedside medical image segmentation (tract runtime)")]
+struct Cli {
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Segment(segment::Args),
+    Eval(eval::Args),
+    Demo(demo::Args),
+    /// Print a model's card (architecture, input, classes, metrics, training data).
+    ///
+    /// Example: medseg info --model unet.onnx
+    Info {
+        #[arg(long)]
+        model: std::path::PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Segment(args) => segment::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Info { model } => {
+            let seg = medseg_runtime::Segmenter::from_file(&model)?;
+            println!("{}", serde_json::to_string_pretty(&seg.card)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The model card: everything the runtime needs to use a model, and what a reader needs to
+//! trust it. Stored as JSON in ONNX `metadata_props` under [`CARD_KEY`].
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The ONNX metadata key that holds the card.
+pub const CARD_KEY: &str = "medseg.card";
+/// Version of the card schema; bump on incompatible changes.
+pub const CARD_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub card_version: u32,
+    /// Architecture name and its settings (as the trainer's model registry serializes them).
+    pub architecture: serde_json::Value,
+    pub input: InputSpec,
+    pub classes: Vec<String>,
+    /// What the graph outputs: always `logits` `[1, classes, height, width]` for now.
+    pub output: String,
+    pub training: TrainingInfo,
+    /// Metrics per test split, e.g. `"xh/test" -> {"dice_cancellous_bone": 0.93, ...}`.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, BTreeMap<String, f64>>,
+    /// `"none"` (f32) or the quantization scheme.
+    pub quantization: String,
+    pub parameters: usize,
+    /// sha256 of the weights (all initializers in graph order), hex.
+    pub weights_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputSpec {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Pixel value v in 0..=255 becomes (v / 255 - mean) / std.
+    pub mean: f32,
+    pub std: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    pub dataset: String,
+    pub dataset_images: usize,
+    /// sha256 of the data set's splits.json (identifies the exact split).
+    pub dataset_hash: String,
+    pub command: String,
+    pub git_commit: String,
+    pub epochs: usize,
+    pub seed: u64,
+}
+
+impl InputSpec {
+    /// Normalizes an 8-bit value as the model was trained.
+    pub fn normalize(&self, v: u8) -> f32 {
+        (v as f32 / 255.0 - self.mean) / self.std
+    }
+}

@@ -1,0 +1,110 @@
+//! The tract engine: loads an exported model, checks it against its card, runs it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use image::DynamicImage;
+use tract_onnx::prelude::*;
+
+use crate::card::ModelCard;
+use crate::error::RuntimeError;
+use crate::onnx;
+use crate::postprocess::{Prediction, logits_to_prediction};
+use crate::preprocess::to_model_input;
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// A loaded model, ready to segment images of any size.
+pub struct Segmenter {
+    pub card: ModelCard,
+    plan: Plan,
+    source: String,
+}
+
+/// One segmentation with its timing.
+pub struct Segmentation {
+    pub prediction: Prediction,
+    pub inference_ms: f64,
+}
+
+impl Segmenter {
+    pub fn from_file(path: &Path) -> Result<Self, RuntimeError> {
+        let bytes = std::fs::read(path).map_err(|e| RuntimeError::io(path, e))?;
+        Self::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Loads ONNX bytes; `source` names the model in errors. Refuses models whose weights do
+    /// not hash to the card's `weights_sha256` (corrupted or tampered files).
+    pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Self, RuntimeError> {
+        let proto = onnx::decode(bytes, source)?;
+        let card = onnx::read_card(&proto, source)?;
+        let actual = onnx::weights_sha256(&proto);
+        if actual != card.weights_sha256 {
+            return Err(RuntimeError::BadModel {
+                path: source.to_string(),
+                reason: format!(
+                    "weights do not match the model card (sha256 {actual}, card says {}); \
+                     the file is corrupted or was modified after export",
+                    card.weights_sha256
+                ),
+            });
+        }
+        let fail = |e: TractError| RuntimeError::BadModel {
+            path: source.to_string(),
+            reason: format!("tract cannot prepare it: {e:#}"),
+        };
+        let spec = &card.input;
+        let shape = [1, spec.channels, spec.height, spec.width];
+        let plan = tract_onnx::onnx()
+            .model_for_proto_model(&proto)
+            .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(fail)?;
+        Ok(Self {
+            card,
+            plan,
+            source: source.to_string(),
+        })
+    }
+
+    /// Raw logits `[classes, h, w]` for a prepared input `[channels, h, w]`.
+    pub fn logits(&self, input: Vec<f32>) -> Result<Vec<f32>, RuntimeError> {
+        let spec = &self.card.input;
+        let fail = |e: TractError| RuntimeError::Inference {
+            path: self.source.clone(),
+            reason: format!("{e:#}"),
+        };
+        let tensor = tract_ndarray::Array4::from_shape_vec(
+            (1, spec.channels, spec.height, spec.width),
+            input,
+        )
+        .map_err(|e| RuntimeError::Inference {
+            path: self.source.clone(),
+            reason: format!("input does not match the card's shape: {e}"),
+        })?;
+        let outputs = self.plan.run(tvec!(Tensor::from(tensor).into())).map_err(fail)?;
+        let view = outputs[0].to_plain_array_view::<f32>().map_err(fail)?;
+        Ok(view.iter().copied().collect())
+    }
+
+    /// Segments an image of any size; the mask comes back at the image's own size.
+    pub fn segment(&self, img: &DynamicImage) -> Result<Segmentation, RuntimeError> {
+        let spec = &self.card.input;
+        let input = to_model_input(img, spec);
+        let start = Instant::now();
+        let logits = self.logits(input)?;
+        let inference_ms = start.elapsed().as_secs_f64() * 1e3;
+        let prediction = logits_to_prediction(
+            &logits,
+            self.card.classes.len(),
+            (spec.width, spec.height),
+            (img.width() as usize, img.height() as usize),
+        );
+        Ok(Segmentation {
+            prediction,
+            inference_ms,
+        })
+    }
+}

@@ -1,0 +1,35 @@
+//! Typed errors of the runtime library. Each names the file or value at fault and what was
+//! expected, so a bedside user can act on it.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("model {path}: {reason}")]
+    BadModel { path: String, reason: String },
+    #[error("model {path} failed in tract: {reason}")]
+    Inference { path: String, reason: String },
+    #[error("image {path}: {reason}")]
+    BadImage { path: PathBuf, reason: String },
+    #[error("mask {path}: {reason}")]
+    BadMask { path: PathBuf, reason: String },
+    #[error("data set {path}: {reason}")]
+    BadDataset { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+}
+
+impl RuntimeError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

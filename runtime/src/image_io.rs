@@ -1,0 +1,206 @@
+//! Decoding images and masks from files, with errors that name the file.
+
+use std::path::Path;
+
+use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader};
+
+use crate::error::RuntimeError;
+
+/// Decodes PNG or JPEG (any bit depth, gray or colour), applying EXIF orientation so that
+/// phone photos come out the right way up.
+pub fn load_image(path: &Path) -> Result<DynamicImage, RuntimeError> {
+    let bad = |reason: String| RuntimeError::BadImage {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let reader = ImageReader::open(path)
+        .map_err(|e| RuntimeError::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| RuntimeError::io(path, e))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| bad(format!("not a decodable PNG/JPEG image ({e})")))?;
+    let orientation = decoder
+        .orientation()
+        .map_err(|e| bad(format!("unreadable EXIF orientation ({e})")))?;
+    let mut img = DynamicImage::from_decoder(decoder)
+        .map_err(|e| bad(format!("decoding failed, the file may be truncated ({e})")))?;
+    img.apply_orientation(orientation);
+    if img.width() == 0 || img.height() == 0 {
+        return Err(bad("image has zero size".into()));
+    }
+    Ok(img)
+}
+
+/// A class-index mask: one byte per pixel, row-major.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mask {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+impl Mask {
+    pub fn from_gray(img: GrayImage) -> Self {
+        Self {
+            width: img.width() as usize,
+            height: img.height() as usize,
+            data: img.into_raw(),
+        }
+    }
+
+    pub fn to_gray(&self) -> GrayImage {
+        GrayImage::from_raw(self.width as u32, self.height as u32, self.data.clone())
+            .expect("mask buffer matches its size")
+    }
+}
+
+/// Loads a mask (PNG class-index image or 2D `.npy` array of integers) and checks every label
+/// is below `num_classes`.
+pub fn load_mask(path: &Path, num_classes: usize) -> Result<Mask, RuntimeError> {
+    let bad = |reason: String| RuntimeError::BadMask {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let is_npy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    let mask = if is_npy {
+        load_npy_mask(path)?
+    } else {
+        let img = load_image(path).map_err(|e| bad(e.to_string()))?;
+        if img.color().has_color() {
+            return Err(bad(
+                "colour PNG; expected a single-channel image whose pixel values are class indices"
+                    .into(),
+            ));
+        }
+        Mask::from_gray(img.into_luma8())
+    };
+    if let Some(&v) = mask.data.iter().find(|&&v| v as usize >= num_classes) {
+        return Err(bad(format!(
+            "label value {v} but the data set has {num_classes} classes (expected 0..={})",
+            num_classes - 1
+        )));
+    }
+    Ok(mask)
+}
+
+fn load_npy_mask(path: &Path) -> Result<Mask, RuntimeError> {
+    let bad = |reason: String| RuntimeError::BadMask {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| RuntimeError::io(path, e))?;
+    let npy = npyz::NpyFile::new(&bytes[..])
+        .map_err(|e| bad(format!("not a readable .npy file ({e})")))?;
+    let shape = npy.shape().to_vec();
+    // Accept [h, w] and [1, h, w] / [h, w, 1].
+    let (height, width) = match shape.as_slice() {
+        [h, w] | [1, h, w] | [h, w, 1] => (*h as usize, *w as usize),
+        other => return Err(bad(format!("array shape {other:?}; expected [height, width]"))),
+    };
+    let values: Vec<i64> = read_npy_integers(npy).map_err(bad)?;
+    if values.len() != width * height {
+        return Err(bad(format!(
+            "holds {} values for shape {height}x{width}; the file may be truncated",
+            values.len()
+        )));
+    }
+    let data = values
+        .into_iter()
+        .map(|v| {
+            u8::try_from(v).map_err(|_| bad(format!("label value {v} is not a class index 0..=255")))
+        })
+        .collect::<Result<Vec<u8>, _>>()?;
+    Ok(Mask {
+        width,
+        height,
+        data,
+    })
+}
+
+fn read_npy_integers(npy: npyz::NpyFile<&[u8]>) -> Result<Vec<i64>, String> {
+    use npyz::{DType, TypeChar};
+    let dtype = npy.dtype();
+    let DType::Plain(ty) = &dtype else {
+        return Err(format!("dtype {dtype:?}; expected a plain integer or bool array"));
+    };
+    let err = |e: std::io::Error| format!("reading values failed, the file may be truncated ({e})");
+    let size = ty.size_field();
+    Ok(match (ty.type_char(), size) {
+        (TypeChar::Bool, _) => npy.into_vec::<bool>().map_err(err)?.into_iter().map(i64::from).collect(),
+        (TypeChar::Uint, 1) => npy.into_vec::<u8>().map_err(err)?.into_iter().map(i64::from).collect(),
+        (TypeChar::Uint, 2) => npy.into_vec::<u16>().map_err(err)?.into_iter().map(i64::from).collect(),
+        (TypeChar::Int, 1) => npy.into_vec::<i8>().map_err(err)?.into_iter().map(i64::from).collect(),
+        (TypeChar::Int, 2) => npy.into_vec::<i16>().map_err(err)?.into_iter().map(i64::from).collect(),
+        (TypeChar::Int, 4) => npy.into_vec::<i32>().map_err(err)?.into_iter().map(i64::from).collect(),
+        (TypeChar::Int, 8) => npy.into_vec::<i64>().map_err(err)?,
+        (TypeChar::Float, 4) => float_labels(npy.into_vec::<f32>().map_err(err)?.into_iter().map(f64::from))?,
+        (TypeChar::Float, 8) => float_labels(npy.into_vec::<f64>().map_err(err)?.into_iter())?,
+        (c, s) => return Err(format!("dtype {c:?}{s}; expected integer class indices")),
+    })
+}
+
+/// Float masks are accepted only when every value is a whole number.
+fn float_labels(values: impl Iterator<Item = f64>) -> Result<Vec<i64>, String> {
+    values
+        .map(|v| {
+            if v.fract() == 0.0 && v >= 0.0 {
+                Ok(v as i64)
+            } else {
+                Err(format!("label value {v} is not a whole class index"))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn png_mask_with_out_of_range_label_is_rejected_naming_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.png");
+        GrayImage::from_raw(2, 1, vec![0, 3]).unwrap().save(&path).unwrap();
+        let err = load_mask(&path, 2).unwrap_err().to_string();
+        assert!(err.contains("m.png") && err.contains("label value 3"), "{err}");
+        assert_eq!(load_mask(&path, 4).unwrap().data, vec![0, 3]);
+    }
+
+    #[test]
+    fn npy_mask_round_trips_and_truncation_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.npy");
+        let mut buf = Vec::new();
+        {
+            let mut w = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(&[2, 3])
+                .writer(&mut buf)
+                .begin_nd()
+                .unwrap();
+            w.extend([0i64, 1, 1, 0, 0, 1]).unwrap();
+            w.finish().unwrap();
+        }
+        std::fs::write(&path, &buf).unwrap();
+        let m = load_mask(&path, 2).unwrap();
+        assert_eq!((m.width, m.height), (3, 2));
+        assert_eq!(m.data, vec![0, 1, 1, 0, 0, 1]);
+        std::fs::write(&path, &buf[..buf.len() - 5]).unwrap();
+        let err = load_mask(&path, 2).unwrap_err().to_string();
+        assert!(err.contains("m.npy"), "{err}");
+    }
+
+    #[test]
+    fn truncated_png_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("img.png");
+        GrayImage::from_pixel(64, 64, image::Luma([7])).save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = load_image(&path).unwrap_err().to_string();
+        assert!(err.contains("img.png"), "{err}");
+    }
+}

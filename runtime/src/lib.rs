@@ -1,0 +1,18 @@
+//! medseg-runtime: what ships to the bedside device. tract inference configured by the model
+//! card, image decoding, pre/post-processing, and the metrics the trainer also uses.
+//! No training framework may enter this crate's dependency tree.
+
+pub mod card;
+pub mod dataset;
+pub mod engine;
+pub mod error;
+pub mod evaluate;
+pub mod image_io;
+pub mod metrics;
+pub mod onnx;
+pub mod postprocess;
+pub mod preprocess;
+
+pub use card::{InputSpec, ModelCard};
+pub use engine::{Segmentation, Segmenter};
+pub use error::RuntimeError;

@@ -1,0 +1,72 @@
+//! ONNX protobuf access shared by the exporter (trainer) and the loader (runtime), so both
+//! sides use one definition of the format.
+
+pub use tract_onnx::pb;
+
+use prost::Message;
+
+use crate::card::{CARD_KEY, ModelCard};
+use crate::error::RuntimeError;
+
+/// Serializes a model to bytes.
+pub fn encode(model: &pb::ModelProto) -> Vec<u8> {
+    model.encode_to_vec()
+}
+
+/// Parses ONNX bytes; `source` names the file in errors.
+pub fn decode(bytes: &[u8], source: &str) -> Result<pb::ModelProto, RuntimeError> {
+    let proto = pb::ModelProto::decode(bytes).map_err(|e| RuntimeError::BadModel {
+        path: source.to_string(),
+        reason: format!("not a readable ONNX protobuf ({e}); the file may be truncated"),
+    })?;
+    if proto.graph.is_none() {
+        return Err(RuntimeError::BadModel {
+            path: source.to_string(),
+            reason: "ONNX file has no graph".into(),
+        });
+    }
+    Ok(proto)
+}
+
+/// The model card stored in the model's metadata.
+pub fn read_card(proto: &pb::ModelProto, source: &str) -> Result<ModelCard, RuntimeError> {
+    let entry = proto
+        .metadata_props
+        .iter()
+        .find(|e| e.key == CARD_KEY)
+        .ok_or_else(|| RuntimeError::BadModel {
+            path: source.to_string(),
+            reason: format!(
+                "no model card (metadata key '{CARD_KEY}'); export models with `medseg-train export`"
+            ),
+        })?;
+    serde_json::from_str(&entry.value).map_err(|e| RuntimeError::BadModel {
+        path: source.to_string(),
+        reason: format!("model card is not valid JSON for this runtime: {e}"),
+    })
+}
+
+/// sha256 over every initializer's raw data, in graph order: the identity of the weights.
+pub fn weights_sha256(proto: &pb::ModelProto) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    if let Some(g) = &proto.graph {
+        for t in &g.initializer {
+            h.update(t.name.as_bytes());
+            h.update(&t.raw_data);
+            for f in &t.float_data {
+                h.update(f.to_le_bytes());
+            }
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// Stores (or replaces) the card in the model's metadata.
+pub fn write_card(proto: &mut pb::ModelProto, card: &ModelCard) {
+    proto.metadata_props.retain(|e| e.key != CARD_KEY);
+    proto.metadata_props.push(pb::StringStringEntryProto {
+        key: CARD_KEY.to_string(),
+        value: serde_json::to_string(card).expect("a model card serializes"),
+    });
+}

@@ -1,0 +1,174 @@
+//! From logits to what a person sees: class mask and confidence at the input's own size,
+//! per-class areas and boxes, and an overlay picture.
+
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageBuffer, Luma, Rgb, RgbImage};
+use serde::Serialize;
+
+use crate::image_io::Mask;
+
+/// A segmentation at the size of the original image.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub mask: Mask,
+    /// Softmax probability of the chosen class, per pixel.
+    pub confidence: Vec<f32>,
+}
+
+/// Up-samples each class's logits bilinearly to `out_w x out_h`, then takes the softmax argmax.
+/// `logits` is `[classes, h, w]` row-major.
+pub fn logits_to_prediction(
+    logits: &[f32],
+    classes: usize,
+    (w, h): (usize, usize),
+    (out_w, out_h): (usize, usize),
+) -> Prediction {
+    assert_eq!(logits.len(), classes * w * h, "logits size does not match [classes, h, w]");
+    let planes: Vec<Vec<f32>> = logits
+        .chunks_exact(w * h)
+        .map(|plane| {
+            if (w, h) == (out_w, out_h) {
+                return plane.to_vec();
+            }
+            let img: ImageBuffer<Luma<f32>, Vec<f32>> =
+                ImageBuffer::from_raw(w as u32, h as u32, plane.to_vec()).expect("plane size");
+            image::imageops::resize(&img, out_w as u32, out_h as u32, FilterType::Triangle).into_raw()
+        })
+        .collect();
+    let n = out_w * out_h;
+    let mut data = vec![0u8; n];
+    let mut confidence = vec![0f32; n];
+    for i in 0..n {
+        let (mut best, mut best_v) = (0usize, f32::NEG_INFINITY);
+        for (c, plane) in planes.iter().enumerate() {
+            if plane[i] > best_v {
+                best = c;
+                best_v = plane[i];
+            }
+        }
+        let denom: f32 = planes.iter().map(|p| (p[i] - best_v).exp()).sum();
+        data[i] = best as u8;
+        confidence[i] = 1.0 / denom;
+    }
+    Prediction {
+        mask: Mask {
+            width: out_w,
+            height: out_h,
+            data,
+        },
+        confidence,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassStats {
+    pub class: String,
+    pub area_pixels: usize,
+    /// `[x_min, y_min, x_max, y_max]`, inclusive; absent when the class is not present.
+    pub bbox: Option<[usize; 4]>,
+    pub mean_confidence: Option<f32>,
+}
+
+/// Areas, boxes and mean confidence of every class except background (class 0).
+pub fn class_stats(pred: &Prediction, class_names: &[String]) -> Vec<ClassStats> {
+    (1..class_names.len())
+        .map(|c| {
+            let mut area = 0usize;
+            let mut conf = 0f64;
+            let mut bbox: Option<[usize; 4]> = None;
+            for (i, &v) in pred.mask.data.iter().enumerate() {
+                if v as usize != c {
+                    continue;
+                }
+                let (x, y) = (i % pred.mask.width, i / pred.mask.width);
+                area += 1;
+                conf += pred.confidence[i] as f64;
+                bbox = Some(match bbox {
+                    None => [x, y, x, y],
+                    Some([x0, y0, x1, y1]) => [x0.min(x), y0.min(y), x1.max(x), y1.max(y)],
+                });
+            }
+            ClassStats {
+                class: class_names[c].clone(),
+                area_pixels: area,
+                bbox,
+                mean_confidence: (area > 0).then(|| (conf / area as f64) as f32),
+            }
+        })
+        .collect()
+}
+
+/// Distinct colours for classes 1.. (class 0 is left unpainted).
+const PALETTE: [[u8; 3]; 6] = [
+    [255, 40, 40],
+    [40, 220, 60],
+    [60, 120, 255],
+    [255, 200, 0],
+    [220, 60, 255],
+    [0, 220, 220],
+];
+
+/// The image in gray with each class tinted and its outline drawn in full colour.
+pub fn overlay(img: &DynamicImage, mask: &Mask) -> RgbImage {
+    let gray = img.to_luma8();
+    let (w, h) = (mask.width, mask.height);
+    let mut out = RgbImage::new(w as u32, h as u32);
+    let at = |x: usize, y: usize| mask.data[y * w + x];
+    for y in 0..h {
+        for x in 0..w {
+            let g = gray.get_pixel(x as u32, y as u32).0[0];
+            let c = at(x, y);
+            let px = if c == 0 {
+                [g, g, g]
+            } else {
+                let colour = PALETTE[(c as usize - 1) % PALETTE.len()];
+                let edge = x == 0
+                    || y == 0
+                    || x + 1 == w
+                    || y + 1 == h
+                    || at(x - 1, y) != c
+                    || at(x + 1, y) != c
+                    || at(x, y - 1) != c
+                    || at(x, y + 1) != c;
+                if edge {
+                    colour
+                } else {
+                    // 30% tint keeps the anatomy under the label readable.
+                    colour.map(|v| ((v as u16 * 3 + g as u16 * 7) / 10) as u8)
+                }
+            };
+            out.put_pixel(x as u32, y as u32, Rgb(px));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_and_confidence_at_same_size() {
+        // Two classes on a 2x1 image: pixel 0 favours class 0, pixel 1 class 1.
+        let logits = [2.0, 0.0, 0.0, 1.0];
+        let p = logits_to_prediction(&logits, 2, (2, 1), (2, 1));
+        assert_eq!(p.mask.data, vec![0, 1]);
+        let expect0 = 1.0 / (1.0 + (-2.0f32).exp());
+        assert!((p.confidence[0] - expect0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn upsampled_mask_keeps_the_object_where_it_was() {
+        // A 4x4 logit map with class 1 in the top-left 2x2 block, up-sampled to 8x8.
+        let mut logits = vec![1.0f32; 16];
+        logits.extend((0..16).map(|i| if i % 4 < 2 && i / 4 < 2 { 3.0 } else { -3.0 }));
+        let p = logits_to_prediction(&logits, 2, (4, 4), (8, 8));
+        assert_eq!(p.mask.data[0], 1);
+        assert_eq!(p.mask.data[8 * 7 + 7], 0);
+        let area = p.mask.data.iter().filter(|&&v| v == 1).count();
+        assert!((12..=20).contains(&area), "area {area}");
+        let stats = class_stats(&p, &["bg".into(), "fg".into()]);
+        assert_eq!(stats[0].area_pixels, area);
+        assert_eq!(stats[0].bbox.unwrap()[0], 0);
+    }
+}

@@ -1,0 +1,47 @@
+//! Turning a decoded image into the model's input tensor, exactly as the card says.
+//! The trainer uses this same function, so training and bedside inputs cannot drift apart.
+
+use image::imageops::FilterType;
+use image::{DynamicImage, GrayImage};
+
+use crate::card::InputSpec;
+
+/// `[channels, height, width]` values (row-major) for a `[1, C, H, W]` input.
+pub fn to_model_input(img: &DynamicImage, spec: &InputSpec) -> Vec<f32> {
+    let (w, h) = (spec.width as u32, spec.height as u32);
+    let plane = spec.width * spec.height;
+    match spec.channels {
+        1 => gray_to_model_input(&img.to_luma8(), spec),
+        _ => {
+            let rgb = image::imageops::resize(&img.to_rgb8(), w, h, FilterType::Triangle);
+            let mut out = vec![0.0; plane * 3];
+            for (i, p) in rgb.pixels().enumerate() {
+                for c in 0..3 {
+                    out[c * plane + i] = spec.normalize(p.0[c]);
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Single-channel input from an 8-bit gray image (resized to the model's size).
+pub fn gray_to_model_input(gray: &GrayImage, spec: &InputSpec) -> Vec<f32> {
+    let (w, h) = (spec.width as u32, spec.height as u32);
+    let resized;
+    let src = if gray.dimensions() == (w, h) {
+        gray
+    } else {
+        resized = image::imageops::resize(gray, w, h, FilterType::Triangle);
+        &resized
+    };
+    src.as_raw().iter().map(|&v| spec.normalize(v)).collect()
+}
+
+/// Resizes a class-index mask with nearest-neighbour sampling (labels must not blend).
+pub fn resize_mask(mask: &GrayImage, width: u32, height: u32) -> GrayImage {
+    if mask.dimensions() == (width, height) {
+        return mask.clone();
+    }
+    image::imageops::resize(mask, width, height, FilterType::Nearest)
+}

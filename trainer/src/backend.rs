@@ -1,0 +1,16 @@
+//! The Burn backend, chosen once for the whole binary: `flex` on the CPU by default (measured
+//! fastest of Burn's CPU backends here), burn-cuda with the `cuda` feature.
+
+#[cfg(not(feature = "cuda"))]
+pub type Inner = burn::backend::Flex;
+#[cfg(feature = "cuda")]
+pub type Inner = burn::backend::Cuda;
+
+/// The training backend (with automatic differentiation).
+pub type Train = burn::backend::Autodiff<Inner>;
+
+pub const NAME: &str = if cfg!(feature = "cuda") { "cuda" } else { "flex" };
+
+pub fn device() -> <Inner as burn::tensor::backend::Backend>::Device {
+    Default::default()
+}

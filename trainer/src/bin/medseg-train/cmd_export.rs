@@ -1,0 +1,51 @@
+use std::path::PathBuf;
+
+use medseg_trainer::backend;
+use medseg_trainer::export::{ExportOptions, export};
+
+/// Export a trained run to ONNX with its model card; refuses to write a model whose tract
+/// logits differ from Burn's.
+///
+/// Example: medseg-train export --run runs/unet --out unet.onnx
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    run: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// Which checkpoint: best (by validation Dice) or last.
+    #[arg(long, default_value = "best")]
+    checkpoint: String,
+    /// Skip scoring on the test splits (the card then has no metrics).
+    #[arg(long)]
+    no_eval: bool,
+    /// Also score the Burn model on the test splits and show the Burn-tract difference.
+    #[arg(long)]
+    compare_burn: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if !matches!(args.checkpoint.as_str(), "best" | "last") {
+        anyhow::bail!("--checkpoint must be 'best' or 'last', not '{}'", args.checkpoint);
+    }
+    let opts = ExportOptions {
+        checkpoint: args.checkpoint.clone(),
+        evaluate: !args.no_eval,
+        compare_burn: args.compare_burn,
+    };
+    let report = export::<backend::Inner>(&args.run, &args.out, &opts, &backend::device())?;
+    println!(
+        "wrote {} ({:.2} MB); Burn/tract parity {:.2e} of the logit range (max abs {:.2e})",
+        args.out.display(),
+        report.bytes as f64 / 1e6,
+        report.parity.relative,
+        report.parity.max_abs_diff
+    );
+    for (split, (tract, burn)) in &report.dice {
+        match burn {
+            Some(b) => println!("{split}: Dice tract {tract:.4}  Burn {b:.4}  |diff| {:.4}", (tract - b).abs()),
+            None => println!("{split}: Dice {tract:.4}"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+use medseg_models::{Architecture, Upsampling};
+use medseg_runtime::InputSpec;
+use medseg_runtime::dataset::Dataset;
+use medseg_trainer::backend;
+use medseg_trainer::data::load_split;
+use medseg_trainer::losses::LossSpec;
+use medseg_trainer::train::{OptimizerKind, RunConfig, RunDir, TrainData, train};
+
+/// Train a segmentation model (CPU by default; build with --features cuda for NVIDIA GPUs).
+///
+/// Example: medseg-train train --data phantom/ --model unet --out runs/unet
+#[derive(clap::Args)]
+pub struct Args {
+    /// Data set folder (splits.json or JMedSeg layout).
+    #[arg(long)]
+    data: PathBuf,
+    /// Domain to train on (default: the data set's first).
+    #[arg(long)]
+    domain: Option<String>,
+    /// Architecture (see the model zoo).
+    #[arg(long, default_value = "unet")]
+    model: String,
+    /// Run folder: checkpoints, log.csv, curves.png.
+    #[arg(long, default_value = "runs/unet")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 12)]
+    epochs: usize,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    optimizer: OptimizerKind,
+    /// Poly learning-rate decay power (0 = constant rate).
+    #[arg(long, default_value_t = 0.9)]
+    poly: f64,
+    /// Side of the (square) model input in pixels; images are resized to it.
+    #[arg(long, default_value_t = 256)]
+    image_size: usize,
+    /// Per-class cross-entropy weights, comma separated (e.g. 0.4,1.6).
+    #[arg(long, value_delimiter = ',')]
+    class_weights: Option<Vec<f32>>,
+    /// Loss: ce, dice, or a weighted sum like 0.5ce+0.5dice.
+    #[arg(long, default_value = "0.5ce+0.5dice")]
+    loss: String,
+    /// UNet channels of the first stage.
+    #[arg(long, default_value_t = 16)]
+    base_width: usize,
+    /// UNet number of down-samplings.
+    #[arg(long, default_value_t = 4)]
+    depth: usize,
+    #[arg(long, value_enum, default_value_t = UpsamplingArg::Transposed)]
+    upsampling: UpsamplingArg,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Stop each epoch after this many steps (quick trials).
+    #[arg(long)]
+    max_steps_per_epoch: Option<usize>,
+    /// Use at most this many validation images (quick trials).
+    #[arg(long)]
+    max_val_images: Option<usize>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum UpsamplingArg {
+    Transposed,
+    Bilinear,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let dir = RunDir::new(&args.out);
+    let cfg = if args.resume {
+        dir.config().context("--resume: no run to continue")?
+    } else {
+        if dir.exists() {
+            bail!(
+                "{} already holds a run; pass --resume to continue it or choose another --out",
+                args.out.display()
+            );
+        }
+        let cfg = new_config(&args)?;
+        dir.write_config(&cfg)?;
+        cfg
+    };
+    let ds = Dataset::open(&cfg.data)?;
+    let train_samples = ds.split(Some(&cfg.domain), "train")?;
+    let val_samples = ds.split(Some(&cfg.domain), "val")?;
+    let val_samples = &val_samples[..args.max_val_images.map_or(val_samples.len(), |m| m.min(val_samples.len()))];
+    let n = cfg.classes.len();
+    let data = TrainData {
+        train: load_split(train_samples, n, &cfg.input, false, "train")?,
+        val: load_split(val_samples, n, &cfg.input, true, "val")?,
+    };
+    println!(
+        "training {} on {} ({} train / {} val images, {}x{}) with {} on {}",
+        cfg.architecture.name(),
+        ds.name,
+        data.train.len(),
+        data.val.len(),
+        cfg.input.width,
+        cfg.input.height,
+        cfg.loss,
+        backend::NAME
+    );
+    let state = train::<backend::Train>(&dir, &data, args.resume, &backend::device())?;
+    println!(
+        "best val Dice {:.4} at epoch {}; checkpoints in {}",
+        state.best_dice,
+        state.best_epoch,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
+    let ds = Dataset::open(&args.data)?;
+    let domain = args.domain.clone().unwrap_or_else(|| ds.default_domain().to_string());
+    let loss: LossSpec = args.loss.parse()?;
+    let mut arch = Architecture::by_name(&args.model, 1, ds.classes.len())?;
+    let Architecture::Unet(u) = &mut arch;
+    u.base_width = args.base_width;
+    u.depth = args.depth;
+    u.upsampling = match args.upsampling {
+        UpsamplingArg::Transposed => Upsampling::Transposed,
+        UpsamplingArg::Bilinear => Upsampling::Bilinear,
+    };
+    arch.validate()?;
+    if args.image_size == 0 || args.image_size % arch.size_multiple() != 0 {
+        bail!(
+            "--image-size {} must be a positive multiple of {} for this architecture",
+            args.image_size,
+            arch.size_multiple()
+        );
+    }
+    if let Some(w) = &args.class_weights
+        && w.len() != ds.classes.len()
+    {
+        bail!("--class-weights has {} values but the data set has {} classes", w.len(), ds.classes.len());
+    }
+    if args.batch_size == 0 || args.epochs == 0 {
+        bail!("--batch-size and --epochs must be at least 1");
+    }
+    Ok(RunConfig {
+        data: std::fs::canonicalize(&args.data).unwrap_or_else(|_| args.data.clone()),
+        domain,
+        dataset_name: ds.name.clone(),
+        dataset_hash: ds.hash.clone(),
+        dataset_images: ds.image_count(),
+        classes: ds.classes.clone(),
+        architecture: arch,
+        input: InputSpec {
+            channels: 1,
+            height: args.image_size,
+            width: args.image_size,
+            mean: 0.5,
+            std: 0.25,
+        },
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        optimizer: args.optimizer,
+        poly_power: (args.poly > 0.0).then_some(args.poly),
+        class_weights: args.class_weights.clone(),
+        loss: loss.to_string(),
+        seed: args.seed,
+        max_steps_per_epoch: args.max_steps_per_epoch,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        backend: backend::NAME.into(),
+    })
+}

@@ -1,0 +1,42 @@
+//! `medseg-train`: make phantom data, train a model, export it for the bedside runtime.
+
+mod cmd_export;
+mod cmd_synth;
+mod cmd_train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "medseg-train", version, about = "Train and export medical image segmentation models (Burn)")]
+struct Cli {
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Synth(cmd_synth::Args),
+    Train(cmd_train::Args),
+    Export(cmd_export::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Synth(a) => cmd_synth::run(a),
+        Command::Train(a) => cmd_train::run(a),
+        Command::Export(a) => cmd_export::run(a),
+    }
+}

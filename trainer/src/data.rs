@@ -1,0 +1,62 @@
+//! Loading a split into memory at the model's input size, using the runtime's decoding and
+//! preprocessing so training sees exactly what the device will see.
+
+use anyhow::Context;
+use indicatif::ProgressBar;
+
+use medseg_runtime::InputSpec;
+use medseg_runtime::dataset::Sample;
+use medseg_runtime::evaluate::check_same_size;
+use medseg_runtime::image_io::{Mask, load_image, load_mask};
+use medseg_runtime::preprocess::{resize_mask, to_model_input};
+
+/// A split in memory.
+pub struct LoadedSplit {
+    /// Normalized model inputs `[C, H, W]`, one per sample.
+    pub inputs: Vec<Vec<f32>>,
+    /// Class masks at the model's size (training targets).
+    pub targets: Vec<Vec<u8>>,
+    /// Masks at the image's own size (scoring), kept only when asked for.
+    pub originals: Vec<Mask>,
+}
+
+impl LoadedSplit {
+    pub fn len(&self) -> usize {
+        self.inputs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+}
+
+/// Decodes, checks and resizes every sample; errors name the file at fault.
+pub fn load_split(
+    samples: &[Sample],
+    num_classes: usize,
+    spec: &InputSpec,
+    keep_originals: bool,
+    label: &str,
+) -> anyhow::Result<LoadedSplit> {
+    let bar = ProgressBar::new(samples.len() as u64).with_message(format!("loading {label}"));
+    let mut split = LoadedSplit {
+        inputs: Vec::with_capacity(samples.len()),
+        targets: Vec::with_capacity(samples.len()),
+        originals: Vec::new(),
+    };
+    for sample in samples {
+        let img = load_image(&sample.image)?;
+        let mask = load_mask(&sample.mask, num_classes)?;
+        check_same_size(&img, &mask, sample)?;
+        split.inputs.push(to_model_input(&img, spec));
+        let small = resize_mask(&mask.to_gray(), spec.width as u32, spec.height as u32);
+        split.targets.push(small.into_raw());
+        if keep_originals {
+            split.originals.push(mask);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    anyhow::ensure!(!split.is_empty(), "split {label} is empty");
+    Ok(split).context(format!("loading {label}"))
+}

@@ -1,0 +1,159 @@
+//! `medseg-train export`: checkpoint -> ONNX (BatchNorm folded) with its model card, checked
+//! against Burn in tract, scored on the test splits, written atomically.
+
+pub mod onnx;
+pub mod parity;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use burn::tensor::backend::Backend;
+
+use medseg_runtime::card::{CARD_VERSION, ModelCard, TrainingInfo};
+use medseg_runtime::dataset::Dataset;
+use medseg_runtime::metrics::SplitSummary;
+use medseg_runtime::{Segmenter, onnx as onnx_io};
+
+use crate::data::load_split;
+use crate::train::{RunDir, foreground_means, validate::score_split};
+
+pub struct ExportOptions {
+    pub checkpoint: String,
+    /// Score the exported model on every domain's test split and store it in the card.
+    pub evaluate: bool,
+    /// Also score the Burn model on the same splits and report the difference.
+    pub compare_burn: bool,
+}
+
+/// What export measured, for the caller to print.
+pub struct ExportReport {
+    pub parity: parity::Parity,
+    pub bytes: usize,
+    /// split -> (tract foreground Dice, Burn foreground Dice if compared)
+    pub dice: BTreeMap<String, (f64, Option<f64>)>,
+}
+
+pub fn export<B: Backend>(run: &Path, out: &Path, opts: &ExportOptions, device: &B::Device) -> anyhow::Result<ExportReport> {
+    let dir = RunDir::new(run);
+    let cfg = dir.config().with_context(|| format!("{} is not a training run folder", run.display()))?;
+    let state = dir.state()?;
+    let model = dir.load_model::<B>(&opts.checkpoint, device)?;
+    let spec = cfg.input.clone();
+    let graph = model.export();
+    let mut proto = onnx::graph_to_onnx(
+        &graph,
+        [1, spec.channels, spec.height, spec.width],
+        cfg.classes.len(),
+    );
+    let mut card = ModelCard {
+        card_version: CARD_VERSION,
+        architecture: serde_json::to_value(&cfg.architecture)?,
+        input: spec.clone(),
+        classes: cfg.classes.clone(),
+        output: "logits".into(),
+        training: TrainingInfo {
+            dataset: cfg.dataset_name.clone(),
+            dataset_images: cfg.dataset_images,
+            dataset_hash: cfg.dataset_hash.clone(),
+            command: cfg.command.clone(),
+            git_commit: git_commit(),
+            epochs: state.epochs_done,
+            seed: cfg.seed,
+        },
+        metrics: BTreeMap::new(),
+        quantization: "none".into(),
+        parameters: graph.parameter_count(),
+        weights_sha256: onnx_io::weights_sha256(&proto),
+    };
+    onnx_io::write_card(&mut proto, &card);
+    let tract = Segmenter::from_bytes(&onnx_io::encode(&proto), &out.display().to_string())?;
+
+    // Parity on real validation inputs (when the data is there) and on random inputs.
+    let data = Dataset::open(&cfg.data).ok();
+    let extra = match &data {
+        Some(ds) => {
+            let samples = ds.split(Some(&cfg.domain), "val").or_else(|_| ds.split(Some(&cfg.domain), "test"))?;
+            let few = &samples[..samples.len().min(2)];
+            load_split(few, cfg.classes.len(), &spec, false, "parity inputs")?.inputs
+        }
+        None => Vec::new(),
+    };
+    let parity = parity::check_parity(&model, &tract, &extra, 3, device)?;
+    if parity.relative > parity::PARITY_TOLERANCE {
+        bail!(
+            "refusing to write {}: tract's logits differ from Burn's by {:.3e} (max abs {:.3e} over a logit range of {:.3}), above the {:.0e} limit",
+            out.display(),
+            parity.relative,
+            parity.max_abs_diff,
+            parity.logit_range,
+            parity::PARITY_TOLERANCE
+        );
+    }
+
+    let mut dice = BTreeMap::new();
+    if opts.evaluate {
+        let ds = data.with_context(|| format!("cannot open the training data {} to score the model", cfg.data.display()))?;
+        for (domain, splits) in &ds.domains {
+            let Some(samples) = splits.get("test").filter(|s| !s.is_empty()) else { continue };
+            let key = format!("{domain}/test");
+            let summary = medseg_runtime::evaluate::evaluate_split(
+                samples,
+                &ds.classes,
+                |img| Ok(tract.segment(img)?.prediction.mask),
+                || {},
+            )?;
+            let burn = if opts.compare_burn {
+                let loaded = load_split(samples, ds.classes.len(), &spec, true, &key)?;
+                let s = score_split(&model, &loaded, &spec, &ds.classes, 8, device)?;
+                Some(foreground_means(&s).0)
+            } else {
+                None
+            };
+            dice.insert(key.clone(), (foreground_means(&summary).0, burn));
+            card.metrics.insert(key, card_metrics(&summary));
+        }
+    }
+    onnx_io::write_card(&mut proto, &card);
+    let bytes = onnx_io::encode(&proto);
+    let tmp = out.with_extension("onnx.tmp");
+    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(ExportReport {
+        parity,
+        bytes: bytes.len(),
+        dice,
+    })
+}
+
+/// The card's metric table for one split: split-level Dice/IoU per class, mean over images,
+/// mIoU (with background, as JMedSeg reports it) and ASSD in pixels.
+fn card_metrics(s: &SplitSummary) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    m.insert("images".into(), s.images as f64);
+    m.insert("miou".into(), s.mean_iou);
+    for c in s.per_class.iter().skip(1) {
+        let mut put = |k: &str, v: Option<f64>| {
+            if let Some(v) = v {
+                m.insert(format!("{k}_{}", c.name), v);
+            }
+        };
+        put("dice", c.dice_split);
+        put("iou", c.iou_split);
+        put("dice_mean_over_images", c.dice_mean_over_images);
+        put("precision", c.precision_split);
+        put("recall", c.recall_split);
+        put("assd_px", c.assd_mean_mm);
+    }
+    m
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,12 @@
+//! medseg-trainer: the training workstation side. Phantom data, loading, augmentation,
+//! losses, the Burn training loop and the ONNX exporter. Evaluation uses the runtime's
+//! metrics, so training numbers and bedside numbers come from the same code.
+
+pub mod augment;
+pub mod backend;
+pub mod data;
+pub mod export;
+pub mod losses;
+pub mod plot;
+pub mod synth;
+pub mod train;

@@ -1,0 +1,185 @@
+//! The training loop: batches, loss, optimizer step, per-epoch validation and checkpoints.
+
+mod run;
+pub mod validate;
+
+pub use run::{CheckpointRecorder, OptimizerKind, RunConfig, RunDir, RunState};
+
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig, momentum::MomentumConfig};
+use burn::record::Recorder;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use medseg_models::SegModel;
+
+use crate::augment::Augment;
+use crate::data::LoadedSplit;
+use crate::losses::{CompoundLoss, LossSpec, SegLoss};
+use crate::plot::EpochLog;
+
+/// The data a run trains and validates on.
+pub struct TrainData {
+    pub train: LoadedSplit,
+    pub val: LoadedSplit,
+}
+
+/// Trains (or resumes) the run in `dir` according to its run.json.
+pub fn train<B: AutodiffBackend>(dir: &RunDir, data: &TrainData, resume: bool, device: &B::Device) -> anyhow::Result<RunState> {
+    let cfg = dir.config()?;
+    match cfg.optimizer {
+        OptimizerKind::Adam => {
+            let optim = AdamConfig::new().with_epsilon(1e-8).init::<B, SegModel<B>>();
+            train_with(dir, &cfg, data, resume, optim, device)
+        }
+        OptimizerKind::Sgd => {
+            let optim = SgdConfig::new()
+                .with_momentum(Some(MomentumConfig::new().with_momentum(0.9)))
+                .init::<B, SegModel<B>>();
+            train_with(dir, &cfg, data, resume, optim, device)
+        }
+    }
+}
+
+fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
+    dir: &RunDir,
+    cfg: &RunConfig,
+    data: &TrainData,
+    resume: bool,
+    mut optim: O,
+    device: &B::Device,
+) -> anyhow::Result<RunState> {
+    B::seed(device, cfg.seed);
+    let (mut model, mut state) = if resume {
+        let state = dir.state().context("--resume needs a run that finished at least one epoch")?;
+        let model = dir.load_model::<B>("last", device)?;
+        let record = CheckpointRecorder::new()
+            .load(dir.optimizer_path(), device)
+            .context("loading the optimizer state")?;
+        optim = optim.load_record(record);
+        (model, state)
+    } else {
+        (cfg.architecture.init::<B>(device)?, RunState::default())
+    };
+    let spec = &cfg.input;
+    let loss_spec: LossSpec = cfg.loss.parse()?;
+    let loss_fn = CompoundLoss::<B>::new(&loss_spec, cfg.class_weights.clone(), device);
+    let steps_per_epoch = {
+        let full = data.train.len().div_ceil(cfg.batch_size);
+        cfg.max_steps_per_epoch.map_or(full, |m| m.min(full))
+    };
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let augment = Augment::default();
+
+    for epoch in state.epochs_done + 1..=cfg.epochs {
+        let started = Instant::now();
+        // Each epoch's shuffling and augmentation derive from (seed, epoch): resuming replays
+        // exactly what an uninterrupted run would have done.
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut order: Vec<usize> = (0..data.train.len()).collect();
+        order.shuffle(&mut rng);
+        let bar = ProgressBar::new(steps_per_epoch as u64).with_style(
+            ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]").expect("valid template"),
+        );
+        bar.set_prefix(format!("{epoch}/{}", cfg.epochs));
+        let (mut loss_sum, mut images, mut lr) = (0.0f64, 0usize, cfg.lr);
+        for (step, batch) in order.chunks(cfg.batch_size).take(steps_per_epoch).enumerate() {
+            let global = (epoch - 1) * steps_per_epoch + step;
+            lr = match cfg.poly_power {
+                Some(p) => cfg.lr * (1.0 - global as f64 / total_steps as f64).powf(p),
+                None => cfg.lr,
+            };
+            let (x, y) = make_batch::<B>(&data.train, batch, spec, cfg.classes.len(), &augment, &mut rng, device);
+            let loss = loss_fn.forward(model.forward(x), y);
+            let value: f64 = loss.clone().into_scalar().into();
+            anyhow::ensure!(value.is_finite(), "loss became {value} at epoch {epoch} step {step}; lower --lr");
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            loss_sum += value * batch.len() as f64;
+            images += batch.len();
+            let ips = images as f64 / started.elapsed().as_secs_f64();
+            bar.set_message(format!("loss {:.4} {ips:.1} img/s", loss_sum / images as f64));
+            bar.inc(1);
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        bar.set_message("validating");
+        let inference = model.valid();
+        let summary = validate::score_split(&inference, &data.val, spec, &cfg.classes, cfg.batch_size, device)?;
+        bar.finish_and_clear();
+        let (val_dice, val_iou) = foreground_means(&summary);
+        let is_best = state.log.is_empty() || val_dice > state.best_dice;
+        if is_best {
+            state.best_dice = val_dice;
+            state.best_epoch = epoch;
+        }
+        state.log.push(EpochLog {
+            epoch,
+            train_loss: loss_sum / images.max(1) as f64,
+            val_dice,
+            val_iou,
+            lr,
+            seconds: started.elapsed().as_secs_f64(),
+            images_per_second: images as f64 / train_seconds,
+        });
+        state.epochs_done = epoch;
+        dir.save_epoch(&inference, optim.to_record(), &state, is_best)?;
+        let row = state.log.last().expect("just pushed");
+        println!(
+            "epoch {epoch}/{}: loss {:.4}  val Dice {:.4}  IoU {:.4}  {:.1} img/s  {:.0}s{}",
+            cfg.epochs,
+            row.train_loss,
+            val_dice,
+            val_iou,
+            row.images_per_second,
+            row.seconds,
+            if is_best { "  (best)" } else { "" }
+        );
+    }
+    Ok(state)
+}
+
+/// Mean over foreground classes of the split-level Dice and IoU.
+pub fn foreground_means(summary: &medseg_runtime::metrics::SplitSummary) -> (f64, f64) {
+    let fg = &summary.per_class[1..];
+    let mean = |f: fn(&medseg_runtime::metrics::ClassSummary) -> Option<f64>| {
+        let v: Vec<f64> = fg.iter().filter_map(f).collect();
+        if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+    };
+    (mean(|c| c.dice_split), mean(|c| c.iou_split))
+}
+
+/// Builds an augmented batch: inputs `[B, C, H, W]` and one-hot targets `[B, K, H, W]`.
+fn make_batch<B: AutodiffBackend>(
+    split: &LoadedSplit,
+    indices: &[usize],
+    spec: &medseg_runtime::InputSpec,
+    classes: usize,
+    augment: &Augment,
+    rng: &mut ChaCha8Rng,
+    device: &B::Device,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let plane = spec.width * spec.height;
+    let mut xs = Vec::with_capacity(indices.len() * spec.channels * plane);
+    let mut ys = vec![0f32; indices.len() * classes * plane];
+    for (b, &i) in indices.iter().enumerate() {
+        let mut input = split.inputs[i].clone();
+        let mut mask = split.targets[i].clone();
+        augment.apply(&mut input, &mut mask, spec.width, rng);
+        xs.extend_from_slice(&input);
+        let base = b * classes * plane;
+        for (p, &c) in mask.iter().enumerate() {
+            ys[base + c as usize * plane + p] = 1.0;
+        }
+    }
+    let n = indices.len();
+    let x = Tensor::from_data(TensorData::new(xs, [n, spec.channels, spec.height, spec.width]), device);
+    let y = Tensor::from_data(TensorData::new(ys, [n, classes, spec.height, spec.width]), device);
+    (x, y)
+}

@@ -1,0 +1,160 @@
+//! A training run's folder: its settings (run.json), progress (state.json), checkpoints
+//! (last / best model records and the optimizer), log.csv and curves.png.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use burn::module::Module;
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use medseg_models::{Architecture, SegModel};
+use medseg_runtime::InputSpec;
+
+use crate::plot::EpochLog;
+
+pub type CheckpointRecorder = BinFileRecorder<FullPrecisionSettings>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Adam,
+    Sgd,
+}
+
+/// Everything that defines a run; written once, checked on `--resume`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub data: PathBuf,
+    pub domain: String,
+    pub dataset_name: String,
+    pub dataset_hash: String,
+    pub dataset_images: usize,
+    pub classes: Vec<String>,
+    pub architecture: Architecture,
+    pub input: InputSpec,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub optimizer: OptimizerKind,
+    /// Poly schedule power (lr * (1 - step/steps)^power); none keeps lr constant.
+    pub poly_power: Option<f64>,
+    pub class_weights: Option<Vec<f32>>,
+    pub loss: String,
+    pub seed: u64,
+    /// Caps the steps of each epoch (quick runs and tests); none = the whole split.
+    pub max_steps_per_epoch: Option<usize>,
+    pub command: String,
+    pub backend: String,
+}
+
+/// Progress, rewritten after every epoch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunState {
+    pub epochs_done: usize,
+    pub best_dice: f64,
+    pub best_epoch: usize,
+    pub log: Vec<EpochLog>,
+}
+
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+        }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn config(&self) -> anyhow::Result<RunConfig> {
+        read_json(&self.file("run.json"))
+    }
+
+    pub fn state(&self) -> anyhow::Result<RunState> {
+        read_json(&self.file("state.json"))
+    }
+
+    pub fn exists(&self) -> bool {
+        self.file("run.json").is_file()
+    }
+
+    pub fn write_config(&self, cfg: &RunConfig) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.path).with_context(|| format!("creating {}", self.path.display()))?;
+        write_json(&self.file("run.json"), cfg)
+    }
+
+    /// Saves the epoch's checkpoints, then the state that points at them (so a crash between
+    /// the two leaves the previous, consistent state).
+    pub fn save_epoch<B: Backend>(
+        &self,
+        model: &SegModel<B>,
+        optimizer_record: impl burn::record::Record<B>,
+        state: &RunState,
+        is_best: bool,
+    ) -> anyhow::Result<()> {
+        let rec = CheckpointRecorder::new();
+        model
+            .clone()
+            .save_file(self.file("last-partial"), &rec)
+            .context("saving the last checkpoint")?;
+        std::fs::rename(self.file("last-partial.bin"), self.file("last.bin"))?;
+        rec.record(optimizer_record, self.file("optimizer-partial"))
+            .context("saving the optimizer state")?;
+        std::fs::rename(self.file("optimizer-partial.bin"), self.file("optimizer.bin"))?;
+        if is_best {
+            std::fs::copy(self.file("last.bin"), self.file("best.bin")).context("saving the best checkpoint")?;
+        }
+        write_log_csv(&self.file("log.csv"), &state.log)?;
+        crate::plot::plot_curves(&state.log, &self.file("curves.png"))?;
+        write_json(&self.file("state.json"), state)
+    }
+
+    /// Loads a checkpoint (`best` or `last`) into a freshly initialized model.
+    pub fn load_model<B: Backend>(&self, which: &str, device: &B::Device) -> anyhow::Result<SegModel<B>> {
+        let cfg = self.config()?;
+        let path = self.file(&format!("{which}.bin"));
+        if !path.is_file() {
+            bail!("{} does not exist: has the run finished an epoch?", path.display());
+        }
+        let model = cfg.architecture.init::<B>(device)?;
+        model
+            .load_file(self.file(which), &CheckpointRecorder::new(), device)
+            .with_context(|| format!("loading checkpoint {}", path.display()))
+    }
+
+    pub fn optimizer_path(&self) -> PathBuf {
+        self.file("optimizer")
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_log_csv(path: &Path, rows: &[EpochLog]) -> anyhow::Result<()> {
+    let mut text = String::from("epoch,train_loss,val_dice,val_iou,lr,seconds,images_per_second\n");
+    for r in rows {
+        text.push_str(&format!(
+            "{},{:.6},{:.6},{:.6},{:.3e},{:.1},{:.2}\n",
+            r.epoch, r.train_loss, r.val_dice, r.val_iou, r.lr, r.seconds, r.images_per_second
+        ));
+    }
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
