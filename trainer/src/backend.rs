@@ -11,6 +11,6 @@ pub type Train = burn::backend::Autodiff<Inner>;
 
 pub const NAME: &str = if cfg!(feature = "cuda") { "cuda" } else { "flex" };
 
-pub fn device() -> <Inner as burn::tensor::backend::Backend>::Device {
+pub fn device() -> burn::tensor::Device<Inner> {
     Default::default()
 }

@@ -1,7 +1,6 @@
 //! Loading a split into memory at the model's input size, using the runtime's decoding and
 //! preprocessing so training sees exactly what the device will see.
 
-use anyhow::Context;
 use indicatif::ProgressBar;
 
 use medseg_runtime::InputSpec;
@@ -58,5 +57,5 @@ pub fn load_split(
     }
     bar.finish_and_clear();
     anyhow::ensure!(!split.is_empty(), "split {label} is empty");
-    Ok(split).context(format!("loading {label}"))
+    Ok(split)
 }

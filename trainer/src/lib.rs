@@ -8,5 +8,6 @@ pub mod data;
 pub mod export;
 pub mod losses;
 pub mod plot;
+pub mod sampling;
 pub mod synth;
 pub mod train;

@@ -12,7 +12,7 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig, momentum::MomentumConfig};
 use burn::record::Recorder;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -24,6 +24,7 @@ use crate::augment::Augment;
 use crate::data::LoadedSplit;
 use crate::losses::{CompoundLoss, LossSpec, SegLoss};
 use crate::plot::EpochLog;
+use crate::sampling::random_crop;
 
 /// The data a run trains and validates on.
 pub struct TrainData {
@@ -96,9 +97,10 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
                 Some(p) => cfg.lr * (1.0 - global as f64 / total_steps as f64).powf(p),
                 None => cfg.lr,
             };
-            let (x, y) = make_batch::<B>(&data.train, batch, spec, cfg.classes.len(), &augment, &mut rng, device);
+            let crop = cfg.crop_size.unwrap_or(spec.width);
+            let (x, y) = make_batch::<B>(&data.train, batch, spec, crop, cfg.classes.len(), &augment, &mut rng, device);
             let loss = loss_fn.forward(model.forward(x), y);
-            let value: f64 = loss.clone().into_scalar().into();
+            let value: f64 = loss.clone().into_scalar().elem();
             anyhow::ensure!(value.is_finite(), "loss became {value} at epoch {epoch} step {step}; lower --lr");
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
@@ -155,23 +157,25 @@ pub fn foreground_means(summary: &medseg_runtime::metrics::SplitSummary) -> (f64
     (mean(|c| c.dice_split), mean(|c| c.iou_split))
 }
 
-/// Builds an augmented batch: inputs `[B, C, H, W]` and one-hot targets `[B, K, H, W]`.
+/// Builds an augmented batch of `crop`-sized patches: inputs `[B, C, crop, crop]` and one-hot
+/// targets `[B, K, crop, crop]`.
+#[allow(clippy::too_many_arguments)]
 fn make_batch<B: AutodiffBackend>(
     split: &LoadedSplit,
     indices: &[usize],
     spec: &medseg_runtime::InputSpec,
+    crop: usize,
     classes: usize,
     augment: &Augment,
     rng: &mut ChaCha8Rng,
     device: &B::Device,
 ) -> (Tensor<B, 4>, Tensor<B, 4>) {
-    let plane = spec.width * spec.height;
+    let plane = crop * crop;
     let mut xs = Vec::with_capacity(indices.len() * spec.channels * plane);
     let mut ys = vec![0f32; indices.len() * classes * plane];
     for (b, &i) in indices.iter().enumerate() {
-        let mut input = split.inputs[i].clone();
-        let mut mask = split.targets[i].clone();
-        augment.apply(&mut input, &mut mask, spec.width, rng);
+        let (mut input, mut mask) = random_crop(&split.inputs[i], &split.targets[i], spec.width, crop, rng);
+        augment.apply(&mut input, &mut mask, crop, rng);
         xs.extend_from_slice(&input);
         let base = b * classes * plane;
         for (p, &c) in mask.iter().enumerate() {
@@ -179,7 +183,7 @@ fn make_batch<B: AutodiffBackend>(
         }
     }
     let n = indices.len();
-    let x = Tensor::from_data(TensorData::new(xs, [n, spec.channels, spec.height, spec.width]), device);
-    let y = Tensor::from_data(TensorData::new(ys, [n, classes, spec.height, spec.width]), device);
+    let x = Tensor::from_data(TensorData::new(xs, [n, spec.channels, crop, crop]), device);
+    let y = Tensor::from_data(TensorData::new(ys, [n, classes, crop, crop]), device);
     (x, y)
 }

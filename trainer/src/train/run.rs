@@ -34,6 +34,8 @@ pub struct RunConfig {
     pub classes: Vec<String>,
     pub architecture: Architecture,
     pub input: InputSpec,
+    /// Side of the square training patches (none = whole images).
+    pub crop_size: Option<usize>,
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
@@ -92,10 +94,10 @@ impl RunDir {
 
     /// Saves the epoch's checkpoints, then the state that points at them (so a crash between
     /// the two leaves the previous, consistent state).
-    pub fn save_epoch<B: Backend>(
+    pub fn save_epoch<MB: Backend, OB: Backend>(
         &self,
-        model: &SegModel<B>,
-        optimizer_record: impl burn::record::Record<B>,
+        model: &SegModel<MB>,
+        optimizer_record: impl burn::record::Record<OB>,
         state: &RunState,
         is_best: bool,
     ) -> anyhow::Result<()> {
@@ -105,7 +107,7 @@ impl RunDir {
             .save_file(self.file("last-partial"), &rec)
             .context("saving the last checkpoint")?;
         std::fs::rename(self.file("last-partial.bin"), self.file("last.bin"))?;
-        rec.record(optimizer_record, self.file("optimizer-partial"))
+        Recorder::<OB>::record(&rec, optimizer_record, self.file("optimizer-partial"))
             .context("saving the optimizer state")?;
         std::fs::rename(self.file("optimizer-partial.bin"), self.file("optimizer.bin"))?;
         if is_best {
