@@ -20,6 +20,7 @@ use crate::train::{RunDir, foreground_means, validate::score_split};
 
 pub struct ExportOptions {
     pub checkpoint: String,
+    pub weights: onnx::WeightFormat,
     /// Score the exported model on every domain's test split and store it in the card.
     pub evaluate: bool,
     /// Also score the Burn model on the same splits and report the difference.
@@ -28,7 +29,10 @@ pub struct ExportOptions {
 
 /// What export measured, for the caller to print.
 pub struct ExportReport {
+    /// Burn vs the f32 graph in tract (must be within [`parity::PARITY_TOLERANCE`]).
     pub parity: parity::Parity,
+    /// Burn vs the written (quantized) graph, when weights are quantized.
+    pub quantized_parity: Option<parity::Parity>,
     pub bytes: usize,
     /// split -> (tract foreground Dice, Burn foreground Dice if compared)
     pub dice: BTreeMap<String, (f64, Option<f64>)>,
@@ -41,11 +45,7 @@ pub fn export<B: Backend>(run: &Path, out: &Path, opts: &ExportOptions, device: 
     let model = dir.load_model::<B>(&opts.checkpoint, device)?;
     let spec = cfg.input.clone();
     let graph = model.export();
-    let mut proto = onnx::graph_to_onnx(
-        &graph,
-        [1, spec.channels, spec.height, spec.width],
-        cfg.classes.len(),
-    );
+    let shape = [1, spec.channels, spec.height, spec.width];
     let mut card = ModelCard {
         card_version: CARD_VERSION,
         architecture: serde_json::to_value(&cfg.architecture)?,
@@ -62,12 +62,19 @@ pub fn export<B: Backend>(run: &Path, out: &Path, opts: &ExportOptions, device: 
             seed: cfg.seed,
         },
         metrics: BTreeMap::new(),
-        quantization: "none".into(),
+        quantization: String::new(),
         parameters: graph.parameter_count(),
-        weights_sha256: onnx_io::weights_sha256(&proto),
+        weights_sha256: String::new(),
     };
-    onnx_io::write_card(&mut proto, &card);
-    let tract = Segmenter::from_bytes(&onnx_io::encode(&proto), &out.display().to_string())?;
+    // Builds the ONNX file for a weight format with its card, and loads it in tract.
+    let build = |format: onnx::WeightFormat, card: &mut ModelCard| -> anyhow::Result<(_, Segmenter)> {
+        let mut proto = onnx::graph_to_onnx(&graph, shape, cfg.classes.len(), format);
+        card.quantization = format.card_name().into();
+        card.weights_sha256 = onnx_io::weights_sha256(&proto);
+        onnx_io::write_card(&mut proto, card);
+        let tract = Segmenter::from_bytes(&onnx_io::encode(&proto), &out.display().to_string())?;
+        Ok((proto, tract))
+    };
 
     // Parity on real validation inputs (when the data is there) and on random inputs.
     let data = Dataset::open(&cfg.data).ok();
@@ -79,16 +86,31 @@ pub fn export<B: Backend>(run: &Path, out: &Path, opts: &ExportOptions, device: 
         }
         None => Vec::new(),
     };
+    let (mut proto, mut tract) = build(onnx::WeightFormat::F32, &mut card)?;
     let parity = parity::check_parity(&model, &tract, &extra, 3, device)?;
     if parity.relative > parity::PARITY_TOLERANCE {
         bail!(
-            "refusing to write {}: tract's logits differ from Burn's by {:.3e} (max abs {:.3e} over a logit range of {:.3}), above the {:.0e} limit",
+            "refusing to write {}: tract's logits differ from Burn's by {:.3e} of the logit range (max abs {:.3e} over {:.3}), above the {:.0e} limit",
             out.display(),
             parity.relative,
             parity.max_abs_diff,
             parity.logit_range,
             parity::PARITY_TOLERANCE
         );
+    }
+    let mut quantized_parity = None;
+    if opts.weights != onnx::WeightFormat::F32 {
+        (proto, tract) = build(opts.weights, &mut card)?;
+        let q = parity::check_parity(&model, &tract, &extra, 0, device)?;
+        if q.relative > parity::QUANTIZED_TOLERANCE {
+            bail!(
+                "refusing to write {}: quantized logits differ from Burn's by {:.3e} of the logit range, above the {:.0e} limit",
+                out.display(),
+                q.relative,
+                parity::QUANTIZED_TOLERANCE
+            );
+        }
+        quantized_parity = Some(q);
     }
 
     let mut dice = BTreeMap::new();
@@ -121,6 +143,7 @@ pub fn export<B: Backend>(run: &Path, out: &Path, opts: &ExportOptions, device: 
     std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
     Ok(ExportReport {
         parity,
+        quantized_parity,
         bytes: bytes.len(),
         dice,
     })
@@ -148,12 +171,7 @@ fn card_metrics(s: &SplitSummary) -> BTreeMap<String, f64> {
     m
 }
 
+/// The commit the trainer was built from (see build.rs).
 fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    env!("MEDSEG_GIT_COMMIT").to_string()
 }

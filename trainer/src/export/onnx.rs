@@ -4,11 +4,35 @@ use medseg_models::graph::{Graph, Op, ValueId, Weights};
 use medseg_runtime::onnx::pb;
 
 pub const OPSET: i64 = 13;
+
+/// How convolution weights are stored in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightFormat {
+    F32,
+    /// Symmetric int8 per output channel + `DequantizeLinear` (weights only; activations stay
+    /// f32): 4x smaller files; tract folds the dequantization at load time.
+    Int8,
+}
+
+impl WeightFormat {
+    /// The card's `quantization` value.
+    pub fn card_name(self) -> &'static str {
+        match self {
+            Self::F32 => "none",
+            Self::Int8 => "int8-weights-per-channel-symmetric",
+        }
+    }
+}
 pub const INPUT_NAME: &str = "input";
 pub const OUTPUT_NAME: &str = "logits";
 
 /// Translates `graph` to an ONNX model with a fixed input `[1, channels, height, width]`.
-pub fn graph_to_onnx(graph: &Graph, input_shape: [usize; 4], output_channels: usize) -> pb::ModelProto {
+pub fn graph_to_onnx(
+    graph: &Graph,
+    input_shape: [usize; 4],
+    output_channels: usize,
+    weights: WeightFormat,
+) -> pb::ModelProto {
     let output = graph.output.expect("an exported graph has an output");
     let name_of = |v: ValueId| -> String {
         if v == graph.input {
@@ -19,16 +43,15 @@ pub fn graph_to_onnx(graph: &Graph, input_shape: [usize; 4], output_channels: us
             format!("v{}", v.0)
         }
     };
-    let mut nodes = Vec::new();
-    let mut initializers = Vec::new();
+    let mut b = Builder {
+        weights,
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+    };
     for node in &graph.nodes {
         let mut inputs: Vec<String> = node.inputs.iter().map(|&v| name_of(v)).collect();
         let mut attrs = Vec::new();
-        let mut add_init = |suffix: &str, t: pb::TensorProto| -> String {
-            let name = format!("{}.{suffix}", node.name);
-            initializers.push(pb::TensorProto { name: name.clone(), ..t });
-            name
-        };
+        let prefix = node.name.as_str();
         let op_type = match &node.op {
             Op::Conv {
                 weight,
@@ -38,8 +61,8 @@ pub fn graph_to_onnx(graph: &Graph, input_shape: [usize; 4], output_channels: us
                 dilation,
                 groups,
             } => {
-                inputs.push(add_init("weight", weights_tensor(weight)));
-                inputs.push(add_init("bias", f32_tensor(&[bias.len()], bias)));
+                inputs.push(b.weight(prefix, weight, 0));
+                inputs.push(b.init(prefix, "bias", f32_tensor(&[bias.len()], bias)));
                 attrs.push(ints("kernel_shape", &weight.shape[2..]));
                 attrs.push(ints("strides", stride));
                 attrs.push(ints("pads", padding));
@@ -53,8 +76,9 @@ pub fn graph_to_onnx(graph: &Graph, input_shape: [usize; 4], output_channels: us
                 stride,
                 padding,
             } => {
-                inputs.push(add_init("weight", weights_tensor(weight)));
-                inputs.push(add_init("bias", f32_tensor(&[bias.len()], bias)));
+                // ConvTranspose weights are [in, out, kh, kw]: output channels on axis 1.
+                inputs.push(b.weight(prefix, weight, 1));
+                inputs.push(b.init(prefix, "bias", f32_tensor(&[bias.len()], bias)));
                 attrs.push(ints("kernel_shape", &weight.shape[2..]));
                 attrs.push(ints("strides", stride));
                 attrs.push(ints("pads", &[padding[0], padding[1], padding[0], padding[1]]));
@@ -76,14 +100,14 @@ pub fn graph_to_onnx(graph: &Graph, input_shape: [usize; 4], output_channels: us
             Op::ResizeBilinear { scale, align_corners } => {
                 inputs.push(String::new()); // no roi
                 let scales = [1.0, 1.0, scale[0] as f32, scale[1] as f32];
-                inputs.push(add_init("scales", f32_tensor(&[4], &scales)));
+                inputs.push(b.init(prefix, "scales", f32_tensor(&[4], &scales)));
                 attrs.push(string("mode", "linear"));
                 let mode = if *align_corners { "align_corners" } else { "half_pixel" };
                 attrs.push(string("coordinate_transformation_mode", mode));
                 "Resize"
             }
         };
-        nodes.push(pb::NodeProto {
+        b.nodes.push(pb::NodeProto {
             input: inputs,
             output: vec![name_of(node.output)],
             name: node.name.clone(),
@@ -103,13 +127,54 @@ pub fn graph_to_onnx(graph: &Graph, input_shape: [usize; 4], output_channels: us
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(pb::GraphProto {
             name: "medseg".into(),
-            node: nodes,
-            initializer: initializers,
+            node: b.nodes,
+            initializer: b.initializers,
             input: vec![value_info(INPUT_NAME, &[n, c, h, w])],
             output: vec![value_info(OUTPUT_NAME, &[n, output_channels, h, w])],
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// Collects nodes and initializers while translating.
+struct Builder {
+    weights: WeightFormat,
+    nodes: Vec<pb::NodeProto>,
+    initializers: Vec<pb::TensorProto>,
+}
+
+impl Builder {
+    /// Adds an initializer named `<prefix>.<suffix>` and returns its name.
+    fn init(&mut self, prefix: &str, suffix: &str, t: pb::TensorProto) -> String {
+        let name = format!("{prefix}.{suffix}");
+        self.initializers.push(pb::TensorProto { name: name.clone(), ..t });
+        name
+    }
+
+    /// A convolution weight: an f32 initializer, or int8 + scales behind a DequantizeLinear.
+    fn weight(&mut self, prefix: &str, w: &Weights, channel_axis: usize) -> String {
+        match self.weights {
+            WeightFormat::F32 => self.init(prefix, "weight", weights_tensor(w)),
+            WeightFormat::Int8 => {
+                let (q, scales) = quantize_per_channel(w, channel_axis);
+                let input = vec![
+                    self.init(prefix, "weight_q", i8_tensor(&w.shape, &q)),
+                    self.init(prefix, "weight_scale", f32_tensor(&[scales.len()], &scales)),
+                    self.init(prefix, "weight_zero", i8_tensor(&[scales.len()], &vec![0; scales.len()])),
+                ];
+                let out = format!("{prefix}.weight");
+                self.nodes.push(pb::NodeProto {
+                    input,
+                    output: vec![out.clone()],
+                    name: format!("{prefix}.dequantize"),
+                    op_type: "DequantizeLinear".into(),
+                    attribute: vec![int("axis", channel_axis as i64)],
+                    ..Default::default()
+                });
+                out
+            }
+        }
     }
 }
 
@@ -124,6 +189,35 @@ fn f32_tensor(shape: &[usize], data: &[f32]) -> pb::TensorProto {
         raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ..Default::default()
     }
+}
+
+fn i8_tensor(shape: &[usize], data: &[i8]) -> pb::TensorProto {
+    pb::TensorProto {
+        dims: shape.iter().map(|&d| d as i64).collect(),
+        data_type: pb::tensor_proto::DataType::Int8 as i32,
+        raw_data: data.iter().map(|&v| v as u8).collect(),
+        ..Default::default()
+    }
+}
+
+/// Symmetric per-channel int8: scale = max|w| / 127 over each slice of `axis`.
+pub fn quantize_per_channel(w: &Weights, axis: usize) -> (Vec<i8>, Vec<f32>) {
+    let channels = w.shape[axis];
+    let inner: usize = w.shape[axis + 1..].iter().product();
+    let channel_of = |i: usize| (i / inner) % channels;
+    let mut max = vec![0f32; channels];
+    for (i, v) in w.data.iter().enumerate() {
+        let c = channel_of(i);
+        max[c] = max[c].max(v.abs());
+    }
+    let scales: Vec<f32> = max.iter().map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 }).collect();
+    let q = w
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v / scales[channel_of(i)]).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (q, scales)
 }
 
 fn value_info(name: &str, shape: &[usize]) -> pb::ValueInfoProto {

@@ -2,7 +2,6 @@
 
 mod demo;
 mod eval;
-mod outputs;
 mod segment;
 
 use clap::{Parser, Subcommand};

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use medseg_runtime::Segmenter;
 use medseg_runtime::image_io::load_image;
 
-use crate::outputs::write_outputs;
+use medseg_runtime::outputs::write_outputs;
 
 /// Segment images (PNG/JPEG, any size, gray or RGB; EXIF orientation applied).
 ///
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map_err(anyhow::Error::from)
             .and_then(|img| {
                 let s = seg.segment(&img)?;
-                write_outputs(&args.out, stem, path, &img, &s, &seg.card.classes)
+                Ok(write_outputs(&args.out, stem, path, &img, &s, &seg.card.classes)?)
             });
         match result {
             Ok(report) => bar.println(format!(

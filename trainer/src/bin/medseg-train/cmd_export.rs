@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use medseg_trainer::backend;
+use medseg_trainer::export::onnx::WeightFormat;
 use medseg_trainer::export::{ExportOptions, export};
 
 /// Export a trained run to ONNX with its model card; refuses to write a model whose tract
@@ -16,6 +17,9 @@ pub struct Args {
     /// Which checkpoint: best (by validation Dice) or last.
     #[arg(long, default_value = "best")]
     checkpoint: String,
+    /// Weight storage: f32, or int8 per channel (4x smaller; activations stay f32).
+    #[arg(long, value_enum, default_value_t = WeightFormat::F32)]
+    weights: WeightFormat,
     /// Skip scoring on the test splits (the card then has no metrics).
     #[arg(long)]
     no_eval: bool,
@@ -30,6 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let opts = ExportOptions {
         checkpoint: args.checkpoint.clone(),
+        weights: args.weights,
         evaluate: !args.no_eval,
         compare_burn: args.compare_burn,
     };
@@ -41,6 +46,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         report.parity.relative,
         report.parity.max_abs_diff
     );
+    if let Some(q) = report.quantized_parity {
+        println!("int8 weights: logits within {:.2e} of the logit range of Burn's", q.relative);
+    }
     for (split, (tract, burn)) in &report.dice {
         match burn {
             Some(b) => println!("{split}: Dice tract {tract:.4}  Burn {b:.4}  |diff| {:.4}", (tract - b).abs()),

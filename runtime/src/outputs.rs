@@ -4,12 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use image::DynamicImage;
 use serde::Serialize;
 
-use medseg_runtime::Segmentation;
-use medseg_runtime::postprocess::{ClassStats, class_stats, overlay};
+use crate::Segmentation;
+use crate::error::RuntimeError;
+use crate::postprocess::{ClassStats, class_stats, overlay};
 
 #[derive(Serialize)]
 pub struct ImageReport {
@@ -30,7 +30,7 @@ pub fn write_outputs(
     img: &DynamicImage,
     seg: &Segmentation,
     class_names: &[String],
-) -> anyhow::Result<ImageReport> {
+) -> Result<ImageReport, RuntimeError> {
     let pred = &seg.prediction;
     let report = ImageReport {
         input: input.display().to_string(),
@@ -41,17 +41,20 @@ pub fn write_outputs(
         inference_ms: seg.inference_ms,
     };
     let mask_path = out.join(format!("{stem}_mask.png"));
-    atomic_write(&mask_path, |tmp| Ok(pred.mask.to_gray().save_with_format(tmp, image::ImageFormat::Png)?))?;
+    let encode = |e: image::ImageError| std::io::Error::other(e.to_string());
+    atomic_write(&mask_path, |tmp| {
+        pred.mask.to_gray().save_with_format(tmp, image::ImageFormat::Png).map_err(encode)
+    })?;
     let overlay_path = out.join(format!("{stem}_overlay.png"));
     let picture = overlay(img, &pred.mask);
-    atomic_write(&overlay_path, |tmp| Ok(picture.save_with_format(tmp, image::ImageFormat::Png)?))?;
-    let json = serde_json::to_vec_pretty(&report)?;
-    atomic_write(&out.join(format!("{stem}.json")), |tmp| Ok(std::fs::write(tmp, &json)?))?;
+    atomic_write(&overlay_path, |tmp| picture.save_with_format(tmp, image::ImageFormat::Png).map_err(encode))?;
+    let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
+    atomic_write(&out.join(format!("{stem}.json")), |tmp| std::fs::write(tmp, &json))?;
     Ok(report)
 }
 
-fn atomic_write(path: &Path, write: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
+fn atomic_write(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<(), RuntimeError> {
     let tmp: PathBuf = path.with_extension("partial");
-    write(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    write(&tmp).map_err(|e| RuntimeError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| RuntimeError::io(path, e))
 }
