@@ -308,6 +308,7 @@ impl<B: Backend> Head<B> {
 mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
+    use burn::module::AutodiffModule;
     use burn::tensor::Distribution;
 
     #[test]

@@ -175,6 +175,7 @@ mod tests {
         let path = dir.path().join("m.npy");
         let mut buf = Vec::new();
         {
+            use npyz::WriterBuilder;
             let mut w = npyz::WriteOptions::new()
                 .default_dtype()
                 .shape(&[2, 3])

@@ -4,6 +4,8 @@
 
 pub mod card;
 pub mod dataset;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod evaluate;

@@ -1,8 +1,7 @@
 //! From logits to what a person sees: class mask and confidence at the input's own size,
 //! per-class areas and boxes, and an overlay picture.
 
-use image::imageops::FilterType;
-use image::{DynamicImage, ImageBuffer, Luma, Rgb, RgbImage};
+use image::{DynamicImage, Rgb, RgbImage};
 use serde::Serialize;
 
 use crate::image_io::Mask;
@@ -30,9 +29,7 @@ pub fn logits_to_prediction(
             if (w, h) == (out_w, out_h) {
                 return plane.to_vec();
             }
-            let img: ImageBuffer<Luma<f32>, Vec<f32>> =
-                ImageBuffer::from_raw(w as u32, h as u32, plane.to_vec()).expect("plane size");
-            image::imageops::resize(&img, out_w as u32, out_h as u32, FilterType::Triangle).into_raw()
+            resize_bilinear(plane, (w, h), (out_w, out_h))
         })
         .collect();
     let n = out_w * out_h;
@@ -58,6 +55,35 @@ pub fn logits_to_prediction(
         },
         confidence,
     }
+}
+
+/// Bilinear resize of one float plane with half-pixel centres (PyTorch's `align_corners=False`).
+/// Written here because `image`'s resize clamps float pixels to [0, 1], which would flatten
+/// logits.
+pub fn resize_bilinear(src: &[f32], (w, h): (usize, usize), (out_w, out_h): (usize, usize)) -> Vec<f32> {
+    // For each output coordinate: the two source indices and the weight of the second.
+    let taps = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
+        let scale = n_in as f32 / n_out as f32;
+        (0..n_out)
+            .map(|o| {
+                let x = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (x.floor() as usize).min(n_in - 1);
+                let i1 = (i0 + 1).min(n_in - 1);
+                (i0, i1, x - i0 as f32)
+            })
+            .collect()
+    };
+    let (xs, ys) = (taps(w, out_w), taps(h, out_h));
+    let mut out = Vec::with_capacity(out_w * out_h);
+    for &(y0, y1, fy) in &ys {
+        let (r0, r1) = (&src[y0 * w..(y0 + 1) * w], &src[y1 * w..(y1 + 1) * w]);
+        for &(x0, x1, fx) in &xs {
+            let top = r0[x0] + (r0[x1] - r0[x0]) * fx;
+            let bottom = r1[x0] + (r1[x1] - r1[x0]) * fx;
+            out.push(top + (bottom - top) * fy);
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,6 +181,14 @@ mod tests {
         assert_eq!(p.mask.data, vec![0, 1]);
         let expect0 = 1.0 / (1.0 + (-2.0f32).exp());
         assert!((p.confidence[0] - expect0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bilinear_resize_keeps_values_outside_unit_range_and_interpolates_at_half_pixels() {
+        // 2x1 -> 4x1: output centres at source x = -0.25, 0.25, 0.75, 1.25.
+        let out = resize_bilinear(&[-4.0, 4.0], (2, 1), (4, 1));
+        assert_eq!(out, vec![-4.0, -2.0, 2.0, 4.0]);
+        assert_eq!(resize_bilinear(&[5.0; 4], (2, 2), (3, 5)), vec![5.0; 15]);
     }
 
     #[test]

@@ -12,7 +12,9 @@ use burn::tensor::backend::Backend;
 
 use medseg_runtime::card::{CARD_VERSION, ModelCard, TrainingInfo};
 use medseg_runtime::dataset::Dataset;
+use medseg_models::Graph;
 use medseg_runtime::metrics::SplitSummary;
+use medseg_runtime::onnx::pb;
 use medseg_runtime::{Segmenter, onnx as onnx_io};
 
 use crate::data::load_split;
@@ -45,7 +47,6 @@ pub fn export<B: Backend>(run: &Path, out: &Path, opts: &ExportOptions, device: 
     let model = dir.load_model::<B>(&opts.checkpoint, device)?;
     let spec = cfg.input.clone();
     let graph = model.export();
-    let shape = [1, spec.channels, spec.height, spec.width];
     let mut card = ModelCard {
         card_version: CARD_VERSION,
         architecture: serde_json::to_value(&cfg.architecture)?,
@@ -66,15 +67,7 @@ pub fn export<B: Backend>(run: &Path, out: &Path, opts: &ExportOptions, device: 
         parameters: graph.parameter_count(),
         weights_sha256: String::new(),
     };
-    // Builds the ONNX file for a weight format with its card, and loads it in tract.
-    let build = |format: onnx::WeightFormat, card: &mut ModelCard| -> anyhow::Result<(_, Segmenter)> {
-        let mut proto = onnx::graph_to_onnx(&graph, shape, cfg.classes.len(), format);
-        card.quantization = format.card_name().into();
-        card.weights_sha256 = onnx_io::weights_sha256(&proto);
-        onnx_io::write_card(&mut proto, card);
-        let tract = Segmenter::from_bytes(&onnx_io::encode(&proto), &out.display().to_string())?;
-        Ok((proto, tract))
-    };
+    let build = |format, card: &mut ModelCard| build_onnx(&graph, card, format, &out.display().to_string());
 
     // Parity on real validation inputs (when the data is there) and on random inputs.
     let data = Dataset::open(&cfg.data).ok();
@@ -147,6 +140,24 @@ pub fn export<B: Backend>(run: &Path, out: &Path, opts: &ExportOptions, device: 
         bytes: bytes.len(),
         dice,
     })
+}
+
+/// Writes `graph` as ONNX in `format` with `card` (its quantization and weight hash filled in
+/// here) and loads the result in tract, which checks the card and prepares the plan.
+pub fn build_onnx(
+    graph: &Graph,
+    card: &mut ModelCard,
+    format: onnx::WeightFormat,
+    source: &str,
+) -> anyhow::Result<(pb::ModelProto, Segmenter)> {
+    let spec = &card.input;
+    let shape = [1, spec.channels, spec.height, spec.width];
+    let mut proto = onnx::graph_to_onnx(graph, shape, card.classes.len(), format);
+    card.quantization = format.card_name().into();
+    card.weights_sha256 = onnx_io::weights_sha256(&proto);
+    onnx_io::write_card(&mut proto, card);
+    let tract = Segmenter::from_bytes(&onnx_io::encode(&proto), source)?;
+    Ok((proto, tract))
 }
 
 /// The card's metric table for one split: split-level Dice/IoU per class, mean over images,

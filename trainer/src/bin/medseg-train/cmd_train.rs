@@ -65,9 +65,10 @@ pub struct Args {
     /// Stop each epoch after this many steps (quick trials).
     #[arg(long)]
     max_steps_per_epoch: Option<usize>,
-    /// Use at most this many validation images (quick trials).
-    #[arg(long)]
-    max_val_images: Option<usize>,
+    /// Validate each epoch on at most this many images, evenly spaced over the split so every
+    /// patient counts (0 = all).
+    #[arg(long, default_value_t = 200)]
+    max_val_images: usize,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
@@ -97,11 +98,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ds = Dataset::open(&cfg.data)?;
     let train_samples = ds.split(Some(&cfg.domain), "train")?;
     let val_samples = ds.split(Some(&cfg.domain), "val")?;
-    let val_samples = &val_samples[..args.max_val_images.map_or(val_samples.len(), |m| m.min(val_samples.len()))];
+    let val_samples = evenly_spaced(val_samples, args.max_val_images);
     let n = cfg.classes.len();
     let data = TrainData {
         train: load_split(train_samples, n, &cfg.input, false, "train")?,
-        val: load_split(val_samples, n, &cfg.input, true, "val")?,
+        val: load_split(&val_samples, n, &cfg.input, true, "val")?,
     };
     println!(
         "training {} on {} ({} train / {} val images, {}x{}) with {} on {}",
@@ -122,6 +123,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// At most `max` samples spread evenly over the slice (all when `max` is 0 or large enough).
+fn evenly_spaced<T: Clone>(items: &[T], max: usize) -> Vec<T> {
+    if max == 0 || items.len() <= max {
+        return items.to_vec();
+    }
+    (0..max).map(|i| items[i * items.len() / max].clone()).collect()
 }
 
 fn new_config(args: &Args) -> anyhow::Result<RunConfig> {

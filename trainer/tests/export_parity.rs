@@ -1,0 +1,107 @@
+//! Every UNet configuration exports to an ONNX graph that tract runs with the same logits as
+//! Burn (BatchNorm folded, both up-sampling kinds), and int8 weights stay close.
+
+use std::collections::BTreeMap;
+
+use burn::backend::{Autodiff, Flex};
+use burn::module::AutodiffModule;
+use burn::tensor::{Distribution, Tensor};
+use medseg_models::{Architecture, SegModel, UNetConfig, Upsampling};
+use medseg_runtime::InputSpec;
+use medseg_runtime::card::{CARD_VERSION, ModelCard, TrainingInfo};
+use medseg_trainer::export::onnx::WeightFormat;
+use medseg_trainer::export::parity::{PARITY_TOLERANCE, QUANTIZED_TOLERANCE, check_parity};
+use medseg_trainer::export::build_onnx;
+
+fn card(arch: &Architecture, size: usize) -> ModelCard {
+    ModelCard {
+        card_version: CARD_VERSION,
+        architecture: serde_json::to_value(arch).unwrap(),
+        input: InputSpec {
+            channels: arch.in_channels(),
+            height: size,
+            width: size,
+            mean: 0.5,
+            std: 0.25,
+        },
+        classes: (0..arch.num_classes()).map(|c| format!("c{c}")).collect(),
+        output: "logits".into(),
+        training: TrainingInfo {
+            dataset: "test".into(),
+            dataset_images: 0,
+            dataset_hash: String::new(),
+            command: String::new(),
+            git_commit: String::new(),
+            epochs: 0,
+            seed: 0,
+        },
+        metrics: BTreeMap::new(),
+        quantization: String::new(),
+        parameters: 0,
+        weights_sha256: String::new(),
+    }
+}
+
+/// A model whose BatchNorm statistics are far from the initial (0, 1), so folding matters.
+fn trained_looking_model(arch: &Architecture, size: usize) -> SegModel<Flex> {
+    let dev = Default::default();
+    let model: SegModel<Autodiff<Flex>> = arch.init(&dev).unwrap();
+    for _ in 0..20 {
+        let x = Tensor::random([2, arch.in_channels(), size, size], Distribution::Normal(3.0, 2.0), &dev);
+        let _ = model.forward(x);
+    }
+    model.valid()
+}
+
+fn check(upsampling: Upsampling, classes: usize, in_channels: usize) {
+    let arch = Architecture::Unet(UNetConfig {
+        in_channels,
+        num_classes: classes,
+        base_width: 4,
+        depth: 3,
+        upsampling,
+    });
+    let size = 32;
+    let model = trained_looking_model(&arch, size);
+    let graph = model.export();
+    let dev = Default::default();
+    let mut c = card(&arch, size);
+    let (_, tract) = build_onnx(&graph, &mut c, WeightFormat::F32, "test").unwrap();
+    let p = check_parity(&model, &tract, &[], 3, &dev).unwrap();
+    assert!(p.relative <= PARITY_TOLERANCE, "{upsampling:?}: {p:?}");
+    let (_, q) = build_onnx(&graph, &mut c, WeightFormat::Int8, "test").unwrap();
+    let p = check_parity(&model, &q, &[], 2, &dev).unwrap();
+    assert!(p.relative <= QUANTIZED_TOLERANCE, "{upsampling:?} int8: {p:?}");
+}
+
+#[test]
+fn transposed_unet_matches_in_tract() {
+    check(Upsampling::Transposed, 2, 1);
+}
+
+#[test]
+fn bilinear_unet_with_rgb_input_and_more_classes_matches_in_tract() {
+    check(Upsampling::Bilinear, 4, 3);
+}
+
+#[test]
+fn tampered_weights_are_refused() {
+    let arch = Architecture::by_name("unet", 1, 2).unwrap();
+    let Architecture::Unet(mut u) = arch;
+    u.base_width = 2;
+    u.depth = 2;
+    let arch = Architecture::Unet(u);
+    let model = trained_looking_model(&arch, 16);
+    let mut c = card(&arch, 16);
+    let (mut proto, _) = build_onnx(&model.export(), &mut c, WeightFormat::F32, "test").unwrap();
+    let init = &mut proto.graph.as_mut().unwrap().initializer[0];
+    init.raw_data[0] ^= 0x40;
+    let bytes = medseg_runtime::onnx::encode(&proto);
+    let err = medseg_runtime::Segmenter::from_bytes(&bytes, "tampered.onnx").err().unwrap().to_string();
+    assert!(err.contains("tampered.onnx") && err.contains("do not match"), "{err}");
+    let err = medseg_runtime::Segmenter::from_bytes(&bytes[..bytes.len() / 2], "cut.onnx")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("cut.onnx"), "{err}");
+}
