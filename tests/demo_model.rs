@@ -11,7 +11,10 @@ use medseg_trainer::synth::{SynthConfig, generate};
 fn embedded_model_scores_what_its_card_says() {
     let seg = Segmenter::from_bytes(MODEL, "embedded demo model").unwrap();
     let bytes = MODEL.len();
-    assert!(bytes <= 2_000_000, "demo model is {bytes} bytes; the limit is 2 MB");
+    assert!(
+        bytes <= 2_000_000,
+        "demo model is {bytes} bytes; the limit is 2 MB"
+    );
     let card_dice = seg.card.metrics["xh/test"]["dice_cancellous_bone"];
 
     let dir = tempfile::tempdir().unwrap();
@@ -22,7 +25,13 @@ fn embedded_model_scores_what_its_card_says() {
     generate(dir.path(), &cfg, &mut |_, _| {}).unwrap();
     let ds = Dataset::open(dir.path()).unwrap();
     let samples = ds.split(Some("xh"), "test").unwrap();
-    let summary = evaluate_split(samples, &ds.classes, |img| Ok(seg.segment(img)?.prediction.mask), || {}).unwrap();
+    let summary = evaluate_split(
+        samples,
+        &ds.classes,
+        |img| Ok(seg.segment(img)?.prediction.mask),
+        || {},
+    )
+    .unwrap();
     let dice = summary.per_class[1].dice_split.unwrap();
     // A subset of the card's test patients: allow sampling spread, catch real regressions.
     assert!(

@@ -8,32 +8,80 @@ fn synth_train_export_segment_eval() {
     let p = |name: &str| dir.path().join(name).display().to_string();
     let (data, runp, model, seg) = (p("data"), p("run"), p("model.onnx"), p("seg"));
 
-    run("medseg-train", &["synth", "--out", &data, "--scale", "0.02", "--seed", "3"], true);
+    run(
+        "medseg-train",
+        &["synth", "--out", &data, "--scale", "0.02", "--seed", "3"],
+        true,
+    );
     let splits: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("data/splits.json")).unwrap()).unwrap();
-    assert!(splits["domains"]["xh"]["train"].as_object().unwrap().len() >= 1);
+        serde_json::from_slice(&std::fs::read(dir.path().join("data/splits.json")).unwrap())
+            .unwrap();
+    assert!(
+        !splits["domains"]["xh"]["train"]
+            .as_object()
+            .unwrap()
+            .is_empty()
+    );
 
     let out = run(
         "medseg-train",
         &[
-            "train", "--data", &data, "--out", &runp, "--epochs", "2", "--batch-size", "2",
-            "--max-steps-per-epoch", "2", "--image-size", "64", "--crop-size", "32",
-            "--base-width", "4", "--depth", "2", "--max-val-images", "4",
+            "train",
+            "--data",
+            &data,
+            "--out",
+            &runp,
+            "--epochs",
+            "2",
+            "--batch-size",
+            "2",
+            "--max-steps-per-epoch",
+            "2",
+            "--image-size",
+            "64",
+            "--crop-size",
+            "32",
+            "--base-width",
+            "4",
+            "--depth",
+            "2",
+            "--max-val-images",
+            "4",
         ],
         true,
     );
     assert!(text(&out).contains("epoch 2/2"), "{}", text(&out));
-    for f in ["run.json", "state.json", "best.bin", "last.bin", "optimizer.bin", "log.csv", "curves.png"] {
+    for f in [
+        "run.json",
+        "state.json",
+        "best.bin",
+        "last.bin",
+        "optimizer.bin",
+        "log.csv",
+        "curves.png",
+    ] {
         assert!(dir.path().join("run").join(f).is_file(), "run/{f} missing");
     }
     let log = std::fs::read_to_string(dir.path().join("run/log.csv")).unwrap();
     assert_eq!(log.lines().count(), 3, "{log}");
 
     // A finished run is not overwritten; --resume with all epochs done is a no-op.
-    let again = run("medseg-train", &["train", "--data", &data, "--out", &runp], false);
-    assert!(!again.status.success() && text(&again).contains("--resume"), "{}", text(&again));
+    let again = run(
+        "medseg-train",
+        &["train", "--data", &data, "--out", &runp],
+        false,
+    );
+    assert!(
+        !again.status.success() && text(&again).contains("--resume"),
+        "{}",
+        text(&again)
+    );
 
-    let out = run("medseg-train", &["export", "--run", &runp, "--out", &model], true);
+    let out = run(
+        "medseg-train",
+        &["export", "--run", &runp, "--out", &model],
+        true,
+    );
     assert!(text(&out).contains("parity"), "{}", text(&out));
     assert!(text(&out).contains("xh/test: Dice"), "{}", text(&out));
 
@@ -41,20 +89,47 @@ fn synth_train_export_segment_eval() {
     let card: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(card["classes"][1], "cancellous_bone");
     assert_eq!(card["input"]["width"], 64);
-    assert!(card["metrics"]["xh/test"]["dice_cancellous_bone"].is_number(), "{card}");
+    assert!(
+        card["metrics"]["xh/test"]["dice_cancellous_bone"].is_number(),
+        "{card}"
+    );
 
     let image = dir.path().join("data/images/xh_test_p000_s000.png");
-    run("medseg", &["segment", "--model", &model, image.to_str().unwrap(), "--out", &seg], true);
+    run(
+        "medseg",
+        &[
+            "segment",
+            "--model",
+            &model,
+            image.to_str().unwrap(),
+            "--out",
+            &seg,
+        ],
+        true,
+    );
     let mask = image::open(dir.path().join("seg/xh_test_p000_s000_mask.png")).unwrap();
-    assert_eq!((mask.width(), mask.height()), (512, 512), "mask comes back at the input's size");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("seg/xh_test_p000_s000.json")).unwrap()).unwrap();
+    assert_eq!(
+        (mask.width(), mask.height()),
+        (512, 512),
+        "mask comes back at the input's size"
+    );
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("seg/xh_test_p000_s000.json")).unwrap(),
+    )
+    .unwrap();
     assert!(report["classes"][0]["area_pixels"].is_number());
-    assert!(dir.path().join("seg/xh_test_p000_s000_overlay.png").is_file());
+    assert!(
+        dir.path()
+            .join("seg/xh_test_p000_s000_overlay.png")
+            .is_file()
+    );
 
     let eval = run(
         "medseg",
-        &["eval", "--model", &model, "--data", &data, "--split", "test", "--domain", "zs-big", "--json"],
+        &[
+            "eval", "--model", &model, "--data", &data, "--split", "test", "--domain", "zs-big",
+            "--json",
+        ],
         true,
     );
     let summary: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
@@ -69,16 +144,67 @@ fn bad_inputs_get_clear_errors() {
     std::fs::write(&broken, b"\x89PNG\r\n\x1a\nnot really").unwrap();
     let model = dir.path().join("model.onnx");
     std::fs::write(&model, b"garbage").unwrap();
-    let out = run("medseg", &["segment", "--model", model.to_str().unwrap(), broken.to_str().unwrap()], false);
+    let out = run(
+        "medseg",
+        &[
+            "segment",
+            "--model",
+            model.to_str().unwrap(),
+            broken.to_str().unwrap(),
+        ],
+        false,
+    );
     assert!(!out.status.success());
     assert!(text(&out).contains("model.onnx"), "{}", text(&out));
 
-    let out = run("medseg", &["eval", "--model", "none.onnx", "--data", dir.path().to_str().unwrap()], false);
-    assert!(!out.status.success() && text(&out).contains("none.onnx"), "{}", text(&out));
+    let out = run(
+        "medseg",
+        &[
+            "eval",
+            "--model",
+            "none.onnx",
+            "--data",
+            dir.path().to_str().unwrap(),
+        ],
+        false,
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("none.onnx"),
+        "{}",
+        text(&out)
+    );
 
-    let out = run("medseg-train", &["train", "--data", dir.path().to_str().unwrap(), "--out", "x"], false);
-    assert!(!out.status.success() && text(&out).contains("splits.json"), "{}", text(&out));
+    let out = run(
+        "medseg-train",
+        &[
+            "train",
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--out",
+            "x",
+        ],
+        false,
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("splits.json"),
+        "{}",
+        text(&out)
+    );
 
-    let out = run("medseg-train", &["synth", "--out", dir.path().to_str().unwrap(), "--scale", "-1"], false);
-    assert!(!out.status.success() && text(&out).contains("-1"), "{}", text(&out));
+    let out = run(
+        "medseg-train",
+        &[
+            "synth",
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--scale",
+            "-1",
+        ],
+        false,
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("-1"),
+        "{}",
+        text(&out)
+    );
 }

@@ -43,7 +43,8 @@ impl<B: Backend> ConvBnRelu<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.activation.forward(batch_norm_2d(&self.norm, self.conv.forward(x)))
+        self.activation
+            .forward(batch_norm_2d(&self.norm, self.conv.forward(x)))
     }
 
     /// Exports Conv with BatchNorm (running statistics) folded in, then ReLU.
@@ -74,7 +75,10 @@ pub fn batch_norm_2d<B: Backend>(norm: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor
             .clamp_min(0.0);
         let m = norm.momentum;
         let update = |state: &burn::module::RunningState<Tensor<B, 1>>, batch: Tensor<B, 1>| {
-            let next = state.value_sync().mul_scalar(1.0 - m).add(batch.detach().mul_scalar(m));
+            let next = state
+                .value_sync()
+                .mul_scalar(1.0 - m)
+                .add(batch.detach().mul_scalar(m));
             state.update(next.detach());
         };
         update(&norm.running_mean, mean.clone());
@@ -216,6 +220,7 @@ impl<B: Backend> Pool2x<B> {
 /// 2x up-sampling: bilinear (half-pixel centres) followed by nothing, or a learned 2x2
 /// transposed convolution that also halves the channels.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // a handful per model, never moved in hot loops
 pub enum Upsample2x<B: Backend> {
     Bilinear(BilinearUp<B>),
     Transposed(ConvTranspose2d<B>),
@@ -320,15 +325,20 @@ mod tests {
         let theirs = BatchNormConfig::new(4).init::<A>(&dev);
         let a = batch_norm_2d(&ours, x.clone());
         let b = theirs.forward(x.clone());
-        a.into_data().assert_approx_eq::<f32>(&b.into_data(), burn::tensor::Tolerance::absolute(1e-4));
+        a.into_data()
+            .assert_approx_eq::<f32>(&b.into_data(), burn::tensor::Tolerance::absolute(1e-4));
         ours.running_var
             .value()
             .into_data()
-            .assert_approx_eq::<f32>(&theirs.running_var.value().into_data(), burn::tensor::Tolerance::absolute(1e-5));
+            .assert_approx_eq::<f32>(
+                &theirs.running_var.value().into_data(),
+                burn::tensor::Tolerance::absolute(1e-5),
+            );
         // Inference uses the running statistics.
         let x = x.inner();
         let a = batch_norm_2d(&ours.valid(), x.clone());
         let b = theirs.valid().forward(x);
-        a.into_data().assert_approx_eq::<f32>(&b.into_data(), burn::tensor::Tolerance::absolute(1e-4));
+        a.into_data()
+            .assert_approx_eq::<f32>(&b.into_data(), burn::tensor::Tolerance::absolute(1e-4));
     }
 }

@@ -28,7 +28,11 @@ impl Architecture {
     pub const NAMES: &'static [&'static str] = &["unet"];
 
     /// The default configuration of the named architecture.
-    pub fn by_name(name: &str, in_channels: usize, num_classes: usize) -> Result<Self, ArchitectureError> {
+    pub fn by_name(
+        name: &str,
+        in_channels: usize,
+        num_classes: usize,
+    ) -> Result<Self, ArchitectureError> {
         match name.to_ascii_lowercase().as_str() {
             "unet" => Ok(Self::Unet(UNetConfig {
                 in_channels,

@@ -55,7 +55,8 @@ impl Dataset {
     pub fn open(root: &Path) -> Result<Self, RuntimeError> {
         if root.join("splits.json").is_file() {
             Self::open_folder(root)
-        } else if root.join("train_label.json").is_file() || root.join("test_label.json").is_file() {
+        } else if root.join("train_label.json").is_file() || root.join("test_label.json").is_file()
+        {
             Self::open_jmedseg(root)
         } else {
             Err(RuntimeError::BadDataset {
@@ -70,10 +71,11 @@ impl Dataset {
     fn open_folder(root: &Path) -> Result<Self, RuntimeError> {
         let path = root.join("splits.json");
         let text = std::fs::read(&path).map_err(|e| RuntimeError::io(&path, e))?;
-        let file: SplitsFile = serde_json::from_slice(&text).map_err(|e| RuntimeError::BadDataset {
-            path: path.clone(),
-            reason: format!("not a valid splits file ({e})"),
-        })?;
+        let file: SplitsFile =
+            serde_json::from_slice(&text).map_err(|e| RuntimeError::BadDataset {
+                path: path.clone(),
+                reason: format!("not a valid splits file ({e})"),
+            })?;
         if file.classes.len() < 2 {
             return Err(RuntimeError::BadDataset {
                 path,
@@ -134,7 +136,11 @@ impl Dataset {
                             reason: format!("lists mask {} which does not exist", mask.display()),
                         });
                     }
-                    let stem = mask.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+                    let stem = mask
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or_default()
+                        .to_string();
                     let dir = mask.parent().unwrap_or(root).to_path_buf();
                     let image = find_with_ext(&dir, &stem, &["jpg", "jpeg", "png"])?;
                     samples.push(Sample {
@@ -160,19 +166,26 @@ impl Dataset {
 
     /// The domain used when none is named: the only one, or the first in name order.
     pub fn default_domain(&self) -> &str {
-        self.domains.keys().next().map(String::as_str).unwrap_or(DEFAULT_DOMAIN)
+        self.domains
+            .keys()
+            .next()
+            .map(String::as_str)
+            .unwrap_or(DEFAULT_DOMAIN)
     }
 
     /// The samples of one split; an unknown or empty split is an error listing what exists.
     pub fn split(&self, domain: Option<&str>, split: &str) -> Result<&[Sample], RuntimeError> {
         let domain = domain.unwrap_or_else(|| self.default_domain());
-        let splits = self.domains.get(domain).ok_or_else(|| RuntimeError::BadDataset {
-            path: self.root.clone(),
-            reason: format!(
-                "no domain '{domain}'; it has: {}",
-                self.domains.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        })?;
+        let splits = self
+            .domains
+            .get(domain)
+            .ok_or_else(|| RuntimeError::BadDataset {
+                path: self.root.clone(),
+                reason: format!(
+                    "no domain '{domain}'; it has: {}",
+                    self.domains.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            })?;
         let samples = splits.get(split).ok_or_else(|| RuntimeError::BadDataset {
             path: self.root.clone(),
             reason: format!(
@@ -190,7 +203,11 @@ impl Dataset {
     }
 
     pub fn image_count(&self) -> usize {
-        self.domains.values().flat_map(|s| s.values()).map(Vec::len).sum()
+        self.domains
+            .values()
+            .flat_map(|s| s.values())
+            .map(Vec::len)
+            .sum()
     }
 }
 
@@ -200,7 +217,11 @@ fn find_with_ext(dir: &Path, stem: &str, exts: &[&str]) -> Result<PathBuf, Runti
         .find(|p| p.is_file())
         .ok_or_else(|| RuntimeError::BadDataset {
             path: dir.join(stem),
-            reason: format!("missing file: expected {stem}.{{{}}} in {}", exts.join(","), dir.display()),
+            reason: format!(
+                "missing file: expected {stem}.{{{}}} in {}",
+                exts.join(","),
+                dir.display()
+            ),
         })
 }
 
@@ -245,7 +266,10 @@ mod tests {
         let ds = Dataset::open(dir.path()).unwrap();
         assert_eq!(ds.split(None, "test").unwrap().len(), 1);
         let err = ds.split(None, "train").unwrap_err().to_string();
-        assert!(err.contains("no split 'train'") && err.contains("test"), "{err}");
+        assert!(
+            err.contains("no split 'train'") && err.contains("test"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -254,7 +278,11 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("p1")).unwrap();
         write_png(&dir.path().join("p1/s0.png"));
         std::fs::write(dir.path().join("p1/s0.npy"), b"").unwrap();
-        std::fs::write(dir.path().join("train_label.json"), r#"{"p1":["p1/s0.npy"]}"#).unwrap();
+        std::fs::write(
+            dir.path().join("train_label.json"),
+            r#"{"p1":["p1/s0.npy"]}"#,
+        )
+        .unwrap();
         let ds = Dataset::open(dir.path()).unwrap();
         let s = &ds.split(None, "train").unwrap()[0];
         assert_eq!(s.patient, "p1");
@@ -270,7 +298,11 @@ mod tests {
             r#"{"classes":["bg","fg"],"domains":{"d":{"val":{}}}}"#,
         )
         .unwrap();
-        let err = Dataset::open(dir.path()).unwrap().split(Some("d"), "val").unwrap_err().to_string();
+        let err = Dataset::open(dir.path())
+            .unwrap()
+            .split(Some("d"), "val")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("empty"), "{err}");
     }
 }

@@ -84,7 +84,10 @@ impl Segmenter {
             path: self.source.clone(),
             reason: format!("input does not match the card's shape: {e}"),
         })?;
-        let outputs = self.plan.run(tvec!(Tensor::from(tensor).into())).map_err(fail)?;
+        let outputs = self
+            .plan
+            .run(tvec!(Tensor::from(tensor).into()))
+            .map_err(fail)?;
         let view = outputs[0].to_plain_array_view::<f32>().map_err(fail)?;
         Ok(view.iter().copied().collect())
     }

@@ -25,14 +25,24 @@ pub fn evaluate_split(
         let truth = load_mask(&sample.mask, classes.len())?;
         check_same_size(&img, &truth, sample)?;
         let pred = predict(&img)?;
-        report.add(&truth.data, &pred.data, truth.width, truth.height, UNIT_SPACING)?;
+        report.add(
+            &truth.data,
+            &pred.data,
+            truth.width,
+            truth.height,
+            UNIT_SPACING,
+        )?;
         on_image();
     }
     Ok(report.summary(classes))
 }
 
 /// A mask must cover its image pixel for pixel.
-pub fn check_same_size(img: &DynamicImage, mask: &Mask, sample: &Sample) -> Result<(), RuntimeError> {
+pub fn check_same_size(
+    img: &DynamicImage,
+    mask: &Mask,
+    sample: &Sample,
+) -> Result<(), RuntimeError> {
     if (img.width() as usize, img.height() as usize) != (mask.width, mask.height) {
         return Err(RuntimeError::BadMask {
             path: sample.mask.clone(),

@@ -98,7 +98,11 @@ fn load_npy_mask(path: &Path) -> Result<Mask, RuntimeError> {
     // Accept [h, w] and [1, h, w] / [h, w, 1].
     let (height, width) = match shape.as_slice() {
         [h, w] | [1, h, w] | [h, w, 1] => (*h as usize, *w as usize),
-        other => return Err(bad(format!("array shape {other:?}; expected [height, width]"))),
+        other => {
+            return Err(bad(format!(
+                "array shape {other:?}; expected [height, width]"
+            )));
+        }
     };
     let values: Vec<i64> = read_npy_integers(npy).map_err(bad)?;
     if values.len() != width * height {
@@ -110,7 +114,8 @@ fn load_npy_mask(path: &Path) -> Result<Mask, RuntimeError> {
     let data = values
         .into_iter()
         .map(|v| {
-            u8::try_from(v).map_err(|_| bad(format!("label value {v} is not a class index 0..=255")))
+            u8::try_from(v)
+                .map_err(|_| bad(format!("label value {v} is not a class index 0..=255")))
         })
         .collect::<Result<Vec<u8>, _>>()?;
     Ok(Mask {
@@ -124,19 +129,56 @@ fn read_npy_integers(npy: npyz::NpyFile<&[u8]>) -> Result<Vec<i64>, String> {
     use npyz::{DType, TypeChar};
     let dtype = npy.dtype();
     let DType::Plain(ty) = &dtype else {
-        return Err(format!("dtype {dtype:?}; expected a plain integer or bool array"));
+        return Err(format!(
+            "dtype {dtype:?}; expected a plain integer or bool array"
+        ));
     };
     let err = |e: std::io::Error| format!("reading values failed, the file may be truncated ({e})");
     let size = ty.size_field();
     Ok(match (ty.type_char(), size) {
-        (TypeChar::Bool, _) => npy.into_vec::<bool>().map_err(err)?.into_iter().map(i64::from).collect(),
-        (TypeChar::Uint, 1) => npy.into_vec::<u8>().map_err(err)?.into_iter().map(i64::from).collect(),
-        (TypeChar::Uint, 2) => npy.into_vec::<u16>().map_err(err)?.into_iter().map(i64::from).collect(),
-        (TypeChar::Int, 1) => npy.into_vec::<i8>().map_err(err)?.into_iter().map(i64::from).collect(),
-        (TypeChar::Int, 2) => npy.into_vec::<i16>().map_err(err)?.into_iter().map(i64::from).collect(),
-        (TypeChar::Int, 4) => npy.into_vec::<i32>().map_err(err)?.into_iter().map(i64::from).collect(),
+        (TypeChar::Bool, _) => npy
+            .into_vec::<bool>()
+            .map_err(err)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        (TypeChar::Uint, 1) => npy
+            .into_vec::<u8>()
+            .map_err(err)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        (TypeChar::Uint, 2) => npy
+            .into_vec::<u16>()
+            .map_err(err)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        (TypeChar::Int, 1) => npy
+            .into_vec::<i8>()
+            .map_err(err)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        (TypeChar::Int, 2) => npy
+            .into_vec::<i16>()
+            .map_err(err)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        (TypeChar::Int, 4) => npy
+            .into_vec::<i32>()
+            .map_err(err)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
         (TypeChar::Int, 8) => npy.into_vec::<i64>().map_err(err)?,
-        (TypeChar::Float, 4) => float_labels(npy.into_vec::<f32>().map_err(err)?.into_iter().map(f64::from))?,
+        (TypeChar::Float, 4) => float_labels(
+            npy.into_vec::<f32>()
+                .map_err(err)?
+                .into_iter()
+                .map(f64::from),
+        )?,
         (TypeChar::Float, 8) => float_labels(npy.into_vec::<f64>().map_err(err)?.into_iter())?,
         (c, s) => return Err(format!("dtype {c:?}{s}; expected integer class indices")),
     })
@@ -163,9 +205,15 @@ mod tests {
     fn png_mask_with_out_of_range_label_is_rejected_naming_the_value() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.png");
-        GrayImage::from_raw(2, 1, vec![0, 3]).unwrap().save(&path).unwrap();
+        GrayImage::from_raw(2, 1, vec![0, 3])
+            .unwrap()
+            .save(&path)
+            .unwrap();
         let err = load_mask(&path, 2).unwrap_err().to_string();
-        assert!(err.contains("m.png") && err.contains("label value 3"), "{err}");
+        assert!(
+            err.contains("m.png") && err.contains("label value 3"),
+            "{err}"
+        );
         assert_eq!(load_mask(&path, 4).unwrap().data, vec![0, 3]);
     }
 
@@ -198,7 +246,9 @@ mod tests {
     fn truncated_png_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("img.png");
-        GrayImage::from_pixel(64, 64, image::Luma([7])).save(&path).unwrap();
+        GrayImage::from_pixel(64, 64, image::Luma([7]))
+            .save(&path)
+            .unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let err = load_image(&path).unwrap_err().to_string();

@@ -11,8 +11,8 @@ pub mod error;
 pub mod evaluate;
 pub mod image_io;
 pub mod metrics;
-pub mod outputs;
 pub mod onnx;
+pub mod outputs;
 pub mod postprocess;
 pub mod preprocess;
 

@@ -43,17 +43,29 @@ pub fn write_outputs(
     let mask_path = out.join(format!("{stem}_mask.png"));
     let encode = |e: image::ImageError| std::io::Error::other(e.to_string());
     atomic_write(&mask_path, |tmp| {
-        pred.mask.to_gray().save_with_format(tmp, image::ImageFormat::Png).map_err(encode)
+        pred.mask
+            .to_gray()
+            .save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(encode)
     })?;
     let overlay_path = out.join(format!("{stem}_overlay.png"));
     let picture = overlay(img, &pred.mask);
-    atomic_write(&overlay_path, |tmp| picture.save_with_format(tmp, image::ImageFormat::Png).map_err(encode))?;
+    atomic_write(&overlay_path, |tmp| {
+        picture
+            .save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(encode)
+    })?;
     let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
-    atomic_write(&out.join(format!("{stem}.json")), |tmp| std::fs::write(tmp, &json))?;
+    atomic_write(&out.join(format!("{stem}.json")), |tmp| {
+        std::fs::write(tmp, &json)
+    })?;
     Ok(report)
 }
 
-fn atomic_write(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<(), RuntimeError> {
+fn atomic_write(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), RuntimeError> {
     let tmp: PathBuf = path.with_extension("partial");
     write(&tmp).map_err(|e| RuntimeError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| RuntimeError::io(path, e))

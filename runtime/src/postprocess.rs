@@ -22,7 +22,11 @@ pub fn logits_to_prediction(
     (w, h): (usize, usize),
     (out_w, out_h): (usize, usize),
 ) -> Prediction {
-    assert_eq!(logits.len(), classes * w * h, "logits size does not match [classes, h, w]");
+    assert_eq!(
+        logits.len(),
+        classes * w * h,
+        "logits size does not match [classes, h, w]"
+    );
     let planes: Vec<Vec<f32>> = logits
         .chunks_exact(w * h)
         .map(|plane| {
@@ -60,7 +64,11 @@ pub fn logits_to_prediction(
 /// Bilinear resize of one float plane with half-pixel centres (PyTorch's `align_corners=False`).
 /// Written here because `image`'s resize clamps float pixels to [0, 1], which would flatten
 /// logits.
-pub fn resize_bilinear(src: &[f32], (w, h): (usize, usize), (out_w, out_h): (usize, usize)) -> Vec<f32> {
+pub fn resize_bilinear(
+    src: &[f32],
+    (w, h): (usize, usize),
+    (out_w, out_h): (usize, usize),
+) -> Vec<f32> {
     // For each output coordinate: the two source indices and the weight of the second.
     let taps = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
         let scale = n_in as f32 / n_out as f32;

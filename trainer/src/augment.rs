@@ -68,7 +68,12 @@ mod tests {
             flipped_once |= pos == 1;
             let mut again = vec![1.0, 2.0, 3.0, 4.0];
             let mut mask2 = vec![1, 0, 0, 0];
-            aug.apply(&mut again, &mut mask2, 2, &mut ChaCha8Rng::seed_from_u64(seed));
+            aug.apply(
+                &mut again,
+                &mut mask2,
+                2,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            );
             assert_eq!(again, img);
         }
         assert!(flipped_once);

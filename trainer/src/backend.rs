@@ -9,7 +9,11 @@ pub type Inner = burn::backend::Cuda;
 /// The training backend (with automatic differentiation).
 pub type Train = burn::backend::Autodiff<Inner>;
 
-pub const NAME: &str = if cfg!(feature = "cuda") { "cuda" } else { "flex" };
+pub const NAME: &str = if cfg!(feature = "cuda") {
+    "cuda"
+} else {
+    "flex"
+};
 
 pub fn device() -> burn::tensor::Device<Inner> {
     Default::default()

@@ -20,7 +20,11 @@ fn register_font() {
     // The font ships inside the `dejavu` crate, so plots need no system fonts.
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
     });
 }
 
@@ -31,9 +35,28 @@ pub fn plot_curves(rows: &[EpochLog], path: &Path) -> anyhow::Result<()> {
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(450);
     let last = rows.last().map_or(1, |r| r.epoch).max(1);
-    let max_loss = rows.iter().map(|r| r.train_loss).fold(0.0, f64::max).max(1e-3) * 1.05;
-    draw_series(&left, "training loss", last, (0.0, max_loss), rows.iter().map(|r| (r.epoch, r.train_loss)), RED)?;
-    draw_series(&right, "validation Dice", last, (0.0, 1.0), rows.iter().map(|r| (r.epoch, r.val_dice)), BLUE)?;
+    let max_loss = rows
+        .iter()
+        .map(|r| r.train_loss)
+        .fold(0.0, f64::max)
+        .max(1e-3)
+        * 1.05;
+    draw_series(
+        &left,
+        "training loss",
+        last,
+        (0.0, max_loss),
+        rows.iter().map(|r| (r.epoch, r.train_loss)),
+        RED,
+    )?;
+    draw_series(
+        &right,
+        "validation Dice",
+        last,
+        (0.0, 1.0),
+        rows.iter().map(|r| (r.epoch, r.val_dice)),
+        BLUE,
+    )?;
     root.present()?;
     Ok(())
 }

@@ -27,7 +27,10 @@ pub fn random_crop(
     let (x0, y0) = match foreground {
         Some(p) => {
             let (x, y) = (p % size, p / size);
-            (x.saturating_sub(crop / 2).min(max), y.saturating_sub(crop / 2).min(max))
+            (
+                x.saturating_sub(crop / 2).min(max),
+                y.saturating_sub(crop / 2).min(max),
+            )
         }
         None => (rng.random_range(0..=max), rng.random_range(0..=max)),
     };
@@ -52,7 +55,11 @@ fn pick_foreground(mask: &[u8], rng: &mut ChaCha8Rng) -> Option<usize> {
         return None;
     }
     let k = rng.random_range(0..count);
-    mask.iter().enumerate().filter(|&(_, &v)| v != 0).nth(k).map(|(i, _)| i)
+    mask.iter()
+        .enumerate()
+        .filter(|&(_, &v)| v != 0)
+        .nth(k)
+        .map(|(i, _)| i)
 }
 
 #[cfg(test)]

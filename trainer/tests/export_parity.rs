@@ -1,45 +1,26 @@
 //! Every UNet configuration exports to an ONNX graph that tract runs with the same logits as
 //! Burn (BatchNorm folded, both up-sampling kinds), and int8 weights stay close.
 
-use std::collections::BTreeMap;
-
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::tensor::{Distribution, Tensor};
 use medseg_models::{Architecture, SegModel, UNetConfig, Upsampling};
 use medseg_runtime::InputSpec;
-use medseg_runtime::card::{CARD_VERSION, ModelCard, TrainingInfo};
+use medseg_runtime::card::ModelCard;
 use medseg_trainer::export::onnx::WeightFormat;
 use medseg_trainer::export::parity::{PARITY_TOLERANCE, QUANTIZED_TOLERANCE, check_parity};
-use medseg_trainer::export::build_onnx;
+use medseg_trainer::export::{bare_card, build_onnx};
 
 fn card(arch: &Architecture, size: usize) -> ModelCard {
-    ModelCard {
-        card_version: CARD_VERSION,
-        architecture: serde_json::to_value(arch).unwrap(),
-        input: InputSpec {
-            channels: arch.in_channels(),
-            height: size,
-            width: size,
-            mean: 0.5,
-            std: 0.25,
-        },
-        classes: (0..arch.num_classes()).map(|c| format!("c{c}")).collect(),
-        output: "logits".into(),
-        training: TrainingInfo {
-            dataset: "test".into(),
-            dataset_images: 0,
-            dataset_hash: String::new(),
-            command: String::new(),
-            git_commit: String::new(),
-            epochs: 0,
-            seed: 0,
-        },
-        metrics: BTreeMap::new(),
-        quantization: String::new(),
-        parameters: 0,
-        weights_sha256: String::new(),
-    }
+    let input = InputSpec {
+        channels: arch.in_channels(),
+        height: size,
+        width: size,
+        mean: 0.5,
+        std: 0.25,
+    };
+    let classes = (0..arch.num_classes()).map(|c| format!("c{c}")).collect();
+    bare_card(arch, input, classes).unwrap()
 }
 
 /// A model whose BatchNorm statistics are far from the initial (0, 1), so folding matters.
@@ -47,7 +28,11 @@ fn trained_looking_model(arch: &Architecture, size: usize) -> SegModel<Flex> {
     let dev = Default::default();
     let model: SegModel<Autodiff<Flex>> = arch.init(&dev).unwrap();
     for _ in 0..20 {
-        let x = Tensor::random([2, arch.in_channels(), size, size], Distribution::Normal(3.0, 2.0), &dev);
+        let x = Tensor::random(
+            [2, arch.in_channels(), size, size],
+            Distribution::Normal(3.0, 2.0),
+            &dev,
+        );
         let _ = model.forward(x);
     }
     model.valid()
@@ -71,7 +56,10 @@ fn check(upsampling: Upsampling, classes: usize, in_channels: usize) {
     assert!(p.relative <= PARITY_TOLERANCE, "{upsampling:?}: {p:?}");
     let (_, q) = build_onnx(&graph, &mut c, WeightFormat::Int8, "test").unwrap();
     let p = check_parity(&model, &q, &[], 2, &dev).unwrap();
-    assert!(p.relative <= QUANTIZED_TOLERANCE, "{upsampling:?} int8: {p:?}");
+    assert!(
+        p.relative <= QUANTIZED_TOLERANCE,
+        "{upsampling:?} int8: {p:?}"
+    );
 }
 
 #[test]
@@ -97,8 +85,14 @@ fn tampered_weights_are_refused() {
     let init = &mut proto.graph.as_mut().unwrap().initializer[0];
     init.raw_data[0] ^= 0x40;
     let bytes = medseg_runtime::onnx::encode(&proto);
-    let err = medseg_runtime::Segmenter::from_bytes(&bytes, "tampered.onnx").err().unwrap().to_string();
-    assert!(err.contains("tampered.onnx") && err.contains("do not match"), "{err}");
+    let err = medseg_runtime::Segmenter::from_bytes(&bytes, "tampered.onnx")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("tampered.onnx") && err.contains("do not match"),
+        "{err}"
+    );
     let err = medseg_runtime::Segmenter::from_bytes(&bytes[..bytes.len() / 2], "cut.onnx")
         .err()
         .unwrap()

@@ -10,9 +10,10 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use burn::tensor::backend::Backend;
 
+use medseg_models::{Architecture, Graph};
+use medseg_runtime::InputSpec;
 use medseg_runtime::card::{CARD_VERSION, ModelCard, TrainingInfo};
 use medseg_runtime::dataset::Dataset;
-use medseg_models::Graph;
 use medseg_runtime::metrics::SplitSummary;
 use medseg_runtime::onnx::pb;
 use medseg_runtime::{Segmenter, onnx as onnx_io};
@@ -40,40 +41,41 @@ pub struct ExportReport {
     pub dice: BTreeMap<String, (f64, Option<f64>)>,
 }
 
-pub fn export<B: Backend>(run: &Path, out: &Path, opts: &ExportOptions, device: &B::Device) -> anyhow::Result<ExportReport> {
+pub fn export<B: Backend>(
+    run: &Path,
+    out: &Path,
+    opts: &ExportOptions,
+    device: &B::Device,
+) -> anyhow::Result<ExportReport> {
     let dir = RunDir::new(run);
-    let cfg = dir.config().with_context(|| format!("{} is not a training run folder", run.display()))?;
+    let cfg = dir
+        .config()
+        .with_context(|| format!("{} is not a training run folder", run.display()))?;
     let state = dir.state()?;
     let model = dir.load_model::<B>(&opts.checkpoint, device)?;
     let spec = cfg.input.clone();
     let graph = model.export();
-    let mut card = ModelCard {
-        card_version: CARD_VERSION,
-        architecture: serde_json::to_value(&cfg.architecture)?,
-        input: spec.clone(),
-        classes: cfg.classes.clone(),
-        output: "logits".into(),
-        training: TrainingInfo {
-            dataset: cfg.dataset_name.clone(),
-            dataset_images: cfg.dataset_images,
-            dataset_hash: cfg.dataset_hash.clone(),
-            command: cfg.command.clone(),
-            git_commit: git_commit(),
-            epochs: state.epochs_done,
-            seed: cfg.seed,
-        },
-        metrics: BTreeMap::new(),
-        quantization: String::new(),
-        parameters: graph.parameter_count(),
-        weights_sha256: String::new(),
+    let mut card = bare_card(&cfg.architecture, spec.clone(), cfg.classes.clone())?;
+    card.parameters = graph.parameter_count();
+    card.training = TrainingInfo {
+        dataset: cfg.dataset_name.clone(),
+        dataset_images: cfg.dataset_images,
+        dataset_hash: cfg.dataset_hash.clone(),
+        command: cfg.command.clone(),
+        git_commit: git_commit(),
+        epochs: state.epochs_done,
+        seed: cfg.seed,
     };
-    let build = |format, card: &mut ModelCard| build_onnx(&graph, card, format, &out.display().to_string());
+    let build =
+        |format, card: &mut ModelCard| build_onnx(&graph, card, format, &out.display().to_string());
 
     // Parity on real validation inputs (when the data is there) and on random inputs.
     let data = Dataset::open(&cfg.data).ok();
     let extra = match &data {
         Some(ds) => {
-            let samples = ds.split(Some(&cfg.domain), "val").or_else(|_| ds.split(Some(&cfg.domain), "test"))?;
+            let samples = ds
+                .split(Some(&cfg.domain), "val")
+                .or_else(|_| ds.split(Some(&cfg.domain), "test"))?;
             let few = &samples[..samples.len().min(2)];
             load_split(few, cfg.classes.len(), &spec, false, "parity inputs")?.inputs
         }
@@ -108,9 +110,16 @@ pub fn export<B: Backend>(run: &Path, out: &Path, opts: &ExportOptions, device: 
 
     let mut dice = BTreeMap::new();
     if opts.evaluate {
-        let ds = data.with_context(|| format!("cannot open the training data {} to score the model", cfg.data.display()))?;
+        let ds = data.with_context(|| {
+            format!(
+                "cannot open the training data {} to score the model",
+                cfg.data.display()
+            )
+        })?;
         for (domain, splits) in &ds.domains {
-            let Some(samples) = splits.get("test").filter(|s| !s.is_empty()) else { continue };
+            let Some(samples) = splits.get("test").filter(|s| !s.is_empty()) else {
+                continue;
+            };
             let key = format!("{domain}/test");
             let summary = medseg_runtime::evaluate::evaluate_split(
                 samples,
@@ -139,6 +148,35 @@ pub fn export<B: Backend>(run: &Path, out: &Path, opts: &ExportOptions, device: 
         quantized_parity,
         bytes: bytes.len(),
         dice,
+    })
+}
+
+/// A card with the model's shape and classes and empty training information (benchmarks and
+/// tests fill in what they know; `export` fills in the run).
+pub fn bare_card(
+    arch: &Architecture,
+    input: InputSpec,
+    classes: Vec<String>,
+) -> anyhow::Result<ModelCard> {
+    Ok(ModelCard {
+        card_version: CARD_VERSION,
+        architecture: serde_json::to_value(arch)?,
+        input,
+        classes,
+        output: "logits".into(),
+        training: TrainingInfo {
+            dataset: String::new(),
+            dataset_images: 0,
+            dataset_hash: String::new(),
+            command: String::new(),
+            git_commit: git_commit(),
+            epochs: 0,
+            seed: 0,
+        },
+        metrics: BTreeMap::new(),
+        quantization: String::new(),
+        parameters: 0,
+        weights_sha256: String::new(),
     })
 }
 

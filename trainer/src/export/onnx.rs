@@ -81,7 +81,10 @@ pub fn graph_to_onnx(
                 inputs.push(b.init(prefix, "bias", f32_tensor(&[bias.len()], bias)));
                 attrs.push(ints("kernel_shape", &weight.shape[2..]));
                 attrs.push(ints("strides", stride));
-                attrs.push(ints("pads", &[padding[0], padding[1], padding[0], padding[1]]));
+                attrs.push(ints(
+                    "pads",
+                    &[padding[0], padding[1], padding[0], padding[1]],
+                ));
                 "ConvTranspose"
             }
             Op::Relu => "Relu",
@@ -97,12 +100,19 @@ pub fn graph_to_onnx(
                 attrs.push(int("axis", 1));
                 "Concat"
             }
-            Op::ResizeBilinear { scale, align_corners } => {
+            Op::ResizeBilinear {
+                scale,
+                align_corners,
+            } => {
                 inputs.push(String::new()); // no roi
                 let scales = [1.0, 1.0, scale[0] as f32, scale[1] as f32];
                 inputs.push(b.init(prefix, "scales", f32_tensor(&[4], &scales)));
                 attrs.push(string("mode", "linear"));
-                let mode = if *align_corners { "align_corners" } else { "half_pixel" };
+                let mode = if *align_corners {
+                    "align_corners"
+                } else {
+                    "half_pixel"
+                };
                 attrs.push(string("coordinate_transformation_mode", mode));
                 "Resize"
             }
@@ -148,7 +158,10 @@ impl Builder {
     /// Adds an initializer named `<prefix>.<suffix>` and returns its name.
     fn init(&mut self, prefix: &str, suffix: &str, t: pb::TensorProto) -> String {
         let name = format!("{prefix}.{suffix}");
-        self.initializers.push(pb::TensorProto { name: name.clone(), ..t });
+        self.initializers.push(pb::TensorProto {
+            name: name.clone(),
+            ..t
+        });
         name
     }
 
@@ -161,7 +174,11 @@ impl Builder {
                 let input = vec![
                     self.init(prefix, "weight_q", i8_tensor(&w.shape, &q)),
                     self.init(prefix, "weight_scale", f32_tensor(&[scales.len()], &scales)),
-                    self.init(prefix, "weight_zero", i8_tensor(&[scales.len()], &vec![0; scales.len()])),
+                    self.init(
+                        prefix,
+                        "weight_zero",
+                        i8_tensor(&[scales.len()], &vec![0; scales.len()]),
+                    ),
                 ];
                 let out = format!("{prefix}.weight");
                 self.nodes.push(pb::NodeProto {
@@ -210,7 +227,10 @@ pub fn quantize_per_channel(w: &Weights, axis: usize) -> (Vec<i8>, Vec<f32>) {
         let c = channel_of(i);
         max[c] = max[c].max(v.abs());
     }
-    let scales: Vec<f32> = max.iter().map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 }).collect();
+    let scales: Vec<f32> = max
+        .iter()
+        .map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 })
+        .collect();
     let q = w
         .data
         .iter()

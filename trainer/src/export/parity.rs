@@ -40,7 +40,10 @@ pub fn check_parity<B: Backend>(
     for input in inputs {
         let burn = forward_batch(model, std::slice::from_ref(&input), spec, device);
         let tract_logits = tract.logits(input)?;
-        anyhow::ensure!(burn.len() == tract_logits.len(), "Burn and tract output sizes differ");
+        anyhow::ensure!(
+            burn.len() == tract_logits.len(),
+            "Burn and tract output sizes differ"
+        );
         for (a, b) in burn.iter().zip(&tract_logits) {
             max_abs = max_abs.max((*a as f64 - *b as f64).abs());
             lo = lo.min(*a as f64);

@@ -47,12 +47,18 @@ mod tests {
     fn matches_hand_computed_value() {
         let dev = Default::default();
         // One pixel, two classes, logits (0, ln 3): p = (1/4, 3/4); truth class 1.
-        let logits = Tensor::<B, 4>::from_data(TensorData::new(vec![0.0f32, 3f32.ln()], [1, 2, 1, 1]), &dev);
-        let target = Tensor::<B, 4>::from_data(TensorData::new(vec![0.0f32, 1.0], [1, 2, 1, 1]), &dev);
-        let v: f32 = CrossEntropy::<B>::new(None, &dev).forward(logits.clone(), target.clone()).into_scalar();
+        let logits =
+            Tensor::<B, 4>::from_data(TensorData::new(vec![0.0f32, 3f32.ln()], [1, 2, 1, 1]), &dev);
+        let target =
+            Tensor::<B, 4>::from_data(TensorData::new(vec![0.0f32, 1.0], [1, 2, 1, 1]), &dev);
+        let v: f32 = CrossEntropy::<B>::new(None, &dev)
+            .forward(logits.clone(), target.clone())
+            .into_scalar();
         assert!((v - (4.0f32 / 3.0).ln()).abs() < 1e-5, "{v}");
         // Weights change nothing with a single pixel (weighted mean).
-        let w: f32 = CrossEntropy::<B>::new(Some(vec![0.2, 1.8]), &dev).forward(logits, target).into_scalar();
+        let w: f32 = CrossEntropy::<B>::new(Some(vec![0.2, 1.8]), &dev)
+            .forward(logits, target)
+            .into_scalar();
         assert!((w - v).abs() < 1e-5);
     }
 }

@@ -23,9 +23,17 @@ impl<B: Backend> SegLoss<B> for SoftDice {
         let probs = softmax(logits, 1).narrow(1, 1, classes - 1);
         let truth = one_hot.narrow(1, 1, classes - 1);
         // Sums over batch and pixels per class: the batch is treated as one volume.
-        let inter = probs.clone().mul(truth.clone()).sum_dim(0).sum_dim(2).sum_dim(3);
+        let inter = probs
+            .clone()
+            .mul(truth.clone())
+            .sum_dim(0)
+            .sum_dim(2)
+            .sum_dim(3);
         let total = probs.sum_dim(0).sum_dim(2).sum_dim(3) + truth.sum_dim(0).sum_dim(2).sum_dim(3);
-        let dice = inter.mul_scalar(2.0).add_scalar(self.smooth).div(total.add_scalar(self.smooth));
+        let dice = inter
+            .mul_scalar(2.0)
+            .add_scalar(self.smooth)
+            .div(total.add_scalar(self.smooth));
         dice.mean().neg().add_scalar(1.0)
     }
 }
@@ -43,7 +51,10 @@ mod tests {
         let dev = Default::default();
         // 4 pixels, 2 classes; truth foreground on pixels 0 and 1.
         let truth = Tensor::<B, 4>::from_data(
-            TensorData::new(vec![0.0f32, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0], [1, 2, 2, 2]),
+            TensorData::new(
+                vec![0.0f32, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0],
+                [1, 2, 2, 2],
+            ),
             &dev,
         );
         let good = truth.clone().mul_scalar(40.0);

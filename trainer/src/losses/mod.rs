@@ -47,11 +47,15 @@ impl FromStr for LossSpec {
         };
         let mut terms = Vec::new();
         for term in s.split('+').map(str::trim) {
-            let split = term.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(|| err(format!("term '{term}' names no loss")))?;
+            let split = term
+                .find(|c: char| c.is_ascii_alphabetic())
+                .ok_or_else(|| err(format!("term '{term}' names no loss")))?;
             let (weight, name) = term.split_at(split);
             let weight = match weight.trim().trim_end_matches('*') {
                 "" => 1.0,
-                w => w.parse::<f32>().map_err(|_| err(format!("weight '{w}' is not a number")))?,
+                w => w
+                    .parse::<f32>()
+                    .map_err(|_| err(format!("weight '{w}' is not a number")))?,
             };
             if !(weight.is_finite() && weight > 0.0) {
                 return Err(err(format!("weight {weight} must be positive")));
@@ -121,7 +125,13 @@ mod tests {
         assert_eq!(s.terms, vec![(0.5, LossKind::Ce), (0.5, LossKind::Dice)]);
         let s: LossSpec = "dice".parse().unwrap();
         assert_eq!(s.terms, vec![(1.0, LossKind::Dice)]);
-        assert!("0.5focal".parse::<LossSpec>().unwrap_err().to_string().contains("focal"));
+        assert!(
+            "0.5focal"
+                .parse::<LossSpec>()
+                .unwrap_err()
+                .to_string()
+                .contains("focal")
+        );
         assert!("-1ce".parse::<LossSpec>().is_err());
         assert!("xce".parse::<LossSpec>().is_err());
     }

@@ -8,7 +8,10 @@ use std::f32::consts::{FRAC_PI_2, PI, TAU};
 use rand::Rng;
 
 use super::domain::{Domain, Framing};
-use super::raster::{Bounds, Canvas, Ellipse, REGION_FAT, REGION_INTERIOR, REGION_SKIN, REGION_WALL, View, fast_atan2};
+use super::raster::{
+    Bounds, Canvas, Ellipse, REGION_FAT, REGION_INTERIOR, REGION_SKIN, REGION_WALL, View,
+    fast_atan2,
+};
 use super::texture::{ValueNoise, ZCurve, uniform};
 use super::vertebra::{self, Spine};
 use super::viscera::Viscera;
@@ -168,7 +171,9 @@ impl Body {
                 }
             })
             .collect();
-        let markers = (0..rng.random_range(0..3)).map(|_| uniform(rng, -2.4, -0.7)).collect();
+        let markers = (0..rng.random_range(0..3))
+            .map(|_| uniform(rng, -2.4, -0.7))
+            .collect();
         Self {
             cx: spine.x + uniform(rng, -5.0, 5.0),
             cy: spine.y + back - ry * flat,
@@ -216,9 +221,15 @@ impl Body {
             if sin > 0.0 {
                 r = smooth_min(r, ry * self.flat / sin, 10.0);
             }
-            let ap = if sin < 0.0 { self.fat_ant } else { self.fat_post };
+            let ap = if sin < 0.0 {
+                self.fat_ant
+            } else {
+                self.fat_post
+            };
             c.radius[i] = r;
-            c.fat[i] = self.fat * (cos * cos + ap * sin * sin) * (1.0 + 0.15 * (3.0 * phi + self.fat_phase).cos());
+            c.fat[i] = self.fat
+                * (cos * cos + ap * sin * sin)
+                * (1.0 + 0.15 * (3.0 * phi + self.fat_phase).cos());
             // Abdominal wall muscles in front and at the flanks, latissimus behind.
             c.wall[i] = self.wall * (cos * cos + if sin < 0.0 { 0.8 } else { 0.6 } * sin * sin);
             c.rmax = c.rmax.max(r);
@@ -259,7 +270,14 @@ impl Contour {
 /// and skin markers outside; records the layer of each pixel for clipping organs.
 fn paint_body(canvas: &mut Canvas, body: &Body, c: &Contour, rng: &mut impl Rng) {
     let reach = c.rmax + 40.0;
-    let visceral = ValueNoise::new(rng, c.cx - reach, c.cy - reach, 2.0 * reach, 2.0 * reach, 12.0);
+    let visceral = ValueNoise::new(
+        rng,
+        c.cx - reach,
+        c.cy - reach,
+        2.0 * reach,
+        2.0 * reach,
+        12.0,
+    );
     let view = canvas.view;
     view.for_pixels(Bounds::around(c.cx, c.cy, reach), |x, y, i| {
         let (dx, dy) = (x - c.cx, y - c.cy);
@@ -296,9 +314,10 @@ fn angle_within(phi: f32, from: f32, to: f32) -> bool {
 }
 
 fn on_cloth(body: &Body, phi: f32, depth: f32) -> bool {
-    body.cloth
-        .iter()
-        .any(|c| angle_within(phi, c.from, c.to) && (depth + c.gap + c.wave * (3.0 * phi + c.phase).sin()).abs() < 0.6)
+    body.cloth.iter().any(|c| {
+        angle_within(phi, c.from, c.to)
+            && (depth + c.gap + c.wave * (3.0 * phi + c.phase).sin()).abs() < 0.6
+    })
 }
 
 fn on_marker(body: &Body, phi: f32, r: f32) -> bool {
@@ -309,7 +328,12 @@ fn on_marker(body: &Body, phi: f32, r: f32) -> bool {
 
 /// Lower rib tips in the posterolateral wall at upper lumbar levels.
 fn paint_ribs(canvas: &mut Canvas, c: &Contour) {
-    for phi in [FRAC_PI_2 - 1.05, FRAC_PI_2 - 1.35, FRAC_PI_2 + 1.05, FRAC_PI_2 + 1.35] {
+    for phi in [
+        FRAC_PI_2 - 1.05,
+        FRAC_PI_2 - 1.35,
+        FRAC_PI_2 + 1.05,
+        FRAC_PI_2 + 1.35,
+    ] {
         let (_, fat, _) = c.at(phi);
         let (x, y) = c.point(phi, fat + 4.0);
         let rib = Ellipse::new(x, y, 7.0, 3.2, phi + FRAC_PI_2);
@@ -359,7 +383,11 @@ impl Table {
                 (ex * ex + (y - end_y) * (y - end_y)).sqrt() - self.thick / 2.0
             };
             if sdf < 0.0 {
-                canvas.hu[i] = if sdf > -2.0 { self.shell_hu } else { self.foam_hu };
+                canvas.hu[i] = if sdf > -2.0 {
+                    self.shell_hu
+                } else {
+                    self.foam_hu
+                };
             } else if dx.abs() < self.half_w * 0.9 && (d - pad_r).abs() < 0.6 {
                 canvas.hu[i] = -300.0;
             }

@@ -125,14 +125,23 @@ impl Domain {
 
     /// Scanner and display: partial-volume blur, reconstruction kernel, noise, window, and
     /// padding outside the reconstruction circle. Returns (image, mask).
-    pub fn acquire(&self, mut canvas: Canvas, noise_gain: f32, rng: &mut impl RngCore) -> (GrayImage, GrayImage) {
+    pub fn acquire(
+        &self,
+        mut canvas: Canvas,
+        noise_gain: f32,
+        rng: &mut impl RngCore,
+    ) -> (GrayImage, GrayImage) {
         gaussian_blur(&mut canvas.hu, SIZE, SIZE, self.blur * canvas.view.zoom);
         sharpen(&mut canvas.hu, SIZE, SIZE, self.sharpen);
         let noise = ct_noise(SIZE, SIZE, rng, self.noise_grain * canvas.view.zoom);
         let sigma = self.noise * noise_gain;
         for (hu, n) in canvas.hu.iter_mut().zip(&noise) {
             // Rays that miss the patient are barely attenuated: air is much less noisy.
-            *hu += n * if *hu < AIR_THRESHOLD_HU { 0.15 * sigma } else { sigma };
+            *hu += n * if *hu < AIR_THRESHOLD_HU {
+                0.15 * sigma
+            } else {
+                sigma
+            };
         }
         let r2_max = self.fov_radius * self.fov_radius;
         let (lower, width) = self.window;
@@ -158,6 +167,9 @@ impl Domain {
 /// Squared distance of pixel `i`'s centre from the image centre, in pixels.
 fn radius2_from_centre(i: usize) -> f32 {
     let half = SIZE as f32 / 2.0;
-    let (x, y) = ((i % SIZE) as f32 + 0.5 - half, (i / SIZE) as f32 + 0.5 - half);
+    let (x, y) = (
+        (i % SIZE) as f32 + 0.5 - half,
+        (i / SIZE) as f32 + 0.5 - half,
+    );
     x * x + y * y
 }

@@ -148,8 +148,14 @@ fn write_dataset(
 
 /// Renders and writes every job on all cores; progress is reported from this thread.
 /// Output does not depend on scheduling: every slice is a pure function of its patient seed.
-fn render_all(out: &Path, jobs: &[Job], on_slice: &mut dyn FnMut(usize, usize)) -> Result<(), SynthError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+fn render_all(
+    out: &Path,
+    jobs: &[Job],
+    on_slice: &mut dyn FnMut(usize, usize),
+) -> Result<(), SynthError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel::<Result<(), SynthError>>();
@@ -192,7 +198,12 @@ fn write_slice(out: &Path, job: &Job) -> Result<(), SynthError> {
 fn write_png(path: &Path, img: &GrayImage) -> Result<(), SynthError> {
     let mut bytes = Vec::with_capacity(img.len() / 2);
     PngEncoder::new_with_quality(&mut bytes, CompressionType::Fast, FilterType::Adaptive)
-        .write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::L8)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            ExtendedColorType::L8,
+        )
         .map_err(|e| SynthError::Write {
             path: path.to_path_buf(),
             source: std::io::Error::other(e),
@@ -204,8 +215,13 @@ fn write_png(path: &Path, img: &GrayImage) -> Result<(), SynthError> {
 }
 
 /// Written last and atomically (temp file + rename): its presence means the set is complete.
-fn write_manifest(path: &Path, cfg: &SynthConfig, patients: &[PatientPlan]) -> Result<(), SynthError> {
-    let mut domains: BTreeMap<&str, BTreeMap<&str, BTreeMap<String, Vec<String>>>> = BTreeMap::new();
+fn write_manifest(
+    path: &Path,
+    cfg: &SynthConfig,
+    patients: &[PatientPlan],
+) -> Result<(), SynthError> {
+    let mut domains: BTreeMap<&str, BTreeMap<&str, BTreeMap<String, Vec<String>>>> =
+        BTreeMap::new();
     for p in patients {
         let slices = (0..p.slices).map(|s| p.slice_name(s)).collect();
         domains
@@ -222,7 +238,8 @@ fn write_manifest(path: &Path, cfg: &SynthConfig, patients: &[PatientPlan]) -> R
         scale: cfg.scale,
         domains,
     };
-    let json = serde_json::to_vec_pretty(&manifest).expect("manifest of strings and numbers serialises");
+    let json =
+        serde_json::to_vec_pretty(&manifest).expect("manifest of strings and numbers serialises");
     let tmp: PathBuf = path.with_extension("json.tmp");
     std::fs::write(&tmp, json).map_err(|source| SynthError::Write {
         path: tmp.clone(),
@@ -283,7 +300,10 @@ mod tests {
             let err = plan(42, bad).expect_err("must reject");
             assert!(err.to_string().contains(&format!("{bad}")), "{err}");
         }
-        assert!(matches!(plan(42, 100.0), Err(SynthError::ScaleTooLarge { .. })));
+        assert!(matches!(
+            plan(42, 100.0),
+            Err(SynthError::ScaleTooLarge { .. })
+        ));
     }
 
     #[test]
@@ -291,7 +311,10 @@ mod tests {
         let small = plan(42, 0.1).expect("valid");
         let full = plan(42, 1.0).expect("valid");
         for p in &small {
-            let same = full.iter().find(|q| q.name() == p.name()).expect("patient kept");
+            let same = full
+                .iter()
+                .find(|q| q.name() == p.name())
+                .expect("patient kept");
             assert_eq!((same.seed, same.slices), (p.seed, p.slices));
         }
     }
@@ -303,8 +326,14 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         std::fs::write(dir.join("splits.json"), "stale").expect("stale manifest");
         // Rendering is the slow part: write two slices of one patient.
-        let cfg = SynthConfig { scale: 0.001, seed: 7 };
-        let mut patient = plan(cfg.seed, cfg.scale).expect("plan").pop().expect("a patient");
+        let cfg = SynthConfig {
+            scale: 0.001,
+            seed: 7,
+        };
+        let mut patient = plan(cfg.seed, cfg.scale)
+            .expect("plan")
+            .pop()
+            .expect("a patient");
         patient.slices = 2;
         let mut calls = 0;
         let summary = write_dataset(&dir, &cfg, &[patient], &mut |done, total| {

@@ -42,7 +42,10 @@ pub struct SynthConfig {
 
 impl Default for SynthConfig {
     fn default() -> Self {
-        Self { scale: 1.0, seed: 42 }
+        Self {
+            scale: 1.0,
+            seed: 42,
+        }
     }
 }
 
@@ -124,7 +127,9 @@ fn patient(d: &domain::Domain, patient_seed: u64) -> anatomy::Patient {
 
 /// Per-slice randomness (textures, noise), independent of the order slices are rendered in.
 fn slice_rng(patient_seed: u64, z: f32) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(texture::mix64(patient_seed ^ texture::mix64(u64::from(z.to_bits()))))
+    ChaCha8Rng::seed_from_u64(texture::mix64(
+        patient_seed ^ texture::mix64(u64::from(z.to_bits())),
+    ))
 }
 
 #[cfg(test)]
@@ -153,7 +158,10 @@ mod tests {
                 let z = 1.0;
                 let (_, mask) = render_slice(domain, seed, z);
                 let ones = mask.pixels().filter(|p| p[0] == 1).count();
-                assert!(mask.pixels().all(|p| p[0] <= 1), "{domain}: mask not binary");
+                assert!(
+                    mask.pixels().all(|p| p[0] <= 1),
+                    "{domain}: mask not binary"
+                );
                 if disc(domain, seed, z) {
                     assert_eq!(ones, 0, "{domain} seed {seed}: disc slice has a label");
                 } else {
@@ -180,10 +188,15 @@ mod tests {
     #[test]
     fn label_lies_inside_a_brighter_shell() {
         for domain in DOMAINS {
-            let seed = (0..20u64).find(|&s| !disc(domain, s, 0.0)).expect("a vertebra slice");
+            let seed = (0..20u64)
+                .find(|&s| !disc(domain, s, 0.0))
+                .expect("a vertebra slice");
             let (img, mask) = render_slice(domain, seed, 0.0);
             let (inside, ring) = inside_and_ring_means(&img, &mask);
-            assert!(ring > inside + 5.0, "{domain}: ring {ring} vs inside {inside}");
+            assert!(
+                ring > inside + 5.0,
+                "{domain}: ring {ring} vs inside {inside}"
+            );
         }
     }
 
@@ -191,7 +204,11 @@ mod tests {
     fn inside_and_ring_means(img: &GrayImage, mask: &GrayImage) -> (f64, f64) {
         let (w, h) = mask.dimensions();
         let on = |x: i64, y: i64| {
-            x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && mask.get_pixel(x as u32, y as u32)[0] == 1
+            x >= 0
+                && y >= 0
+                && x < w as i64
+                && y < h as i64
+                && mask.get_pixel(x as u32, y as u32)[0] == 1
         };
         let (mut sin, mut nin, mut sring, mut nring) = (0.0, 0, 0.0, 0);
         for y in 0..h as i64 {

@@ -58,8 +58,16 @@ impl View {
     /// Calls `f(world_x, world_y, pixel_index)` for every pixel whose centre lies in `b`.
     pub fn for_pixels(&self, b: Bounds, mut f: impl FnMut(f32, f32, usize)) {
         // Pixel p has its centre at p + 0.5 in pixel coordinates.
-        let first = |w: f32, c: f32| ((w - c) * self.zoom + HALF - 0.5).ceil().clamp(0.0, SIZE as f32) as usize;
-        let end = |w: f32, c: f32| ((w - c) * self.zoom + HALF + 0.5).floor().clamp(0.0, SIZE as f32) as usize;
+        let first = |w: f32, c: f32| {
+            ((w - c) * self.zoom + HALF - 0.5)
+                .ceil()
+                .clamp(0.0, SIZE as f32) as usize
+        };
+        let end = |w: f32, c: f32| {
+            ((w - c) * self.zoom + HALF + 0.5)
+                .floor()
+                .clamp(0.0, SIZE as f32) as usize
+        };
         let (px0, px1) = (first(b.x0, self.cx), end(b.x1, self.cx));
         let (py0, py1) = (first(b.y0, self.cy), end(b.y1, self.cy));
         let inv = 1.0 / self.zoom;
@@ -142,7 +150,10 @@ impl Ellipse {
     /// Coordinates in the ellipse frame, not normalised.
     pub fn local(&self, x: f32, y: f32) -> (f32, f32) {
         let (dx, dy) = (x - self.cx, y - self.cy);
-        (dx * self.cos + dy * self.sin, -dx * self.sin + dy * self.cos)
+        (
+            dx * self.cos + dy * self.sin,
+            -dx * self.sin + dy * self.cos,
+        )
     }
 
     /// Squared normalised radius: < 1 inside.
@@ -156,7 +167,11 @@ impl Ellipse {
         let (u, v) = self.local(x, y);
         let n = ((u / self.rx).powi(2) + (v / self.ry).powi(2)).sqrt();
         let d = (u * u + v * v).sqrt();
-        if n < 1e-6 { self.rx.min(self.ry) } else { d / n - d }
+        if n < 1e-6 {
+            self.rx.min(self.ry)
+        } else {
+            d / n - d
+        }
     }
 
     pub fn bounds(&self) -> Bounds {
@@ -201,7 +216,8 @@ pub fn fast_atan2(y: f32, x: f32) -> f32 {
     }
     let a = mn / mx;
     let s = a * a;
-    let mut r = a * (0.999_866 + s * (-0.330_299_5 + s * (0.180_141 + s * (-0.085_133 + s * 0.020_835_1))));
+    let mut r =
+        a * (0.999_866 + s * (-0.330_299_5 + s * (0.180_141 + s * (-0.085_133 + s * 0.020_835_1))));
     if ay > ax {
         r = FRAC_PI_2 - r;
     }

@@ -198,7 +198,10 @@ mod tests {
         for i in 0..400 {
             let z = i as f32 * 0.1 - 10.0;
             assert!(c.at(z).abs() <= 1.0);
-            assert!((c.at(z + 0.1) - c.at(z)).abs() < 0.1, "curve jumps at z={z}");
+            assert!(
+                (c.at(z + 0.1) - c.at(z)).abs() < 0.1,
+                "curve jumps at z={z}"
+            );
         }
         let n = ValueNoise::new(&mut rng, -5.0, -5.0, 10.0, 10.0, 2.0);
         assert!((n.at(0.0, 0.0) - n.at(0.05, 0.0)).abs() < 0.1);
@@ -211,7 +214,11 @@ mod tests {
         for grain in [0.0, 0.6, 1.0] {
             let buf = ct_noise(128, 128, &mut rng, grain);
             let var = buf.iter().map(|v| v * v).sum::<f32>() / buf.len() as f32;
-            assert!((var.sqrt() - 1.0).abs() < 0.08, "grain {grain}: std {}", var.sqrt());
+            assert!(
+                (var.sqrt() - 1.0).abs() < 0.08,
+                "grain {grain}: std {}",
+                var.sqrt()
+            );
         }
     }
 

@@ -134,7 +134,10 @@ impl Spine {
 impl Vertebra {
     fn local(&self, x: f32, y: f32) -> (f32, f32) {
         let (dx, dy) = (x - self.x, y - self.y);
-        (dx * self.cos + dy * self.sin, -dx * self.sin + dy * self.cos)
+        (
+            dx * self.cos + dy * self.sin,
+            -dx * self.sin + dy * self.cos,
+        )
     }
 
     pub fn world(&self, u: f32, w: f32) -> (f32, f32) {
@@ -227,7 +230,10 @@ fn paint_posterior(canvas: &mut Canvas, sp: &Spine, v: &Vertebra) {
     let view = canvas.view;
     view.for_pixels(bounds, |x, y, i| {
         let (u, w) = v.local(x, y);
-        let d = caps.iter().map(|c| c.sdf(u, w)).fold(f32::INFINITY, f32::min);
+        let d = caps
+            .iter()
+            .map(|c| c.sdf(u, w))
+            .fold(f32::INFINITY, f32::min);
         if d >= 0.0 {
             return;
         }
@@ -379,7 +385,11 @@ fn paint_disc(canvas: &mut Canvas, sp: &Spine, v: &Vertebra, rng: &mut impl Rng)
     view.for_pixels(bounds, |x, y, i| {
         let (u, w) = v.local(x, y);
         if outer.contains(u, w) {
-            let hu = if nucleus.contains(u, w + v.b * 0.1) { 60.0 } else { 95.0 };
+            let hu = if nucleus.contains(u, w + v.b * 0.1) {
+                60.0
+            } else {
+                95.0
+            };
             canvas.hu[i] = hu + 12.0 * grain.at(x, y);
         }
     });
@@ -395,7 +405,9 @@ mod tests {
     fn disc_band_is_about_ten_percent() {
         let sp = Spine::sample(&mut ChaCha8Rng::seed_from_u64(3));
         let n = 10_000;
-        let discs = (0..n).filter(|i| sp.at(*i as f32 * 4.0 / n as f32).disc).count();
+        let discs = (0..n)
+            .filter(|i| sp.at(*i as f32 * 4.0 / n as f32).disc)
+            .count();
         assert!((900..=1100).contains(&discs), "{discs} disc samples of {n}");
     }
 

@@ -73,13 +73,21 @@ impl Viscera {
         let colon = [-1.0f32, 1.0].map(|side| {
             let r = uniform(rng, 11.0, 17.0);
             let y = body.cy - body.ry * uniform(rng, 0.0, 0.2);
-            Loop::sample(rng, body.cx + side * (inner_rx - r - 6.0), y, r, Content::Stool, 0.75)
+            Loop::sample(
+                rng,
+                body.cx + side * (inner_rx - r - 6.0),
+                y,
+                r,
+                Content::Stool,
+                0.75,
+            )
         });
         let loops = (0..rng.random_range(8..16))
             .map(|_| {
                 let x = body.cx + inner_rx * uniform(rng, -0.5, 0.5);
                 // Keep small bowel in front of the aorta and the retroperitoneum.
-                let y = (body.cy - body.ry * uniform(rng, 0.15, 0.65)).min(spine.y - uniform(rng, 60.0, 80.0));
+                let y = (body.cy - body.ry * uniform(rng, 0.15, 0.65))
+                    .min(spine.y - uniform(rng, 60.0, 80.0));
                 let content = if rng.random_bool(0.25) {
                     Content::Stool
                 } else {
@@ -102,7 +110,14 @@ impl Viscera {
         }
     }
 
-    pub(super) fn paint(&self, canvas: &mut Canvas, body: &Body, v: &Vertebra, level: f32, rng: &mut impl Rng) {
+    pub(super) fn paint(
+        &self,
+        canvas: &mut Canvas,
+        body: &Body,
+        v: &Vertebra,
+        level: f32,
+        rng: &mut impl Rng,
+    ) {
         let inner = Bounds::around(body.cx, body.cy, body.rx);
         let (w, h) = (inner.x1 - inner.x0, inner.y1 - inner.y0);
         let fine = ValueNoise::new(rng, inner.x0, inner.y0, w, h, 2.2);
@@ -187,14 +202,26 @@ impl Kidney {
         // Lower poles drift laterally and forward.
         let x = v.x + self.side * (self.dx + 5.0 * t);
         let y = v.y + self.dy - 4.0 * t;
-        let k = Ellipse::new(x, y, self.rx * s.powf(0.3), self.ry * s.powf(0.45), self.angle);
+        let k = Ellipse::new(
+            x,
+            y,
+            self.rx * s.powf(0.3),
+            self.ry * s.powf(0.45),
+            self.angle,
+        );
         canvas.fill_interior(&k.grown(5.0), |_, _| fat_hu);
         canvas.fill_interior(&k, |_, _| 32.0);
         if s > 0.55 {
             // The hilum opens anteromedially: sinus fat breaks through the medial border.
             let (hx, hy) = (-self.side * 0.6, -0.8);
             let off = k.ry * 0.8;
-            let sinus = Ellipse::new(x + hx * off, y + hy * off, k.rx * 0.32, k.ry * 0.38, self.angle);
+            let sinus = Ellipse::new(
+                x + hx * off,
+                y + hy * off,
+                k.rx * 0.32,
+                k.ry * 0.38,
+                self.angle,
+            );
             canvas.fill_interior(&sinus, |_, _| fat_hu + 30.0);
             let pelvis = Ellipse::new(
                 x + hx * off * 0.9,

@@ -33,11 +33,18 @@ pub struct TrainData {
 }
 
 /// Trains (or resumes) the run in `dir` according to its run.json.
-pub fn train<B: AutodiffBackend>(dir: &RunDir, data: &TrainData, resume: bool, device: &B::Device) -> anyhow::Result<RunState> {
+pub fn train<B: AutodiffBackend>(
+    dir: &RunDir,
+    data: &TrainData,
+    resume: bool,
+    device: &B::Device,
+) -> anyhow::Result<RunState> {
     let cfg = dir.config()?;
     match cfg.optimizer {
         OptimizerKind::Adam => {
-            let optim = AdamConfig::new().with_epsilon(1e-8).init::<B, SegModel<B>>();
+            let optim = AdamConfig::new()
+                .with_epsilon(1e-8)
+                .init::<B, SegModel<B>>();
             train_with(dir, &cfg, data, resume, optim, device)
         }
         OptimizerKind::Sgd => {
@@ -59,7 +66,9 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
 ) -> anyhow::Result<RunState> {
     B::seed(device, cfg.seed);
     let (mut model, mut state) = if resume {
-        let state = dir.state().context("--resume needs a run that finished at least one epoch")?;
+        let state = dir
+            .state()
+            .context("--resume needs a run that finished at least one epoch")?;
         let model = dir.load_model::<B>("last", device)?;
         let record = CheckpointRecorder::new()
             .load(dir.optimizer_path(), device)
@@ -83,37 +92,68 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
         let started = Instant::now();
         // Each epoch's shuffling and augmentation derive from (seed, epoch): resuming replays
         // exactly what an uninterrupted run would have done.
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         let mut order: Vec<usize> = (0..data.train.len()).collect();
         order.shuffle(&mut rng);
         let bar = ProgressBar::new(steps_per_epoch as u64).with_style(
-            ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]").expect("valid template"),
+            ProgressStyle::with_template(
+                "epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]",
+            )
+            .expect("valid template"),
         );
         bar.set_prefix(format!("{epoch}/{}", cfg.epochs));
         let (mut loss_sum, mut images, mut lr) = (0.0f64, 0usize, cfg.lr);
-        for (step, batch) in order.chunks(cfg.batch_size).take(steps_per_epoch).enumerate() {
+        for (step, batch) in order
+            .chunks(cfg.batch_size)
+            .take(steps_per_epoch)
+            .enumerate()
+        {
             let global = (epoch - 1) * steps_per_epoch + step;
             lr = match cfg.poly_power {
                 Some(p) => cfg.lr * (1.0 - global as f64 / total_steps as f64).powf(p),
                 None => cfg.lr,
             };
             let crop = cfg.crop_size.unwrap_or(spec.width);
-            let (x, y) = make_batch::<B>(&data.train, batch, spec, crop, cfg.classes.len(), &augment, &mut rng, device);
+            let (x, y) = make_batch::<B>(
+                &data.train,
+                batch,
+                spec,
+                crop,
+                cfg.classes.len(),
+                &augment,
+                &mut rng,
+                device,
+            );
             let loss = loss_fn.forward(model.forward(x), y);
             let value: f64 = loss.clone().into_scalar().elem();
-            anyhow::ensure!(value.is_finite(), "loss became {value} at epoch {epoch} step {step}; lower --lr");
+            anyhow::ensure!(
+                value.is_finite(),
+                "loss became {value} at epoch {epoch} step {step}; lower --lr"
+            );
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
             loss_sum += value * batch.len() as f64;
             images += batch.len();
             let ips = images as f64 / started.elapsed().as_secs_f64();
-            bar.set_message(format!("loss {:.4} {ips:.1} img/s", loss_sum / images as f64));
+            bar.set_message(format!(
+                "loss {:.4} {ips:.1} img/s",
+                loss_sum / images as f64
+            ));
             bar.inc(1);
         }
         let train_seconds = started.elapsed().as_secs_f64();
         bar.set_message("validating");
         let inference = model.valid();
-        let summary = validate::score_split(&inference, &data.val, spec, &cfg.classes, cfg.batch_size, device)?;
+        let summary = validate::score_split(
+            &inference,
+            &data.val,
+            spec,
+            &cfg.classes,
+            cfg.batch_size,
+            device,
+        )?;
         bar.finish_and_clear();
         let (val_dice, val_iou) = foreground_means(&summary);
         let is_best = state.log.is_empty() || val_dice > state.best_dice;
@@ -152,7 +192,11 @@ pub fn foreground_means(summary: &medseg_runtime::metrics::SplitSummary) -> (f64
     let fg = &summary.per_class[1..];
     let mean = |f: fn(&medseg_runtime::metrics::ClassSummary) -> Option<f64>| {
         let v: Vec<f64> = fg.iter().filter_map(f).collect();
-        if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
     };
     (mean(|c| c.dice_split), mean(|c| c.iou_split))
 }
@@ -174,7 +218,8 @@ fn make_batch<B: AutodiffBackend>(
     let mut xs = Vec::with_capacity(indices.len() * spec.channels * plane);
     let mut ys = vec![0f32; indices.len() * classes * plane];
     for (b, &i) in indices.iter().enumerate() {
-        let (mut input, mut mask) = random_crop(&split.inputs[i], &split.targets[i], spec.width, crop, rng);
+        let (mut input, mut mask) =
+            random_crop(&split.inputs[i], &split.targets[i], spec.width, crop, rng);
         augment.apply(&mut input, &mut mask, crop, rng);
         xs.extend_from_slice(&input);
         let base = b * classes * plane;

@@ -88,7 +88,8 @@ impl RunDir {
     }
 
     pub fn write_config(&self, cfg: &RunConfig) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.path).with_context(|| format!("creating {}", self.path.display()))?;
+        std::fs::create_dir_all(&self.path)
+            .with_context(|| format!("creating {}", self.path.display()))?;
         write_json(&self.file("run.json"), cfg)
     }
 
@@ -109,9 +110,13 @@ impl RunDir {
         std::fs::rename(self.file("last-partial.bin"), self.file("last.bin"))?;
         Recorder::<OB>::record(&rec, optimizer_record, self.file("optimizer-partial"))
             .context("saving the optimizer state")?;
-        std::fs::rename(self.file("optimizer-partial.bin"), self.file("optimizer.bin"))?;
+        std::fs::rename(
+            self.file("optimizer-partial.bin"),
+            self.file("optimizer.bin"),
+        )?;
         if is_best {
-            std::fs::copy(self.file("last.bin"), self.file("best.bin")).context("saving the best checkpoint")?;
+            std::fs::copy(self.file("last.bin"), self.file("best.bin"))
+                .context("saving the best checkpoint")?;
         }
         write_log_csv(&self.file("log.csv"), &state.log)?;
         crate::plot::plot_curves(&state.log, &self.file("curves.png"))?;
@@ -119,11 +124,18 @@ impl RunDir {
     }
 
     /// Loads a checkpoint (`best` or `last`) into a freshly initialized model.
-    pub fn load_model<B: Backend>(&self, which: &str, device: &B::Device) -> anyhow::Result<SegModel<B>> {
+    pub fn load_model<B: Backend>(
+        &self,
+        which: &str,
+        device: &B::Device,
+    ) -> anyhow::Result<SegModel<B>> {
         let cfg = self.config()?;
         let path = self.file(&format!("{which}.bin"));
         if !path.is_file() {
-            bail!("{} does not exist: has the run finished an epoch?", path.display());
+            bail!(
+                "{} does not exist: has the run finished an epoch?",
+                path.display()
+            );
         }
         let model = cfg.architecture.init::<B>(device)?;
         model
@@ -143,7 +155,8 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 

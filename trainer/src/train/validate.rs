@@ -39,7 +39,13 @@ pub fn score_split<B: Backend>(
                 (spec.width, spec.height),
                 (truth.width, truth.height),
             );
-            report.add(&truth.data, &pred.mask.data, truth.width, truth.height, UNIT_SPACING)?;
+            report.add(
+                &truth.data,
+                &pred.mask.data,
+                truth.width,
+                truth.height,
+                UNIT_SPACING,
+            )?;
         }
     }
     Ok(report.summary(classes))

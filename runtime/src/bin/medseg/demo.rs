@@ -22,7 +22,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let seg = Segmenter::from_bytes(MODEL, "embedded demo model")?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let classes = &seg.card.classes;
     println!(
         "model: {} ({} parameters, weights {}), input {}x{}, trained on {} ({} epochs)",
@@ -35,7 +36,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seg.card.training.epochs,
     );
     let mut report = SplitReport::new(classes.len());
-    println!("{:<26} {:>8} {:>8} {:>9} {:>8}", "slice", "Dice", "area px", "conf", "ms");
+    println!(
+        "{:<26} {:>8} {:>8} {:>9} {:>8}",
+        "slice", "Dice", "area px", "conf", "ms"
+    );
     for sample in SAMPLES {
         let img = image::load_from_memory(sample.image).context("decoding an embedded sample")?;
         let truth = Mask::from_gray(image::load_from_memory(sample.mask)?.into_luma8());
@@ -50,8 +54,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             classes.len(),
             UNIT_SPACING,
         )?;
-        report.add(&truth.data, &s.prediction.mask.data, truth.width, truth.height, UNIT_SPACING)?;
-        let dice = scores.per_class[1].dice.map_or("-".into(), |d| format!("{d:.4}"));
+        report.add(
+            &truth.data,
+            &s.prediction.mask.data,
+            truth.width,
+            truth.height,
+            UNIT_SPACING,
+        )?;
+        let dice = scores.per_class[1]
+            .dice
+            .map_or("-".into(), |d| format!("{d:.4}"));
         println!(
             "{:<26} {:>8} {:>8} {:>9.3} {:>8.1}",
             sample.name,
@@ -68,6 +80,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             println!("model card: Dice {d:.4} on the full phantom xh test split");
         }
     }
-    println!("overlays, masks and reports written to {}/", args.out.display());
+    println!(
+        "overlays, masks and reports written to {}/",
+        args.out.display()
+    );
     Ok(())
 }

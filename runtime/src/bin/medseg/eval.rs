@@ -55,8 +55,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        let domain = args.domain.as_deref().unwrap_or_else(|| ds.default_domain());
-        println!("{} / {domain} / {}: {} images", ds.name, args.split, samples.len());
+        let domain = args
+            .domain
+            .as_deref()
+            .unwrap_or_else(|| ds.default_domain());
+        println!(
+            "{} / {domain} / {}: {} images",
+            ds.name,
+            args.split,
+            samples.len()
+        );
         println!("{summary}");
     }
     Ok(())

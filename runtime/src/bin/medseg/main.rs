@@ -7,7 +7,11 @@ mod segment;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "medseg", version, about = "Bedside medical image segmentation (tract runtime)")]
+#[command(
+    name = "medseg",
+    version,
+    about = "Bedside medical image segmentation (tract runtime)"
+)]
 struct Cli {
     /// More logging (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

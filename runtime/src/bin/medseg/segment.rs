@@ -32,7 +32,8 @@ const IMAGE_EXTS: &[&str] = &["png", "jpg", "jpeg"];
 pub fn run(args: Args) -> anyhow::Result<()> {
     let seg = Segmenter::from_file(&args.model)?;
     let files = collect_inputs(&args.inputs)?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let bar = ProgressBar::new(files.len() as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"),
     );
@@ -44,7 +45,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map_err(anyhow::Error::from)
             .and_then(|img| {
                 let s = seg.segment(&img)?;
-                Ok(write_outputs(&args.out, stem, path, &img, &s, &seg.card.classes)?)
+                Ok(write_outputs(
+                    &args.out,
+                    stem,
+                    path,
+                    &img,
+                    &s,
+                    &seg.card.classes,
+                )?)
             });
         match result {
             Ok(report) => bar.println(format!(
@@ -65,7 +73,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    println!("wrote {} result(s) to {}", files.len() - failed, args.out.display());
+    println!(
+        "wrote {} result(s) to {}",
+        files.len() - failed,
+        args.out.display()
+    );
     if failed > 0 {
         bail!("{failed} of {} input(s) failed (see above)", files.len());
     }
@@ -95,7 +107,10 @@ fn collect_inputs(inputs: &[PathBuf]) -> anyhow::Result<BTreeMap<String, PathBuf
     }
     let mut by_stem = BTreeMap::new();
     for f in files {
-        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if let Some(prev) = by_stem.insert(stem.clone(), f.clone()) {
             bail!(
                 "inputs {} and {} would write the same outputs '{stem}_*'; rename one",

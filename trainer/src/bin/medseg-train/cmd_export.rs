@@ -30,7 +30,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if !matches!(args.checkpoint.as_str(), "best" | "last") {
-        anyhow::bail!("--checkpoint must be 'best' or 'last', not '{}'", args.checkpoint);
+        anyhow::bail!(
+            "--checkpoint must be 'best' or 'last', not '{}'",
+            args.checkpoint
+        );
     }
     let opts = ExportOptions {
         checkpoint: args.checkpoint.clone(),
@@ -47,11 +50,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         report.parity.max_abs_diff
     );
     if let Some(q) = report.quantized_parity {
-        println!("int8 weights: logits within {:.2e} of the logit range of Burn's", q.relative);
+        println!(
+            "int8 weights: logits within {:.2e} of the logit range of Burn's",
+            q.relative
+        );
     }
     for (split, (tract, burn)) in &report.dice {
         match burn {
-            Some(b) => println!("{split}: Dice tract {tract:.4}  Burn {b:.4}  |diff| {:.4}", (tract - b).abs()),
+            Some(b) => println!(
+                "{split}: Dice tract {tract:.4}  Burn {b:.4}  |diff| {:.4}",
+                (tract - b).abs()
+            ),
             None => println!("{split}: Dice {tract:.4}"),
         }
     }

@@ -20,7 +20,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} slices [{elapsed}<{eta}]").expect("valid template"),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} slices [{elapsed}<{eta}]")
+            .expect("valid template"),
     );
     let summary = generate(
         &args.out,

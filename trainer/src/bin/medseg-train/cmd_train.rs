@@ -130,12 +130,17 @@ fn evenly_spaced<T: Clone>(items: &[T], max: usize) -> Vec<T> {
     if max == 0 || items.len() <= max {
         return items.to_vec();
     }
-    (0..max).map(|i| items[i * items.len() / max].clone()).collect()
+    (0..max)
+        .map(|i| items[i * items.len() / max].clone())
+        .collect()
 }
 
 fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
     let ds = Dataset::open(&args.data)?;
-    let domain = args.domain.clone().unwrap_or_else(|| ds.default_domain().to_string());
+    let domain = args
+        .domain
+        .clone()
+        .unwrap_or_else(|| ds.default_domain().to_string());
     let loss: LossSpec = args.loss.parse()?;
     let mut arch = Architecture::by_name(&args.model, 1, ds.classes.len())?;
     let Architecture::Unet(u) = &mut arch;
@@ -146,20 +151,28 @@ fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         UpsamplingArg::Bilinear => Upsampling::Bilinear,
     };
     arch.validate()?;
-    if args.image_size == 0 || args.image_size % arch.size_multiple() != 0 {
+    if args.image_size == 0 || !args.image_size.is_multiple_of(arch.size_multiple()) {
         bail!(
             "--image-size {} must be a positive multiple of {} for this architecture",
             args.image_size,
             arch.size_multiple()
         );
     }
-    if args.crop_size % arch.size_multiple() != 0 {
-        bail!("--crop-size {} must be a multiple of {}", args.crop_size, arch.size_multiple());
+    if !args.crop_size.is_multiple_of(arch.size_multiple()) {
+        bail!(
+            "--crop-size {} must be a multiple of {}",
+            args.crop_size,
+            arch.size_multiple()
+        );
     }
     if let Some(w) = &args.class_weights
         && w.len() != ds.classes.len()
     {
-        bail!("--class-weights has {} values but the data set has {} classes", w.len(), ds.classes.len());
+        bail!(
+            "--class-weights has {} values but the data set has {} classes",
+            w.len(),
+            ds.classes.len()
+        );
     }
     if args.batch_size == 0 || args.epochs == 0 {
         bail!("--batch-size and --epochs must be at least 1");
@@ -179,7 +192,8 @@ fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             mean: 0.5,
             std: 0.25,
         },
-        crop_size: (args.crop_size > 0 && args.crop_size < args.image_size).then_some(args.crop_size),
+        crop_size: (args.crop_size > 0 && args.crop_size < args.image_size)
+            .then_some(args.crop_size),
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.lr,

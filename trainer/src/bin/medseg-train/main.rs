@@ -7,7 +7,11 @@ mod cmd_train;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "medseg-train", version, about = "Train and export medical image segmentation models (Burn)")]
+#[command(
+    name = "medseg-train",
+    version,
+    about = "Train and export medical image segmentation models (Burn)"
+)]
 struct Cli {
     /// More logging (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
