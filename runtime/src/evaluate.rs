@@ -58,3 +58,31 @@ pub fn check_same_size(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_of_another_size_is_rejected_naming_both_files() {
+        let img = DynamicImage::ImageLuma8(image::GrayImage::new(8, 6));
+        let mask = Mask {
+            width: 8,
+            height: 5,
+            data: vec![0; 40],
+        };
+        let sample = Sample {
+            name: "a".into(),
+            patient: "p".into(),
+            image: "images/a.png".into(),
+            mask: "masks/a.png".into(),
+        };
+        let err = check_same_size(&img, &mask, &sample)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("masks/a.png") && err.contains("8x5") && err.contains("8x6"),
+            "{err}"
+        );
+    }
+}

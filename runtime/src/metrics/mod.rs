@@ -287,8 +287,8 @@ impl fmt::Display for SplitSummary {
             "iou(split)",
             "precision",
             "recall",
-            "assd mm",
-            "hd95 mm",
+            "assd",
+            "hd95",
             "undef",
             "one-empty",
         )?;
@@ -311,7 +311,10 @@ impl fmt::Display for SplitSummary {
                 c.images_with_one_side_empty,
             )?;
         }
-        Ok(())
+        writeln!(
+            f,
+            "assd/hd95: mean surface distances in mm at the pixel spacing (pixels when none is given)"
+        )
     }
 }
 
