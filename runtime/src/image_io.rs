@@ -243,6 +243,35 @@ mod tests {
     }
 
     #[test]
+    fn jpeg_exif_orientation_is_applied() {
+        // A 4x2 JPEG with an EXIF APP1 segment saying "rotate 90° clockwise" (orientation 6)
+        // must come out 2x4, as a phone photo taken in portrait does.
+        let mut jpeg = Vec::new();
+        image::DynamicImage::ImageLuma8(GrayImage::new(4, 2))
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpeg),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        let tiff: [u8; 26] = [
+            0x49, 0x49, 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00, // little-endian TIFF, IFD at 8
+            0x01, 0x00, // one entry
+            0x12, 0x01, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00,
+            0x00, // Orientation = 6
+            0x00, 0x00, 0x00, 0x00, // no next IFD
+        ];
+        let mut app1 = vec![0xFF, 0xE1, 0x00, (2 + 6 + tiff.len()) as u8];
+        app1.extend_from_slice(b"Exif\0\0");
+        app1.extend_from_slice(&tiff);
+        jpeg.splice(2..2, app1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portrait.jpg");
+        std::fs::write(&path, &jpeg).unwrap();
+        let img = load_image(&path).unwrap();
+        assert_eq!((img.width(), img.height()), (2, 4));
+    }
+
+    #[test]
     fn truncated_png_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("img.png");

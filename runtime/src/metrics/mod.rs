@@ -447,7 +447,11 @@ mod tests {
 
         let table = s.to_string();
         assert!(table.contains("background") && table.contains("class2") && table.contains("hd95"));
-        assert_eq!(table.lines().count(), 2 + 3 + 1, "header, column names, 3 classes, units");
+        assert_eq!(
+            table.lines().count(),
+            2 + 3 + 1,
+            "header, column names, 3 classes, units"
+        );
     }
 
     #[test]
