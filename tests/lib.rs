@@ -46,3 +46,14 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Runs a workspace binary that must fail, with `needle` (a file or value name) in its message.
+pub fn fails_mentioning(name: &str, args: &[&str], needle: &str) {
+    let out = run(name, args, false);
+    assert!(
+        !out.status.success() && text(&out).contains(needle),
+        "{name} {} should fail naming '{needle}':\n{}",
+        args.join(" "),
+        text(&out)
+    );
+}

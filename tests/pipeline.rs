@@ -1,6 +1,6 @@
 //! The whole path a user takes: synth -> train -> export -> segment -> eval, on a tiny scale.
 
-use medseg_e2e::{run, text};
+use medseg_e2e::{fails_mentioning, run, text};
 
 #[test]
 fn synth_train_export_segment_eval() {
@@ -140,71 +140,31 @@ fn synth_train_export_segment_eval() {
 #[test]
 fn bad_inputs_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
     let broken = dir.path().join("broken.png");
     std::fs::write(&broken, b"\x89PNG\r\n\x1a\nnot really").unwrap();
     let model = dir.path().join("model.onnx");
     std::fs::write(&model, b"garbage").unwrap();
-    let out = run(
+    let (model, broken) = (model.to_str().unwrap(), broken.to_str().unwrap());
+
+    fails_mentioning(
         "medseg",
-        &[
-            "segment",
-            "--model",
-            model.to_str().unwrap(),
-            broken.to_str().unwrap(),
-        ],
-        false,
+        &["segment", "--model", model, broken],
+        "model.onnx",
     );
-    assert!(!out.status.success());
-    assert!(text(&out).contains("model.onnx"), "{}", text(&out));
-
-    let out = run(
+    fails_mentioning(
         "medseg",
-        &[
-            "eval",
-            "--model",
-            "none.onnx",
-            "--data",
-            dir.path().to_str().unwrap(),
-        ],
-        false,
+        &["eval", "--model", "none.onnx", "--data", d],
+        "none.onnx",
     );
-    assert!(
-        !out.status.success() && text(&out).contains("none.onnx"),
-        "{}",
-        text(&out)
-    );
-
-    let out = run(
+    fails_mentioning(
         "medseg-train",
-        &[
-            "train",
-            "--data",
-            dir.path().to_str().unwrap(),
-            "--out",
-            "x",
-        ],
-        false,
+        &["train", "--data", d, "--out", "x"],
+        "splits.json",
     );
-    assert!(
-        !out.status.success() && text(&out).contains("splits.json"),
-        "{}",
-        text(&out)
-    );
-
-    let out = run(
+    fails_mentioning(
         "medseg-train",
-        &[
-            "synth",
-            "--out",
-            dir.path().to_str().unwrap(),
-            "--scale",
-            "-1",
-        ],
-        false,
-    );
-    assert!(
-        !out.status.success() && text(&out).contains("-1"),
-        "{}",
-        text(&out)
+        &["synth", "--out", d, "--scale", "-1"],
+        "-1",
     );
 }

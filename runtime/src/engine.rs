@@ -62,6 +62,13 @@ impl Segmenter {
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(fail)?;
+        tracing::info!(
+            model = source,
+            input = ?shape,
+            classes = card.classes.len(),
+            quantization = %card.quantization,
+            "model loaded and optimized by tract"
+        );
         Ok(Self {
             card,
             plan,

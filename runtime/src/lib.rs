@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod evaluate;
 pub mod image_io;
+pub mod logging;
 pub mod metrics;
 pub mod onnx;
 pub mod outputs;

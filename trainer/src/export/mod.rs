@@ -83,6 +83,11 @@ pub fn export<B: Backend>(
     };
     let (mut proto, mut tract) = build(onnx::WeightFormat::F32, &mut card)?;
     let parity = parity::check_parity(&model, &tract, &extra, 3, device)?;
+    tracing::info!(
+        relative = parity.relative,
+        max_abs = parity.max_abs_diff,
+        "Burn/tract parity"
+    );
     if parity.relative > parity::PARITY_TOLERANCE {
         bail!(
             "refusing to write {}: tract's logits differ from Burn's by {:.3e} of the logit range (max abs {:.3e} over {:.3}), above the {:.0e} limit",
@@ -121,6 +126,7 @@ pub fn export<B: Backend>(
                 continue;
             };
             let key = format!("{domain}/test");
+            tracing::info!(split = %key, images = samples.len(), "scoring the exported model");
             let summary = medseg_runtime::evaluate::evaluate_split(
                 samples,
                 &ds.classes,

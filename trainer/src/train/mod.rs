@@ -74,6 +74,10 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
             .load(dir.optimizer_path(), device)
             .context("loading the optimizer state")?;
         optim = optim.load_record(record);
+        tracing::info!(
+            epochs_done = state.epochs_done,
+            "resuming from the last checkpoint"
+        );
         (model, state)
     } else {
         (cfg.architecture.init::<B>(device)?, RunState::default())

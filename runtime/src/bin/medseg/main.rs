@@ -36,15 +36,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
-        .with_writer(std::io::stderr)
-        .init();
+    medseg_runtime::logging::init(cli.verbose);
     match cli.command {
         Command::Segment(args) => segment::run(args),
         Command::Eval(args) => eval::run(args),

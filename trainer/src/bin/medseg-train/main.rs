@@ -29,15 +29,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
-        .with_writer(std::io::stderr)
-        .init();
+    medseg_runtime::logging::init(cli.verbose);
     match cli.command {
         Command::Synth(a) => cmd_synth::run(a),
         Command::Train(a) => cmd_train::run(a),
