@@ -12,8 +12,15 @@ fn demo_runs_without_files_and_writes_every_output() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("cancellous_bone") && stdout.contains("model card: Dice"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("cancellous_bone") && stdout.contains("model card: Dice"),
+        "{stdout}"
+    );
     for sample in medseg_runtime::demo::SAMPLES {
         for suffix in ["_mask.png", "_overlay.png", ".json"] {
             let path = dir.path().join(format!("{}{suffix}", sample.name));
@@ -25,8 +32,14 @@ fn demo_runs_without_files_and_writes_every_output() {
 #[test]
 fn help_shows_an_example_for_each_command() {
     for cmd in ["segment", "eval", "demo", "info"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_medseg")).args([cmd, "--help"]).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_medseg"))
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
         let help = String::from_utf8_lossy(&out.stdout);
-        assert!(help.contains("Example: medseg"), "{cmd} --help lacks an example:\n{help}");
+        assert!(
+            help.contains("Example: medseg"),
+            "{cmd} --help lacks an example:\n{help}"
+        );
     }
 }
