@@ -83,8 +83,9 @@ impl RunDir {
         read_json(&self.file("state.json"))
     }
 
-    pub fn exists(&self) -> bool {
-        self.file("run.json").is_file()
+    /// Whether the folder holds a run that finished at least one epoch (worth protecting).
+    pub fn has_progress(&self) -> bool {
+        self.file("state.json").is_file()
     }
 
     pub fn write_config(&self, cfg: &RunConfig) -> anyhow::Result<()> {

@@ -89,19 +89,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut cfg = dir.config().context("--resume: no run to continue")?;
         if let Some(epochs) = args.epochs {
             cfg.epochs = epochs;
-            dir.write_config(&cfg)?;
         }
         cfg
     } else {
-        if dir.exists() {
+        if dir.has_progress() {
             bail!(
                 "{} already holds a run; pass --resume to continue it or choose another --out",
                 args.out.display()
             );
         }
-        let cfg = new_config(&args)?;
-        dir.write_config(&cfg)?;
-        cfg
+        new_config(&args)?
     };
     let ds = Dataset::open(&cfg.data)?;
     let train_samples = ds.split(Some(&cfg.domain), "train")?;
@@ -112,6 +109,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         train: load_split(train_samples, n, &cfg.input, false, "train")?,
         val: load_split(&val_samples, n, &cfg.input, true, "val")?,
     };
+    // Written only once the data has loaded, so a bad data set leaves no half-made run behind.
+    dir.write_config(&cfg)?;
     println!(
         "training {} on {} ({} train / {} val images, {}x{}) with {} on {}",
         cfg.architecture.name(),
