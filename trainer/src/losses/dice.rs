@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 
-use super::SegLoss;
+use super::{SegLoss, foreground_sums};
 
 pub struct SoftDice {
     pub smooth: f64,
@@ -19,21 +19,11 @@ impl Default for SoftDice {
 
 impl<B: Backend> SegLoss<B> for SoftDice {
     fn forward(&self, logits: Tensor<B, 4>, one_hot: Tensor<B, 4>) -> Tensor<B, 1> {
-        let [_, classes, _, _] = logits.dims();
-        let probs = softmax(logits, 1).narrow(1, 1, classes - 1);
-        let truth = one_hot.narrow(1, 1, classes - 1);
-        // Sums over batch and pixels per class: the batch is treated as one volume.
-        let inter = probs
-            .clone()
-            .mul(truth.clone())
-            .sum_dim(0)
-            .sum_dim(2)
-            .sum_dim(3);
-        let total = probs.sum_dim(0).sum_dim(2).sum_dim(3) + truth.sum_dim(0).sum_dim(2).sum_dim(3);
+        let (inter, pred, truth) = foreground_sums(softmax(logits, 1), one_hot);
         let dice = inter
             .mul_scalar(2.0)
             .add_scalar(self.smooth)
-            .div(total.add_scalar(self.smooth));
+            .div((pred + truth).add_scalar(self.smooth));
         dice.mean().neg().add_scalar(1.0)
     }
 }

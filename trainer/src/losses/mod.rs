@@ -1,8 +1,13 @@
 //! Segmentation losses as plug-ins: each implements [`SegLoss`]; a [`LossSpec`] parsed from the
-//! CLI (`ce`, `dice`, `0.5ce+0.5dice`) builds their weighted sum.
+//! CLI (`ce`, `dice`, `iou`, `focal`, `tversky`, `0.5ce+0.5dice`) builds their weighted sum.
 
 mod ce;
 mod dice;
+mod focal;
+mod iou;
+#[cfg(test)]
+mod tests_gradient;
+mod tversky;
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,6 +17,9 @@ use burn::tensor::backend::Backend;
 
 pub use ce::CrossEntropy;
 pub use dice::SoftDice;
+pub use focal::Focal;
+pub use iou::SoftIou;
+pub use tversky::Tversky;
 
 /// A loss on logits `[B, C, H, W]` against one-hot targets of the same shape; returns a scalar.
 pub trait SegLoss<B: Backend>: Send {
@@ -22,6 +30,34 @@ pub trait SegLoss<B: Backend>: Send {
 pub enum LossKind {
     Ce,
     Dice,
+    Iou,
+    Focal,
+    Tversky,
+}
+
+impl LossKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ce => "ce",
+            Self::Dice => "dice",
+            Self::Iou => "iou",
+            Self::Focal => "focal",
+            Self::Tversky => "tversky",
+        }
+    }
+}
+
+/// Per foreground class sums over batch and pixels: (Σ p·g, Σ p, Σ g), each `[C-1]`.
+/// The batch is treated as one volume, as is usual for region losses on small structures.
+pub(crate) fn foreground_sums<B: Backend>(
+    probs: Tensor<B, 4>,
+    one_hot: Tensor<B, 4>,
+) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>) {
+    let [_, classes, _, _] = probs.dims();
+    let p = probs.narrow(1, 1, classes - 1);
+    let g = one_hot.narrow(1, 1, classes - 1);
+    let sum = |t: Tensor<B, 4>| t.sum_dim(0).sum_dim(2).sum_dim(3).flatten::<1>(0, 3);
+    (sum(p.clone().mul(g.clone())), sum(p), sum(g))
 }
 
 /// A weighted sum of loss terms, e.g. `0.5ce+0.5dice`.
@@ -63,6 +99,9 @@ impl FromStr for LossSpec {
             let kind = match name.to_ascii_lowercase().as_str() {
                 "ce" | "crossentropy" => LossKind::Ce,
                 "dice" => LossKind::Dice,
+                "iou" | "jaccard" => LossKind::Iou,
+                "focal" => LossKind::Focal,
+                "tversky" => LossKind::Tversky,
                 other => return Err(err(format!("unknown loss '{other}'"))),
             };
             terms.push((weight, kind));
@@ -76,7 +115,7 @@ impl fmt::Display for LossSpec {
         let parts: Vec<String> = self
             .terms
             .iter()
-            .map(|(w, k)| format!("{w}{}", if *k == LossKind::Ce { "ce" } else { "dice" }))
+            .map(|(w, k)| format!("{w}{}", k.name()))
             .collect();
         write!(f, "{}", parts.join("+"))
     }
@@ -97,6 +136,9 @@ impl<B: Backend> CompoundLoss<B> {
                 let loss: Box<dyn SegLoss<B>> = match kind {
                     LossKind::Ce => Box::new(CrossEntropy::new(class_weights.clone(), device)),
                     LossKind::Dice => Box::new(SoftDice::default()),
+                    LossKind::Iou => Box::new(SoftIou::default()),
+                    LossKind::Focal => Box::new(Focal::default()),
+                    LossKind::Tversky => Box::new(Tversky::default()),
                 };
                 (w, loss)
             })
@@ -125,13 +167,11 @@ mod tests {
         assert_eq!(s.terms, vec![(0.5, LossKind::Ce), (0.5, LossKind::Dice)]);
         let s: LossSpec = "dice".parse().unwrap();
         assert_eq!(s.terms, vec![(1.0, LossKind::Dice)]);
-        assert!(
-            "0.5focal"
-                .parse::<LossSpec>()
-                .unwrap_err()
-                .to_string()
-                .contains("focal")
-        );
+        let s: LossSpec = "0.8ce+0.2iou".parse().unwrap();
+        assert_eq!(s.terms, vec![(0.8, LossKind::Ce), (0.2, LossKind::Iou)]);
+        assert_eq!(s.to_string(), "0.8ce+0.2iou");
+        let err = "0.5hinge".parse::<LossSpec>().unwrap_err().to_string();
+        assert!(err.contains("hinge"), "{err}");
         assert!("-1ce".parse::<LossSpec>().is_err());
         assert!("xce".parse::<LossSpec>().is_err());
     }

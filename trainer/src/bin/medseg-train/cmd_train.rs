@@ -48,9 +48,13 @@ pub struct Args {
     #[arg(long, default_value_t = 128)]
     crop_size: usize,
     /// Per-class cross-entropy weights, comma separated (e.g. 0.4,1.6).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', conflicts_with = "pos_weight")]
     class_weights: Option<Vec<f32>>,
-    /// Loss: ce, dice, or a weighted sum like 0.5ce+0.5dice.
+    /// Two-class shortcut of JMedSeg's `-w`: foreground weight W, background 2 - W (0 < W < 2).
+    #[arg(long)]
+    pos_weight: Option<f32>,
+    /// Loss: ce, dice, iou, focal (γ 2), tversky (α 0.3, β 0.7), or a weighted sum like
+    /// 0.5ce+0.5dice.
     #[arg(long, default_value = "0.5ce+0.5dice")]
     loss: String,
     /// UNet channels of the first stage.
@@ -172,7 +176,14 @@ fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             arch.size_multiple()
         );
     }
-    if let Some(w) = &args.class_weights
+    let class_weights = match args.pos_weight {
+        Some(w) if ds.classes.len() != 2 || !(w > 0.0 && w < 2.0) => bail!(
+            "--pos-weight {w}: needs a two-class data set and 0 < W < 2 (background gets 2 - W)"
+        ),
+        Some(w) => Some(vec![2.0 - w, w]),
+        None => args.class_weights.clone(),
+    };
+    if let Some(w) = &class_weights
         && w.len() != ds.classes.len()
     {
         bail!(
@@ -206,7 +217,7 @@ fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         lr: args.lr,
         optimizer: args.optimizer,
         poly_power: (args.poly > 0.0).then_some(args.poly),
-        class_weights: args.class_weights.clone(),
+        class_weights,
         loss: loss.to_string(),
         seed: args.seed,
         max_steps_per_epoch: args.max_steps_per_epoch,

@@ -1,0 +1,110 @@
+//! Every loss: value on hand-computed cases and gradient against central finite differences.
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{Tensor, TensorData};
+
+use super::*;
+
+type A = Autodiff<Flex>;
+
+/// 1 batch, 2 classes, 2x2 pixels; truth foreground on the two left pixels.
+fn case() -> (Vec<f32>, Vec<f32>) {
+    let logits = vec![0.3, -1.2, 0.8, 0.1, -0.4, 0.9, -0.2, 1.5];
+    let one_hot = vec![0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0];
+    (logits, one_hot)
+}
+
+fn value(loss: &dyn SegLoss<A>, logits: &[f32], one_hot: &[f32]) -> f32 {
+    let dev = Default::default();
+    let x = Tensor::<A, 4>::from_data(TensorData::new(logits.to_vec(), [1, 2, 2, 2]), &dev);
+    let y = Tensor::<A, 4>::from_data(TensorData::new(one_hot.to_vec(), [1, 2, 2, 2]), &dev);
+    loss.forward(x, y).into_scalar()
+}
+
+fn check_gradient(name: &str, loss: &dyn SegLoss<A>) {
+    let dev = Default::default();
+    let (logits, one_hot) = case();
+    let x = Tensor::<A, 4>::from_data(TensorData::new(logits.clone(), [1, 2, 2, 2]), &dev)
+        .require_grad();
+    let y = Tensor::<A, 4>::from_data(TensorData::new(one_hot.clone(), [1, 2, 2, 2]), &dev);
+    let grads = loss.forward(x.clone(), y).backward();
+    let analytic: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+    let h = 1e-2f32;
+    for i in 0..logits.len() {
+        let (mut up, mut down) = (logits.clone(), logits.clone());
+        up[i] += h;
+        down[i] -= h;
+        let numeric = (value(loss, &up, &one_hot) - value(loss, &down, &one_hot)) / (2.0 * h);
+        assert!(
+            (numeric - analytic[i]).abs() <= 2e-3 + 1e-2 * numeric.abs(),
+            "{name}: d/dx{i} analytic {} vs numeric {numeric}",
+            analytic[i]
+        );
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let dev = Default::default();
+    check_gradient("ce", &CrossEntropy::<A>::new(None, &dev));
+    check_gradient(
+        "weighted ce",
+        &CrossEntropy::<A>::new(Some(vec![0.3, 1.7]), &dev),
+    );
+    check_gradient("dice", &SoftDice::default());
+    check_gradient("iou", &SoftIou::default());
+    check_gradient("focal", &Focal::default());
+    check_gradient(
+        "focal alpha",
+        &Focal {
+            gamma: 2.0,
+            alpha: Some(0.25),
+        },
+    );
+    check_gradient("tversky", &Tversky::default());
+}
+
+#[test]
+fn values_match_hand_computation() {
+    let (logits, one_hot) = case();
+    // Foreground probabilities p_i = sigmoid(fg - bg) per pixel.
+    let p: Vec<f32> = (0..4)
+        .map(|i| 1.0 / (1.0 + (logits[i] - logits[4 + i]).exp()))
+        .collect();
+    let g = [1.0f32, 0.0, 1.0, 0.0];
+    let inter: f32 = p.iter().zip(&g).map(|(a, b)| a * b).sum();
+    let (sp, sg) = (p.iter().sum::<f32>(), 2.0f32);
+    let close = |a: f32, b: f32| (a - b).abs() < 1e-5;
+
+    let iou = 1.0 - (inter + 1.0) / (sp + sg - inter + 1.0);
+    assert!(close(value(&SoftIou::default(), &logits, &one_hot), iou));
+
+    let dice = 1.0 - (2.0 * inter + 1.0) / (sp + sg + 1.0);
+    assert!(close(value(&SoftDice::default(), &logits, &one_hot), dice));
+    // Tversky with α = β = 0.5 is Dice (its smoothing counts half: (TP+s/2)/((P+G)/2+s/2)).
+    let t = Tversky {
+        alpha: 0.5,
+        beta: 0.5,
+        smooth: 0.5,
+    };
+    assert!(close(value(&t, &logits, &one_hot), dice));
+
+    // Focal: mean over pixels of -(1 - p_t)^2 log p_t.
+    let pt: Vec<f32> = (0..4)
+        .map(|i| if g[i] == 1.0 { p[i] } else { 1.0 - p[i] })
+        .collect();
+    let focal: f32 = pt.iter().map(|&q| -(1.0 - q).powi(2) * q.ln()).sum::<f32>() / 4.0;
+    assert!(close(value(&Focal::default(), &logits, &one_hot), focal));
+    // γ = 0 without α is cross-entropy.
+    let ce: f32 = pt.iter().map(|&q| -q.ln()).sum::<f32>() / 4.0;
+    let plain = Focal {
+        gamma: 0.0,
+        alpha: None,
+    };
+    assert!(close(value(&plain, &logits, &one_hot), ce));
+    let dev = Default::default();
+    assert!(close(
+        value(&CrossEntropy::<A>::new(None, &dev), &logits, &one_hot),
+        ce
+    ));
+}
