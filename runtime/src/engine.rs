@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use image::DynamicImage;
+use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::RunOptions;
 
 use crate::card::ModelCard;
 use crate::error::RuntimeError;
@@ -14,6 +16,18 @@ use crate::postprocess::{Prediction, logits_to_prediction};
 use crate::preprocess::to_model_input;
 
 type Plan = Arc<TypedRunnableModel>;
+
+fn run_options(threads: usize) -> RunOptions {
+    let executor = if threads > 1 {
+        Executor::multithread(threads)
+    } else {
+        Executor::SingleThread
+    };
+    RunOptions {
+        executor: Some(executor),
+        ..Default::default()
+    }
+}
 
 /// A loaded model, ready to segment images of any size.
 pub struct Segmenter {
@@ -37,6 +51,16 @@ impl Segmenter {
     /// Loads ONNX bytes; `source` names the model in errors. Refuses models whose weights do
     /// not hash to the card's `weights_sha256` (corrupted or tampered files).
     pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Self, RuntimeError> {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::from_bytes_with_threads(bytes, source, threads)
+    }
+
+    /// As [`Self::from_bytes`], with tract's matrix products on `threads` threads.
+    pub fn from_bytes_with_threads(
+        bytes: &[u8],
+        source: &str,
+        threads: usize,
+    ) -> Result<Self, RuntimeError> {
         let proto = onnx::decode(bytes, source)?;
         let card = onnx::read_card(&proto, source)?;
         let actual = onnx::weights_sha256(&proto);
@@ -60,7 +84,7 @@ impl Segmenter {
             .model_for_proto_model(&proto)
             .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
             .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
+            .and_then(|m| m.into_runnable_with_options(&run_options(threads)))
             .map_err(fail)?;
         tracing::info!(
             model = source,
