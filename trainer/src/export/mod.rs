@@ -70,7 +70,9 @@ pub fn export<B: Backend>(
         |format, card: &mut ModelCard| build_onnx(&graph, card, format, &out.display().to_string());
 
     // Parity on real validation inputs (when the data is there) and on random inputs.
-    let data = Dataset::open(&cfg.data).ok();
+    let data = Dataset::open(&cfg.data)
+        .inspect_err(|e| tracing::warn!("parity on random inputs only: {e}"))
+        .ok();
     let extra = match &data {
         Some(ds) => {
             let samples = ds
@@ -101,7 +103,9 @@ pub fn export<B: Backend>(
     let mut quantized_parity = None;
     if opts.weights != onnx::WeightFormat::F32 {
         (proto, tract) = build(opts.weights, &mut card)?;
-        let q = parity::check_parity(&model, &tract, &extra, 0, device)?;
+        // Real slices when there are some: random inputs exaggerate quantization error.
+        let random = if extra.is_empty() { 2 } else { 0 };
+        let q = parity::check_parity(&model, &tract, &extra, random, device)?;
         if q.relative > parity::QUANTIZED_TOLERANCE {
             bail!(
                 "refusing to write {}: quantized logits differ from Burn's by {:.3e} of the logit range, above the {:.0e} limit",
