@@ -3,6 +3,8 @@
 
 use rand::{Rng, RngCore};
 
+use super::raster::Bounds;
+
 /// SplitMix64 finaliser: turns structured seeds (small integers, xors) into well-mixed ones.
 pub fn mix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -46,6 +48,11 @@ pub struct ValueNoise {
 }
 
 impl ValueNoise {
+    /// Noise covering `b` with one random value per `cell` pixels.
+    pub fn over(rng: &mut impl Rng, b: &Bounds, cell: f32) -> Self {
+        Self::new(rng, b.x0, b.y0, b.x1 - b.x0, b.y1 - b.y0, cell)
+    }
+
     pub fn new(rng: &mut impl Rng, x0: f32, y0: f32, width: f32, height: f32, cell: f32) -> Self {
         let cols = (width / cell).ceil().max(1.0) as usize + 2;
         let rows = (height / cell).ceil().max(1.0) as usize + 2;

@@ -310,22 +310,8 @@ fn paint_body(canvas: &mut Canvas, sp: &Spine, v: &Vertebra, rng: &mut impl Rng)
     // Near an endplate the cortex is thicker and the trabeculae denser.
     let inner = outer.inset(sp.shell + v.endplate);
     let bounds = Bounds::around(v.x, v.y, v.a.max(v.b) + 2.0);
-    let fine = ValueNoise::new(
-        rng,
-        bounds.x0,
-        bounds.y0,
-        bounds.x1 - bounds.x0,
-        bounds.y1 - bounds.y0,
-        1.3,
-    );
-    let coarse = ValueNoise::new(
-        rng,
-        bounds.x0,
-        bounds.y0,
-        bounds.x1 - bounds.x0,
-        bounds.y1 - bounds.y0,
-        5.0,
-    );
+    let fine = ValueNoise::over(rng, &bounds, 1.3);
+    let coarse = ValueNoise::over(rng, &bounds, 5.0);
     let vein = sp.basivertebral.then_some((v.b - v.conc - 5.0, 3.5, 2.5));
     let base = sp.cancellous_hu + 150.0 * v.endplate;
     let view = canvas.view;
@@ -373,14 +359,7 @@ fn paint_disc(canvas: &mut Canvas, sp: &Spine, v: &Vertebra, rng: &mut impl Rng)
     let outer = Bean::new(v.a * 1.04, v.b * 1.03, sp.exponent, v.conc * 0.6);
     let nucleus = Bean::new(v.a * 0.7, v.b * 0.65, 2.0, 0.0);
     let bounds = Bounds::around(v.x, v.y, v.a.max(v.b) * 1.05 + 2.0);
-    let grain = ValueNoise::new(
-        rng,
-        bounds.x0,
-        bounds.y0,
-        bounds.x1 - bounds.x0,
-        bounds.y1 - bounds.y0,
-        3.0,
-    );
+    let grain = ValueNoise::over(rng, &bounds, 3.0);
     let view = canvas.view;
     view.for_pixels(bounds, |x, y, i| {
         let (u, w) = v.local(x, y);

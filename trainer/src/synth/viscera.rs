@@ -119,9 +119,8 @@ impl Viscera {
         rng: &mut impl Rng,
     ) {
         let inner = Bounds::around(body.cx, body.cy, body.rx);
-        let (w, h) = (inner.x1 - inner.x0, inner.y1 - inner.y0);
-        let fine = ValueNoise::new(rng, inner.x0, inner.y0, w, h, 2.2);
-        let coarse = ValueNoise::new(rng, inner.x0, inner.y0, w, h, 6.0);
+        let fine = ValueNoise::over(rng, &inner, 2.2);
+        let coarse = ValueNoise::over(rng, &inner, 6.0);
         for l in self.colon.iter().chain(&self.loops) {
             l.paint(canvas, level, &fine, &coarse);
         }
