@@ -8,6 +8,9 @@
 //!   `{PATIENT: ["relative/path/mask.npy", ...]}`, with each image beside its mask under the
 //!   same stem as `.jpg` or `.png`; classes are background + foreground.
 //!
+//! A folder-layout data set may carry `slices.csv` (see [`crate::slice_table`]) with each
+//! slice's pixel spacing; surface distances are then in mm.
+//!
 //! The runtime owns this so that `medseg eval` and the trainer read a split identically.
 
 use std::collections::BTreeMap;
@@ -16,14 +19,17 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::RuntimeError;
+use crate::slice_table;
 
 /// One labelled slice.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub name: String,
     pub patient: String,
     pub image: PathBuf,
     pub mask: PathBuf,
+    /// Pixel spacing (row, column) in mm, from `slices.csv` when the data set has one.
+    pub spacing: Option<(f64, f64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +88,12 @@ impl Dataset {
                 reason: "needs at least two classes (background and one structure)".into(),
             });
         }
+        let table_path = root.join(slice_table::FILE_NAME);
+        let table = if table_path.is_file() {
+            slice_table::read(&table_path)?
+        } else {
+            BTreeMap::new()
+        };
         let mut domains = BTreeMap::new();
         for (domain, splits) in file.domains {
             let mut out = BTreeMap::new();
@@ -91,11 +103,13 @@ impl Dataset {
                     for name in names {
                         let image = find_with_ext(&root.join("images"), &name, IMAGE_EXTS)?;
                         let mask = find_with_ext(&root.join("masks"), &name, MASK_EXTS)?;
+                        let spacing = table.get(&name).and_then(slice_table::SliceRow::spacing);
                         samples.push(Sample {
                             name,
                             patient: patient.clone(),
                             image,
                             mask,
+                            spacing,
                         });
                     }
                 }
@@ -148,6 +162,7 @@ impl Dataset {
                         patient: patient.clone(),
                         image,
                         mask,
+                        spacing: None,
                     });
                 }
             }

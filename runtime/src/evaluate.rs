@@ -30,7 +30,7 @@ pub fn evaluate_split(
             &pred.data,
             truth.width,
             truth.height,
-            UNIT_SPACING,
+            sample.spacing.unwrap_or(UNIT_SPACING),
         )?;
         on_image();
     }
@@ -76,6 +76,7 @@ mod tests {
             patient: "p".into(),
             image: "images/a.png".into(),
             mask: "masks/a.png".into(),
+            spacing: None,
         };
         let err = check_same_size(&img, &mask, &sample)
             .unwrap_err()

@@ -17,6 +17,8 @@ pub struct LoadedSplit {
     pub targets: Vec<Vec<u8>>,
     /// Masks at the image's own size (scoring), kept only when asked for.
     pub originals: Vec<Mask>,
+    /// Pixel spacing (row, column) in mm per sample, from the data set's slice table.
+    pub spacings: Vec<Option<(f64, f64)>>,
 }
 
 impl LoadedSplit {
@@ -42,6 +44,7 @@ pub fn load_split(
         inputs: Vec::with_capacity(samples.len()),
         targets: Vec::with_capacity(samples.len()),
         originals: Vec::new(),
+        spacings: Vec::with_capacity(samples.len()),
     };
     for sample in samples {
         let img = load_image(&sample.image)?;
@@ -50,6 +53,7 @@ pub fn load_split(
         split.inputs.push(to_model_input(&img, spec));
         let small = resize_mask(&mask.to_gray(), spec.width as u32, spec.height as u32);
         split.targets.push(small.into_raw());
+        split.spacings.push(sample.spacing);
         if keep_originals {
             split.originals.push(mask);
         }

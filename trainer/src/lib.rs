@@ -6,6 +6,7 @@ pub mod augment;
 pub mod backend;
 pub mod data;
 pub mod export;
+pub mod import;
 pub mod losses;
 pub mod plot;
 pub mod sampling;

@@ -44,7 +44,7 @@ pub fn score_split<B: Backend>(
                 &pred.mask.data,
                 truth.width,
                 truth.height,
-                UNIT_SPACING,
+                split.spacings[start + i].unwrap_or(UNIT_SPACING),
             )?;
         }
     }

@@ -1,6 +1,7 @@
 //! `medseg-train`: make phantom data, train a model, export it for the bedside runtime.
 
 mod cmd_export;
+mod cmd_import;
 mod cmd_synth;
 mod cmd_train;
 
@@ -25,6 +26,7 @@ enum Command {
     Synth(cmd_synth::Args),
     Train(cmd_train::Args),
     Export(cmd_export::Args),
+    Import(cmd_import::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Command::Synth(a) => cmd_synth::run(a),
         Command::Train(a) => cmd_train::run(a),
         Command::Export(a) => cmd_export::run(a),
+        Command::Import(a) => cmd_import::run(a),
     }
 }

@@ -1,0 +1,13 @@
+//! Importers: bring data in the formats hospitals and public data sets use into the folder
+//! layout that training and `medseg eval` read (images/, masks/, splits.json by patient) plus
+//! `slices.csv` with each slice's source and pixel spacing.
+//!
+//! Every importer assigns whole patients to splits ([`split_rule`]) and hands finished 2D
+//! slices to one [`layout_writer::LayoutWriter`], which checks labels and writes the files.
+
+pub mod layout_writer;
+pub mod slices;
+pub mod split_rule;
+
+pub use layout_writer::{ImportSummary, LayoutWriter, SliceMeta};
+pub use split_rule::SplitRule;
