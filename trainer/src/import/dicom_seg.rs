@@ -1,0 +1,135 @@
+//! Labels from a DICOM Segmentation object (binary): each frame is one segment on one slice,
+//! found through its ImagePositionPatient; segment number N becomes label value N (where
+//! segments overlap, the higher number wins).
+
+use std::path::Path;
+
+use anyhow::{Context, bail, ensure};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{DefaultDicomObject, InMemDicomObject};
+
+use super::dicom::{Series, cross, open, text};
+use super::volume::Volume;
+
+fn item_float3(item: &InMemDicomObject, tag: dicom_object::Tag) -> Option<[f64; 3]> {
+    let v = item.element(tag).ok()?.to_multi_float64().ok()?;
+    (v.len() == 3).then(|| [v[0], v[1], v[2]])
+}
+
+fn first_item<'a>(
+    obj: &'a InMemDicomObject,
+    seq: dicom_object::Tag,
+) -> Option<&'a InMemDicomObject> {
+    obj.element(seq).ok()?.items()?.first()
+}
+
+/// Position and segment number of frame `f`, from its per-frame group or the shared one.
+fn frame_info(obj: &DefaultDicomObject, f: usize) -> (Option<[f64; 3]>, Option<u16>) {
+    let per_frame = obj
+        .element(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+        .ok()
+        .and_then(|e| e.items())
+        .and_then(|items| items.get(f));
+    let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
+    let lookup_pos = |g: &InMemDicomObject| {
+        first_item(g, tags::PLANE_POSITION_SEQUENCE)
+            .and_then(|p| item_float3(p, tags::IMAGE_POSITION_PATIENT))
+    };
+    let lookup_seg = |g: &InMemDicomObject| {
+        first_item(g, tags::SEGMENT_IDENTIFICATION_SEQUENCE)
+            .and_then(|s| s.element(tags::REFERENCED_SEGMENT_NUMBER).ok())
+            .and_then(|e| e.to_int::<u16>().ok())
+    };
+    let pos = per_frame
+        .and_then(lookup_pos)
+        .or_else(|| shared.and_then(lookup_pos));
+    let seg = per_frame
+        .and_then(lookup_seg)
+        .or_else(|| shared.and_then(lookup_seg));
+    (pos, seg)
+}
+
+/// Reads a binary SEG onto the grid of `series`.
+pub fn read_seg(path: &Path, series: &Series) -> anyhow::Result<Volume> {
+    let shown = path.display();
+    let obj = open(path)?;
+    let class = text(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
+    ensure!(
+        class.trim_end_matches('\0') == uids::SEGMENTATION_STORAGE,
+        "{shown} is not a DICOM Segmentation object (SOP class {class})"
+    );
+    let kind = text(&obj, tags::SEGMENTATION_TYPE).unwrap_or_default();
+    ensure!(
+        kind == "BINARY",
+        "{shown}: segmentation type '{kind}'; only BINARY segmentations are read"
+    );
+    let int = |tag, name: &str| -> anyhow::Result<usize> {
+        obj.element(tag)
+            .with_context(|| format!("{shown}: no {name}"))?
+            .to_int::<u32>()
+            .map(|v| v as usize)
+            .with_context(|| format!("{shown}: {name} is not a whole number"))
+    };
+    let (rows, cols, frames) = (
+        int(tags::ROWS, "Rows")?,
+        int(tags::COLUMNS, "Columns")?,
+        int(tags::NUMBER_OF_FRAMES, "NumberOfFrames")?,
+    );
+    let [nx, ny, nz] = series.volume.dims;
+    ensure!(
+        (cols, rows) == (nx, ny),
+        "{shown} is {cols}x{rows} pixels but its series is {nx}x{ny}"
+    );
+    let bits = obj
+        .element(tags::PIXEL_DATA)
+        .with_context(|| format!("{shown}: no PixelData"))?
+        .to_bytes()
+        .with_context(|| format!("{shown}: PixelData is not a byte string"))?;
+    let per_frame = rows * cols;
+    // Binary frames are packed one bit per pixel, least significant bit first, with no
+    // padding between frames.
+    ensure!(
+        bits.len() * 8 >= per_frame * frames,
+        "{shown}: PixelData holds {} bytes, {frames} frames of {cols}x{rows} need {}; the file may be truncated",
+        bits.len(),
+        (per_frame * frames).div_ceil(8)
+    );
+    let mut data = vec![0.0f32; nx * ny * nz];
+    for f in 0..frames {
+        let (pos, seg) = frame_info(&obj, f);
+        let pos =
+            pos.with_context(|| format!("{shown}: frame {} has no ImagePositionPatient", f + 1))?;
+        let seg = seg
+            .with_context(|| format!("{shown}: frame {} has no ReferencedSegmentNumber", f + 1))?;
+        let k = slice_of(series, pos).with_context(|| {
+            format!(
+                "{shown}: frame {} at ({:.2}, {:.2}, {:.2}) mm lies on no slice of its series",
+                f + 1,
+                pos[0],
+                pos[1],
+                pos[2]
+            )
+        })?;
+        for p in 0..per_frame {
+            let n = f * per_frame + p;
+            if bits[n / 8] >> (n % 8) & 1 == 1 {
+                let v = &mut data[p + per_frame * k];
+                *v = v.max(f32::from(seg));
+            }
+        }
+    }
+    Volume::new(series.volume.dims, data, series.volume.affine)
+}
+
+/// The slice a frame position falls on: within half a slice along the normal and half a pixel
+/// in the plane.
+fn slice_of(series: &Series, pos: [f64; 3]) -> Option<usize> {
+    let tol_in_plane = 0.5 * series.pixel_spacing.0.min(series.pixel_spacing.1);
+    series.positions.iter().position(|p| {
+        let d = [pos[0] - p[0], pos[1] - p[1], pos[2] - p[2]];
+        let along = d[0] * series.normal[0] + d[1] * series.normal[1] + d[2] * series.normal[2];
+        let in_plane = cross(d, series.normal);
+        let off = (in_plane[0].powi(2) + in_plane[1].powi(2) + in_plane[2].powi(2)).sqrt();
+        along.abs() < 0.5 * series.slice_spacing && off < tol_in_plane
+    })
+}
