@@ -101,7 +101,8 @@ pub fn run_case<A: Analyzer + Send + 'static>(
     images: usize,
     seed: u64,
 ) -> anyhow::Result<CaseResult> {
-    let (rig_port, host_port, relay) = relayed_pty_pair(Faults::corrupt(corruption), seed)?;
+    let ports = relayed_pty_pair(Faults::corrupt(corruption), seed)?;
+    let (rig_port, host_port, relay) = (ports.rig, ports.host, ports.relay);
     let stop = Arc::new(AtomicBool::new(false));
     let server = {
         let stop = stop.clone();

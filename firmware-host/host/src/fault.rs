@@ -63,11 +63,14 @@ pub struct Relay {
     threads: Vec<JoinHandle<RelayStats>>,
 }
 
-/// Two ports joined through a relay: (rig end, host end, relay).
-pub fn relayed_pty_pair(
-    faults: Faults,
-    seed: u64,
-) -> anyhow::Result<(Box<dyn SerialPort>, Box<dyn SerialPort>, Relay)> {
+/// Two ports joined through a relay.
+pub struct RelayedPorts {
+    pub rig: Box<dyn SerialPort>,
+    pub host: Box<dyn SerialPort>,
+    pub relay: Relay,
+}
+
+pub fn relayed_pty_pair(faults: Faults, seed: u64) -> anyhow::Result<RelayedPorts> {
     let pty = "cannot create a pseudo-terminal pair (is /dev/ptmx available?)";
     let (master_a, slave_a) = TTYPort::pair().context(pty)?;
     let (master_b, slave_b) = TTYPort::pair().context(pty)?;
@@ -84,12 +87,15 @@ pub fn relayed_pty_pair(
             &faults,
         )?,
     ];
-    let relay = Relay {
-        stop,
-        faults,
-        threads,
-    };
-    Ok((Box::new(slave_a), Box::new(slave_b), relay))
+    Ok(RelayedPorts {
+        rig: Box::new(slave_a),
+        host: Box::new(slave_b),
+        relay: Relay {
+            stop,
+            faults,
+            threads,
+        },
+    })
 }
 
 impl Relay {

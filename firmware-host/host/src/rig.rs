@@ -145,6 +145,8 @@ pub struct ImageReport {
     pub wire_bytes: u64,
 }
 
+// Short-lived (one per transfer attempt): not worth boxing the result.
+#[allow(clippy::large_enum_variant)]
 enum Attempt {
     Done(Result<SegResult, String>),
     Restart(&'static str),
@@ -282,7 +284,7 @@ impl Rig {
         start: Instant,
         reset_hook: Option<(usize, usize)>,
     ) -> anyhow::Result<Attempt> {
-        let caps = self.caps.unwrap_or_else(|| unreachable_caps());
+        let caps = self.caps.unwrap_or_else(no_caps);
         if img.bytes.len() > caps.max_image_bytes as usize {
             return Ok(Attempt::Done(Err(format!(
                 "{} bytes; the host accepts at most {}",
@@ -525,7 +527,7 @@ impl Rig {
     }
 }
 
-fn unreachable_caps() -> Capabilities {
+fn no_caps() -> Capabilities {
     // `send_image` handshakes first; a default keeps this path panic-free regardless.
     Capabilities {
         version: PROTOCOL_VERSION,

@@ -136,13 +136,16 @@ impl Screen {
             }
             None => lines.push(("no result".into(), false, false)),
         }
+        // Cut rather than run off the screen.
+        let max_chars = ((w - tx - 2).max(0) as u32 / font.character_size.width) as usize;
         let mut y = 4;
         for (s, is_accent, gap) in &lines {
             if *gap {
                 y += line_h / 2;
             }
             let style = if *is_accent { accent } else { text };
-            let _ = Text::with_baseline(s, Point::new(tx, y), style, Baseline::Top).draw(self);
+            let s: String = s.chars().take(max_chars).collect();
+            let _ = Text::with_baseline(&s, Point::new(tx, y), style, Baseline::Top).draw(self);
             y += line_h;
         }
 

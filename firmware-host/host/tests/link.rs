@@ -88,6 +88,10 @@ fn faulty_link_completes_or_fails_each_image_and_never_mixes_results() {
     let r = h.rig.send_image(&imgs[1]).unwrap();
     assert!(same(&r.outcome.unwrap(), &want[1]));
     let done = h.finish();
+    eprintln!(
+        "{ok} ok, {failed} failed; host {:?}; relay rig->host {:?}, host->rig {:?}",
+        done.host_link, done.rig_to_host, done.host_to_rig
+    );
     let injected =
         done.rig_to_host.flipped + done.rig_to_host.dropped + done.rig_to_host.duplicated;
     assert!(injected > 10, "the relay injected only {injected} faults");
@@ -104,12 +108,15 @@ fn a_rig_that_resets_mid_transfer_gets_right_results_afterwards() {
         o.adapt = false;
         o.reset_after = Some((1, 5));
     });
-    for img in imgs.iter().take(3) {
+    for (i, img) in imgs.iter().take(3).enumerate() {
         let r = h.rig.send_image(img).unwrap();
+        assert_eq!(r.restarts, u32::from(i == 1), "{}", img.name);
         let got = r.outcome.unwrap_or_else(|e| panic!("{}: {e}", img.name));
         assert!(same(&got, &expected(img)), "{}", img.name);
     }
-    h.finish();
+    let done = h.finish();
+    // Two hellos (start, reboot) and the cut transfer dropped by the restarted one.
+    assert_eq!(done.host.images, 3);
 }
 
 #[test]

@@ -29,12 +29,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let img = medseg_runtime::image_io::load_image(&a.image)?;
     let analysis = model.analyze(1, &img)?;
     let mut screen = Screen::new(a.display.0, a.display.1);
-    let status = format!("{} baud  rx 1  crc 0  nack 0", 921_600);
+    let status = "offline render: no serial link";
     screen.render(&ScreenView {
         image: &img,
         result: Some(&analysis.result),
         label: &super::label(&model),
-        status: &status,
+        status,
     });
     screen.save_png(&a.out)?;
     println!("{}", a.out.display());

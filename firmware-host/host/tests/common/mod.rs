@@ -99,7 +99,8 @@ impl Harness {
         serve: ServeOptions,
         rig: impl FnOnce(&mut RigOptions),
     ) -> Self {
-        let (rig_port, host_port, relay) = relayed_pty_pair(faults, seed).unwrap();
+        let ports = relayed_pty_pair(faults, seed).unwrap();
+        let (rig_port, host_port, relay) = (ports.rig, ports.host, ports.relay);
         let stop = Arc::new(AtomicBool::new(false));
         let host_link = Link::from_port(host_port, "pty host end", BAUD, true).unwrap();
         let server = {
