@@ -36,7 +36,8 @@ pub struct DicomArgs {
 const UNCOMPRESSED: &[&str] = &[
     uids::IMPLICIT_VR_LITTLE_ENDIAN,
     uids::EXPLICIT_VR_LITTLE_ENDIAN,
-    uids::EXPLICIT_VR_BIG_ENDIAN,
+    // Explicit VR Big Endian: retired from the standard but still found in old archives.
+    "1.2.840.10008.1.2.2",
 ];
 
 /// Opens a DICOM file and refuses transfer syntaxes whose pixel data this build cannot decode.
