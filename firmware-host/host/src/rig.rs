@@ -357,10 +357,13 @@ impl Rig {
             crc32: image_crc32(&img.bytes),
         };
         let (mut best_missing, mut stalls, mut first_round) = (usize::MAX, 0u32, true);
+        // Unanswered CaptureEnds in a row: cheap to repeat, so allowed more often than stalls.
+        let mut silent = 0u32;
         // Once the host holds the image, only small frames are at stake: ask more often.
         let (mut acked_complete, mut result_asks) = (false, 0u32);
         loop {
-            if stalls > self.opts.stall_rounds || result_asks > 4 * self.opts.stall_rounds {
+            let limit = self.opts.stall_rounds;
+            if stalls > limit || silent > 4 * limit || result_asks > 8 * limit {
                 if self.opts.adapt && self.chunk_size > 32 {
                     self.chunk_size /= 2;
                 }
@@ -376,10 +379,10 @@ impl Rig {
             })?;
             match answer {
                 None if acked_complete => result_asks += 1,
-                None => stalls += 1,
+                None => silent += 1,
                 Some(Message::Nack(Nack { reason, .. })) => match reason {
-                    NackReason::Missing { total, seqs } => {
-                        let total = total as usize;
+                    NackReason::Missing(missing) => {
+                        let total = missing.total as usize;
                         if first_round && self.opts.adapt {
                             first_round = false;
                             // Most chunks lost: the line is too noisy for chunks this long.
@@ -388,13 +391,14 @@ impl Rig {
                                 return Ok(Attempt::Restart("most chunks lost"));
                             }
                         }
+                        silent = 0;
                         if total < best_missing {
                             best_missing = total;
                             stalls = 0;
                         } else {
                             stalls += 1;
                         }
-                        for seq in seqs {
+                        for seq in missing.seqs() {
                             self.send_chunk(&begin, img, seq)?;
                             report.retransmits += 1;
                         }

@@ -179,9 +179,10 @@ impl Screen {
             .with_context(|| format!("cannot write the screenshot {}", path.display()))
     }
 
-    /// The whole screen as `DisplayChunk`s: row runs of at most `MAX_CHUNK / 2` pixels.
-    pub fn chunks(&self, screen: u16) -> Vec<DisplayChunk> {
-        let run = (MAX_CHUNK / 2) as u32;
+    /// The whole screen as `DisplayChunk`s: row runs of at most `run` pixels (at most
+    /// `MAX_CHUNK / 2`).
+    pub fn chunks(&self, screen: u16, run: usize) -> Vec<DisplayChunk> {
+        let run = run.clamp(1, MAX_CHUNK / 2) as u32;
         let mut out = Vec::new();
         for y in 0..self.height {
             let mut x = 0;
@@ -304,7 +305,7 @@ mod tests {
             status: "ok",
         });
         let mut b = Screen::new(320, 240);
-        let chunks = a.chunks(1);
+        let chunks = a.chunks(1, MAX_CHUNK);
         assert!(chunks.iter().all(|c| c.pixels.len() <= MAX_CHUNK));
         assert!(chunks.iter().all(|c| b.apply(c)));
         assert_eq!(a.to_rgb(), b.to_rgb());

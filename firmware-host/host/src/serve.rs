@@ -44,7 +44,11 @@ pub struct Server<A> {
     opts: ServeOptions,
     /// The answer for the image last completed, re-sent if the rig asks again.
     last_answer: Option<(u32, Message)>,
+    /// Times `last_answer` was asked for again.
+    resends: u32,
     peer_display: Option<Size>,
+    /// Largest frame the peer said it can receive.
+    peer_max_frame: usize,
     screen_no: u16,
     pub stats: ServeStats,
 }
@@ -69,7 +73,9 @@ impl<A: Analyzer> Server<A> {
             analyzer,
             opts,
             last_answer: None,
+            resends: 0,
             peer_display: None,
+            peer_max_frame: MAX_FRAME,
             screen_no: 0,
             stats: ServeStats::default(),
         }
@@ -94,6 +100,7 @@ impl<A: Analyzer> Server<A> {
         if let Message::Hello(h) = &msg {
             tracing::info!(version = h.version, display = ?h.display, "rig said hello");
             self.peer_display = h.display;
+            self.peer_max_frame = (h.max_frame as usize).min(MAX_FRAME);
         }
         match self.rx.handle(msg) {
             Action::None => {}
@@ -101,8 +108,8 @@ impl<A: Analyzer> Server<A> {
                 if let Message::Nack(n) = &reply {
                     self.stats.nacks += 1;
                     match &n.reason {
-                        NackReason::Missing { total, .. } => {
-                            tracing::debug!(image = n.image_id, missing = total, "chunks missing")
+                        NackReason::Missing(m) => {
+                            tracing::debug!(image = n.image_id, missing = m.total, "chunks missing")
                         }
                         r => tracing::warn!(image = n.image_id, reason = ?r, "refused"),
                     }
@@ -120,9 +127,18 @@ impl<A: Analyzer> Server<A> {
                 } else if let Some((id, answer)) = &self.last_answer
                     && *id == image_id
                 {
+                    // Asked again: our answer was lost. Each repeat halves the frame size
+                    // allowed, so on a noisy line a coarser outline gets through.
                     self.stats.results_resent += 1;
-                    tracing::debug!(image = image_id, "answer re-sent");
-                    let answer = answer.clone();
+                    self.resends += 1;
+                    let answer = match answer {
+                        Message::Result(r) => {
+                            let max = (self.peer_max_frame >> self.resends.min(8)).max(48);
+                            Message::Result(fit_frame(r.clone(), max))
+                        }
+                        other => other.clone(),
+                    };
+                    tracing::debug!(image = image_id, resends = self.resends, "answer re-sent");
                     self.link.send(&answer)?;
                 }
             }
@@ -152,7 +168,7 @@ impl<A: Analyzer> Server<A> {
                     .map_err(|e| (ErrorCode::Inference, format!("{e:#}")))
             });
         let answer = match &analysis {
-            Ok(a) => Message::Result(a.result.clone()),
+            Ok(a) => Message::Result(fit_frame(a.result.clone(), self.peer_max_frame)),
             Err((code, text)) => {
                 self.stats.failed += 1;
                 tracing::warn!(image = image_id, ?code, %text, "image failed");
@@ -161,6 +177,7 @@ impl<A: Analyzer> Server<A> {
         };
         self.link.send(&answer)?;
         self.last_answer = Some((image_id, answer));
+        self.resends = 0;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         if let (Ok(img), Ok(a)) = (&decoded, &analysis) {
             self.stats.images += 1;
@@ -176,6 +193,8 @@ impl<A: Analyzer> Server<A> {
                 frames_rx = s.frames_rx,
                 crc_failures = s.crc_failures,
                 nacks = self.stats.nacks,
+                duplicate_chunks = self.rx.stats().duplicate_chunks,
+                stray_chunks = self.rx.stats().stray_chunks,
                 "image segmented"
             );
             self.show(img, &a.result)?;
@@ -211,11 +230,51 @@ impl<A: Analyzer> Server<A> {
         }
         if self.peer_display.is_some() {
             self.screen_no = self.screen_no.wrapping_add(1);
-            for chunk in screen.chunks(self.screen_no) {
+            // Row runs sized to the peer's frames (about 30 bytes of header and framing).
+            let run = (self.peer_max_frame.saturating_sub(32) / 2).clamp(1, MAX_CHUNK / 2);
+            for chunk in screen.chunks(self.screen_no, run) {
                 self.link.send(&Message::DisplayChunk(chunk))?;
             }
             self.stats.display_frames += 1;
         }
         Ok(())
+    }
+}
+
+/// Drops contour points (every other one) until the `Result` fits the peer's frames; a
+/// small-memory device gets a coarser outline rather than nothing.
+fn fit_frame(mut r: medseg_protocol::SegResult, max_frame: usize) -> medseg_protocol::SegResult {
+    let mut buf = [0u8; MAX_FRAME];
+    loop {
+        let fits = medseg_protocol::encode_frame(&Message::Result(r.clone()), &mut buf)
+            .is_ok_and(|n| n <= max_frame);
+        if fits || r.contour.is_empty() {
+            return r;
+        }
+        r.contour = r.contour.iter().step_by(2).copied().collect();
+        if r.contour.len() == 1 {
+            r.contour.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_shrink_their_contour_to_the_peers_frame_size() {
+        let r = crate::analyze::to_result(3, &[500], &vec![(1000, 2000); 64], 0.9, 10.0);
+        assert_eq!(fit_frame(r.clone(), MAX_FRAME).contour.len(), 64);
+        let small = fit_frame(r.clone(), 120);
+        let mut buf = [0u8; MAX_FRAME];
+        let n = medseg_protocol::encode_frame(&Message::Result(small.clone()), &mut buf).unwrap();
+        assert!(
+            n <= 120 && !small.contour.is_empty(),
+            "{n} bytes, {} points",
+            small.contour.len()
+        );
+        assert_eq!(small.areas, r.areas);
+        assert!(fit_frame(r, 20).contour.is_empty());
     }
 }

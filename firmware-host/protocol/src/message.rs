@@ -13,8 +13,10 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub const MAX_CHUNK: usize = 512;
 /// Most chunks in one image: bounds the receiver's bitmap of received chunks (1 KiB).
 pub const MAX_CHUNKS: usize = 8192;
-/// Most missing sequence numbers listed in one `Nack` (the rest follow in later rounds).
-pub const MAX_NACK_SEQS: usize = 64;
+/// Sequence numbers covered by one `Nack(Missing)` bitmap (the rest follow in later rounds).
+/// A bitmap keeps the frame short (about 45 bytes) however scattered the losses: on a noisy
+/// line, short frames are the ones that get through.
+pub const NACK_WINDOW: usize = 256;
 /// Most classes reported in a `Result` (background excluded).
 pub const MAX_CLASSES: usize = 8;
 /// Most vertices of the contour polygon in a `Result`.
@@ -119,14 +121,29 @@ pub enum AckOf {
     Complete,
 }
 
+/// Chunks still missing: `total` of them; bit `i` of `bitmap` (LSB first) set means chunk
+/// `first + i` is missing.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    pub total: u16,
+    pub first: u16,
+    pub bitmap: [u8; NACK_WINDOW / 8],
+}
+
+impl Missing {
+    /// The missing sequence numbers this nack names, in order.
+    pub fn seqs(&self) -> impl Iterator<Item = u16> + '_ {
+        (0..NACK_WINDOW)
+            .filter(|i| self.bitmap[i / 8] & (1 << (i % 8)) != 0)
+            .filter_map(|i| self.first.checked_add(i as u16))
+    }
+}
+
 /// Why a request was refused or is incomplete.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum NackReason {
-    /// Chunks still missing: `total` of them, the first few listed in `seqs`.
-    Missing {
-        total: u16,
-        seqs: Vec<u16, MAX_NACK_SEQS>,
-    },
+    /// Chunks still missing.
+    Missing(Missing),
     /// All chunks arrived but the image CRC differs: the transfer is dropped, begin again.
     ImageCrc,
     /// No transfer with this image id is in progress: begin again.

@@ -18,12 +18,10 @@
 //! Storage is any `AsMut<[u8]>` the caller owns: a static array on a device, a `Vec` on the
 //! host; the bitmap of received chunks is a fixed array. No allocation, no panics on input.
 
-use heapless::Vec;
-
 use crate::checksum::image_crc32;
 use crate::message::{
-    AckOf, Capabilities, CaptureBegin, ImageFormat, MAX_CHUNK, MAX_CHUNKS, MAX_NACK_SEQS, Message,
-    Nack, NackReason, PROTOCOL_VERSION,
+    AckOf, Capabilities, CaptureBegin, ImageFormat, MAX_CHUNK, MAX_CHUNKS, Message, Missing,
+    NACK_WINDOW, Nack, NackReason, PROTOCOL_VERSION,
 };
 
 /// What the caller should do after handing a message to the receiver.
@@ -231,14 +229,17 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> ImageReceiver<B> {
         };
         let count = t.begin.chunk_count();
         if t.received < count {
-            let mut seqs = Vec::<u16, MAX_NACK_SEQS>::new();
-            for seq in (0..count).filter(|&s| !t.has(s)) {
-                if seqs.push(seq as u16).is_err() {
-                    break;
-                }
+            let first = (0..count).find(|&s| !t.has(s)).unwrap_or(0);
+            let mut bitmap = [0u8; NACK_WINDOW / 8];
+            for i in (0..NACK_WINDOW).filter(|i| first + i < count && !t.has(first + i)) {
+                bitmap[i / 8] |= 1 << (i % 8);
             }
-            let total = (count - t.received) as u16;
-            return self.nack(image_id, NackReason::Missing { total, seqs });
+            let missing = Missing {
+                total: (count - t.received) as u16,
+                first: first as u16,
+                bitmap,
+            };
+            return self.nack(image_id, NackReason::Missing(missing));
         }
         let begin = t.begin;
         self.transfer = None;
@@ -288,7 +289,7 @@ mod tests {
         Message::ImageChunk(ImageChunk {
             image_id: id,
             seq,
-            data: Vec::from_slice(&bytes[start..end]).unwrap(),
+            data: heapless::Vec::from_slice(&bytes[start..end]).unwrap(),
         })
     }
 
@@ -335,34 +336,50 @@ mod tests {
     }
 
     #[test]
-    fn gaps_are_listed_in_order_and_the_list_is_bounded() {
-        let img = std::vec![1u8; 200 * 10];
-        let mut rx = ImageReceiver::new(std::vec![0u8; 4096], caps());
+    fn gaps_are_reported_from_the_first_missing_chunk_in_a_bounded_window() {
+        let img = std::vec![1u8; 600 * 10];
+        let mut rx = ImageReceiver::new(std::vec![0u8; 8192], caps());
         rx.handle(begin(1, &img, 10));
-        for seq in (0..200u16).filter(|s| s % 2 == 0) {
+        for seq in (0..600u16).filter(|s| s % 2 == 0) {
             rx.handle(chunk(1, seq, &img, 10));
         }
         let Action::Reply(Message::Nack(Nack {
-            reason: NackReason::Missing { total, seqs },
+            reason: NackReason::Missing(m),
             ..
         })) = rx.handle(end(1, &img))
         else {
             panic!("expected a Missing nack");
         };
-        assert_eq!(total, 100);
-        assert_eq!(seqs.len(), MAX_NACK_SEQS);
-        assert!(
-            seqs.iter()
-                .enumerate()
-                .all(|(i, &s)| s as usize == 2 * i + 1)
+        assert_eq!((m.total, m.first), (300, 1));
+        // The window covers seqs 1..=256: the odd ones are missing.
+        let seqs: std::vec::Vec<u16> = m.seqs().collect();
+        assert_eq!(
+            seqs,
+            (0..128).map(|i| 2 * i + 1).collect::<std::vec::Vec<u16>>()
         );
-        for seq in (0..200u16).filter(|s| s % 2 == 1) {
+        for seq in (0..600u16).filter(|s| s % 2 == 1) {
             rx.handle(chunk(1, seq, &img, 10));
         }
         assert!(matches!(
             rx.handle(end(1, &img)),
             Action::Completed { fresh: true, .. }
         ));
+    }
+
+    #[test]
+    fn the_gap_window_stops_at_the_last_chunk() {
+        let img = std::vec![1u8; 30];
+        let mut rx = ImageReceiver::new(std::vec![0u8; 64], caps());
+        rx.handle(begin(4, &img, 10));
+        rx.handle(chunk(4, 1, &img, 10));
+        let Action::Reply(Message::Nack(Nack {
+            reason: NackReason::Missing(m),
+            ..
+        })) = rx.handle(end(4, &img))
+        else {
+            panic!("expected a Missing nack");
+        };
+        assert_eq!(m.seqs().collect::<std::vec::Vec<_>>(), [0, 2]);
     }
 
     #[test]
@@ -380,7 +397,7 @@ mod tests {
         assert!(matches!(
             rx.handle(end(1, &b)),
             Action::Reply(Message::Nack(Nack {
-                reason: NackReason::Missing { total: 2, .. },
+                reason: NackReason::Missing(Missing { total: 2, .. }),
                 ..
             }))
         ));
@@ -414,7 +431,7 @@ mod tests {
         rx.handle(Message::ImageChunk(ImageChunk {
             image_id: 2,
             seq: 3,
-            data: Vec::from_slice(&img[..50]).unwrap(),
+            data: heapless::Vec::from_slice(&img[..50]).unwrap(),
         }));
         rx.handle(chunk(9, 0, &img, 100));
         assert_eq!(rx.stats().stray_chunks, 3);

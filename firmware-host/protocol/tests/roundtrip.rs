@@ -56,10 +56,11 @@ fn the_largest_messages_fit_max_payload() {
     });
     let full_nack = Message::Nack(Nack {
         image_id: u32::MAX,
-        reason: NackReason::Missing {
+        reason: NackReason::Missing(Missing {
             total: u16::MAX,
-            seqs: heapless::Vec::from_slice(&[u16::MAX; MAX_NACK_SEQS]).unwrap(),
-        },
+            first: u16::MAX,
+            bitmap: [0xFF; NACK_WINDOW / 8],
+        }),
     });
     for msg in [full_chunk, full_result, full_display, full_nack] {
         let mut buf = [0u8; MAX_FRAME];

@@ -77,6 +77,15 @@ pub fn same(a: &SegResult, b: &SegResult) -> bool {
     a.areas == b.areas && a.contour == b.contour && (a.confidence - b.confidence).abs() < 1e-4
 }
 
+/// Same segmentation, the contour possibly thinned (every 2^k-th point) by a host whose
+/// full-size answers were lost on a noisy line.
+pub fn same_or_coarser(got: &SegResult, want: &SegResult) -> bool {
+    let thinned = |k: u32| -> Vec<_> { want.contour.iter().step_by(1 << k).copied().collect() };
+    got.areas == want.areas
+        && (got.confidence - want.confidence).abs() < 1e-4
+        && (got.contour.is_empty() || (0..8).any(|k| got.contour.as_slice() == thinned(k)))
+}
+
 pub struct Harness {
     pub rig: Rig,
     pub relay: Relay,

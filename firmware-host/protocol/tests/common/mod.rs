@@ -26,8 +26,13 @@ fn format() -> impl Strategy<Value = ImageFormat> {
 
 fn nack_reason() -> impl Strategy<Value = NackReason> {
     prop_oneof![
-        (any::<u16>(), hvec::<u16, MAX_NACK_SEQS>(any::<u16>()))
-            .prop_map(|(total, seqs)| NackReason::Missing { total, seqs }),
+        (any::<u16>(), any::<u16>(), any::<[u8; NACK_WINDOW / 8]>()).prop_map(
+            |(total, first, bitmap)| NackReason::Missing(Missing {
+                total,
+                first,
+                bitmap
+            })
+        ),
         Just(NackReason::ImageCrc),
         Just(NackReason::UnknownImage),
         Just(NackReason::TooLarge),
