@@ -160,6 +160,8 @@ pub struct Rig {
     chunk_size: u16,
     images_sent: usize,
     screen: Option<Screen>,
+    /// The bottom-right chunk of the screen being drawn has arrived.
+    screen_done: bool,
     pub screens_received: u64,
 }
 
@@ -175,6 +177,7 @@ impl Rig {
             chunk_size,
             images_sent: 0,
             screen,
+            screen_done: false,
             screens_received: 0,
         }
     }
@@ -445,6 +448,8 @@ impl Rig {
     ) -> Attempt {
         // The Ack(Complete) may have been lost; the Result proves the transfer ended.
         report.transfer.get_or_insert(start.elapsed());
+        // The screen for this image follows the answer; anything drawn so far is older.
+        self.screen_done = false;
         if self.opts.adapt {
             let loss = report.retransmits as f64 / count.max(1) as f64;
             if loss > 0.25 && self.chunk_size > 32 {
@@ -492,6 +497,16 @@ impl Rig {
         self.handshake().map(|_| ())
     }
 
+    /// Waits until the host has finished drawing the screen for the last image (it sends
+    /// it after the result); false if it did not within the time a full screen needs.
+    pub fn wait_screen(&mut self) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + self.display_time() * 2 + Duration::from_secs(1);
+        while !self.screen_done && Instant::now() < deadline {
+            self.drain(Duration::from_millis(20))?;
+        }
+        Ok(std::mem::take(&mut self.screen_done))
+    }
+
     /// Reads for `time`, drawing any screen chunks that arrive.
     pub fn drain(&mut self, time: Duration) -> anyhow::Result<()> {
         self.wait_for(time, |_| None::<()>).map(|_| ())
@@ -513,10 +528,15 @@ impl Rig {
             if let Message::DisplayChunk(c) = &msg {
                 if let Some(screen) = self.screen.as_mut()
                     && screen.apply(c)
-                    && c.x == 0
-                    && c.y == 0
                 {
-                    self.screens_received += 1;
+                    if c.x == 0 && c.y == 0 {
+                        self.screens_received += 1;
+                        self.screen_done = false;
+                    }
+                    let (right, bottom) = (c.x + c.width, c.y + c.height);
+                    if right as u32 == screen.width() && bottom as u32 == screen.height() {
+                        self.screen_done = true;
+                    }
                 }
                 continue;
             }

@@ -216,8 +216,11 @@ impl<A: Analyzer> Server<A> {
         let mut screen = Screen::new(size.0, size.1);
         let s = &self.link.stats;
         let status = format!(
-            "rx {} crc {} nack {}",
-            self.stats.images, s.crc_failures, self.stats.nacks
+            "{} baud  img {}  crc {}  nack {}",
+            self.link.baud(),
+            self.stats.images,
+            s.crc_failures,
+            self.stats.nacks
         );
         screen.render(&ScreenView {
             image: img,

@@ -26,7 +26,10 @@ fn clean_link_answers_every_format_with_the_runtimes_segmentation_and_drives_the
         assert_eq!(r.retransmits, 0);
     }
     // The rig's screen, rebuilt from DisplayChunks, is the host's screenshot of the last image.
-    h.rig.drain(Duration::from_millis(500)).unwrap();
+    assert!(
+        h.rig.wait_screen().unwrap(),
+        "the last screen never completed"
+    );
     assert_eq!(h.rig.screens_received, imgs.len() as u64);
     let host_screen = image::open(&shot).unwrap().to_rgb8();
     assert_eq!(host_screen.dimensions(), (320, 240));

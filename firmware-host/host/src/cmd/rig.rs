@@ -105,6 +105,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 println!("{}\tFAILED: {why}", r.name);
             }
         }
+        if a.display.is_some() && r.outcome.is_ok() && !rig.wait_screen()? {
+            eprintln!("{}: the host did not finish drawing the screen", r.name);
+        }
         if let (Some(dir), Some(screen)) = (&a.screen_out, rig.screen()) {
             screen.save_png(&dir.join(format!("screen-{i:03}.png")))?;
         }
