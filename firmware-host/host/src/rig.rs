@@ -167,7 +167,11 @@ pub struct Rig {
 
 impl Rig {
     pub fn new(link: Link, opts: RigOptions) -> Self {
-        let screen = opts.display.map(|(w, h)| Screen::new(w, h));
+        // Only a sane size gets a frame buffer (Hello still announces what it was given).
+        let screen = opts
+            .display
+            .filter(|&(w, h)| crate::screen::parse_size(&format!("{w}x{h}")).is_ok())
+            .map(|(w, h)| Screen::new(w, h));
         let chunk_size = opts.chunk_size.clamp(1, MAX_CHUNK as u16);
         Self {
             link,
@@ -480,10 +484,11 @@ impl Rig {
 
     /// Time the host needs to send our whole screen (it does so after each result).
     fn display_time(&self) -> Duration {
-        match self.opts.display {
-            Some((w, h)) => {
+        match &self.screen {
+            Some(screen) => {
+                let bytes = (screen.width() * screen.height() * 2) as f64;
                 let baud = self.link.baud().max(1) as f64;
-                Duration::from_secs_f64((w * h * 2) as f64 * 1.1 * 10.0 / baud)
+                Duration::from_secs_f64(bytes * 1.1 * 10.0 / baud)
             }
             None => Duration::ZERO,
         }

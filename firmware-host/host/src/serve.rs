@@ -11,7 +11,7 @@ use medseg_protocol::{
 
 use crate::analyze::{Analyzer, decode};
 use crate::link::Link;
-use crate::screen::{Screen, ScreenView};
+use crate::screen::{Screen, ScreenView, parse_size};
 
 /// Largest image the host accepts by default (a 1024x1024 RGB image is 3 MiB).
 pub const DEFAULT_MAX_IMAGE_BYTES: usize = 4 << 20;
@@ -99,8 +99,20 @@ impl<A: Analyzer> Server<A> {
     pub fn handle(&mut self, msg: Message) -> anyhow::Result<()> {
         if let Message::Hello(h) = &msg {
             tracing::info!(version = h.version, display = ?h.display, "rig said hello");
-            self.peer_display = h.display;
-            self.peer_max_frame = (h.max_frame as usize).min(MAX_FRAME);
+            // A screen size from the wire is checked like one from the command line: a bogus
+            // 65535x65535 must not become a 8 GB frame buffer.
+            self.peer_display = h.display.filter(|d| {
+                let ok = parse_size(&format!("{}x{}", d.width, d.height)).is_ok();
+                if !ok {
+                    tracing::warn!(
+                        ?d,
+                        "rig announced an unsupported screen size; not driving it"
+                    );
+                }
+                ok
+            });
+            // Below 64 bytes not even an Ack-sized answer fits; treat that as a bogus value.
+            self.peer_max_frame = (h.max_frame as usize).clamp(64, MAX_FRAME);
         }
         match self.rx.handle(msg) {
             Action::None => {}

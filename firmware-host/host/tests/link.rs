@@ -133,3 +133,16 @@ fn oversize_images_are_refused_and_reported_failed() {
     assert!(why.contains("at most 1000"), "{why}");
     h.finish();
 }
+
+#[test]
+fn a_bogus_screen_size_in_hello_is_ignored_and_images_still_complete() {
+    let imgs = images();
+    // 60000x50000 would be a 6 GB frame buffer if the host believed it.
+    let mut h = Harness::start(model(), Faults::CLEAN, 5, serve_opts(), |o| {
+        o.display = Some((60_000, 50_000))
+    });
+    let r = h.rig.send_image(&imgs[0]).unwrap();
+    assert!(same(&r.outcome.unwrap(), &expected(&imgs[0])));
+    let done = h.finish();
+    assert_eq!(done.host.display_frames, 0);
+}
