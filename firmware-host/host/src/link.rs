@@ -117,6 +117,11 @@ impl Link {
         &self.name
     }
 
+    /// Frames refused so far (CRC, COBS, oversize, malformed).
+    pub fn refused(&self) -> u64 {
+        self.stats.crc_failures + self.stats.bad_frames + self.stats.oversize_frames
+    }
+
     pub fn baud(&self) -> u32 {
         self.baud
     }

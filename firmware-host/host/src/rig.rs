@@ -377,7 +377,7 @@ impl Rig {
                 return Ok(Attempt::Restart("no progress"));
             }
             self.link.send(&end)?;
-            let answer = self.wait_for(self.opts.reply_timeout, |m| match m {
+            let answer = self.wait_answer(self.opts.reply_timeout, |m| match m {
                 Message::Ack { image_id, .. } if *image_id == id => Some(m.clone()),
                 Message::Nack(n) if n.image_id == id => Some(m.clone()),
                 Message::Result(r) if r.image_id == id => Some(m.clone()),
@@ -428,7 +428,7 @@ impl Rig {
                         self.opts.result_timeout
                     };
                     acked_complete = true;
-                    let result = self.wait_for(wait, |m| match m {
+                    let result = self.wait_answer(wait, |m| match m {
                         Message::Result(r) if r.image_id == id => Some(m.clone()),
                         Message::Error(e) if e.image_id == id => Some(m.clone()),
                         _ => None,
@@ -515,6 +515,30 @@ impl Rig {
     /// Reads for `time`, drawing any screen chunks that arrive.
     pub fn drain(&mut self, time: Duration) -> anyhow::Result<()> {
         self.wait_for(time, |_| None::<()>).map(|_| ())
+    }
+
+    /// As [`Self::wait_for`], but gives up as soon as a corrupted frame arrives: on a noisy
+    /// line that was most likely the awaited answer, and asking again at once beats waiting
+    /// out the timeout (a needless repeat only costs a duplicate answer).
+    fn wait_answer<T>(
+        &mut self,
+        timeout: Duration,
+        mut pick: impl FnMut(&Message) -> Option<T>,
+    ) -> anyhow::Result<Option<T>> {
+        let deadline = Instant::now() + timeout;
+        let refused = self.link.refused();
+        while Instant::now() < deadline {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(10));
+            if let Some(t) = self.wait_for(slice, &mut pick)? {
+                return Ok(Some(t));
+            }
+            if self.link.refused() > refused {
+                return Ok(None);
+            }
+        }
+        Ok(None)
     }
 
     /// Reads messages until `pick` accepts one or `timeout` passes. Screen chunks are drawn
