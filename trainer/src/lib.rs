@@ -7,6 +7,7 @@ pub mod backend;
 pub mod data;
 pub mod export;
 pub mod import;
+pub mod loss_table;
 pub mod losses;
 pub mod plot;
 pub mod sampling;

@@ -14,9 +14,9 @@
 //!   B's surface ([`super::edt`]). Only the bounding box of `A ∪ B` is transformed; this is exact
 //!   because every surface pixel of either mask lies inside it.
 //! * **ASSD**: mean of the pooled distances of both directions (MONAI
-//!   `compute_average_surface_distance(symmetric=True)`: concatenate, then mean). Note medpy's
-//!   `assd` instead averages the two directed means, which differs when the surfaces have
-//!   different sizes.
+//!   `compute_average_surface_distance(symmetric=True)`: concatenate, then mean; medpy >= 0.5
+//!   `assd` does the same). The older "mean of the two directed means" differs when the
+//!   surfaces have different sizes.
 //! * **HD**: maximum over both directions.
 //! * **HD95**: MONAI's definition, `max(P95(A→B), P95(B→A))`: the larger of the two *directed*
 //!   95th percentiles, each with numpy's default linear interpolation (`np.percentile`). This is
@@ -83,11 +83,14 @@ impl SurfaceDistanceSamples {
         if n == 0 {
             return None;
         }
+        // Grid distances often equal the tolerance exactly (e.g. sqrt(0.9² + 1.2²) = 1.5), and
+        // the squared-distance sum can round one ulp above it; rounding must not decide.
+        let limit = tolerance_mm * (1.0 + 1e-9);
         let ok = self
             .truth_to_pred
             .iter()
             .chain(&self.pred_to_truth)
-            .filter(|&&d| d <= tolerance_mm)
+            .filter(|&&d| d <= limit)
             .count();
         Some(ok as f64 / n as f64)
     }

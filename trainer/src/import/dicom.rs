@@ -307,7 +307,9 @@ fn check_spacing(
     }
     let mut sorted = gaps.clone();
     sorted.sort_by(f64::total_cmp);
-    let typical = sorted[sorted.len() / 2];
+    // The lower median: missing files only ever widen gaps, so with few slices (where one
+    // wide gap is half of them) the narrower half is the true spacing.
+    let typical = sorted[(sorted.len() - 1) / 2];
     if let Some(n) = gaps.iter().position(|g| *g > 1.5 * typical) {
         bail!(
             "missing slices in series {}: {:.2} mm between {} and {}, but slices are {typical:.2} mm apart",

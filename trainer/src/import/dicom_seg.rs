@@ -16,10 +16,7 @@ fn item_float3(item: &InMemDicomObject, tag: dicom_object::Tag) -> Option<[f64; 
     (v.len() == 3).then(|| [v[0], v[1], v[2]])
 }
 
-fn first_item<'a>(
-    obj: &'a InMemDicomObject,
-    seq: dicom_object::Tag,
-) -> Option<&'a InMemDicomObject> {
+fn first_item(obj: &InMemDicomObject, seq: dicom_object::Tag) -> Option<&InMemDicomObject> {
     obj.element(seq).ok()?.items()?.first()
 }
 

@@ -5,9 +5,17 @@
 //! Every importer assigns whole patients to splits ([`split_rule`]) and hands finished 2D
 //! slices to one [`layout_writer::LayoutWriter`], which checks labels and writes the files.
 
+pub mod dicom;
+pub mod dicom_seg;
+pub mod intensity;
+pub mod jmedseg;
 pub mod layout_writer;
+pub mod msd;
+pub mod nifti;
 pub mod slices;
 pub mod split_rule;
+pub mod volume;
+pub mod volume_slices;
 
 pub use layout_writer::{ImportSummary, LayoutWriter, SliceMeta};
 pub use split_rule::SplitRule;

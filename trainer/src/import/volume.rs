@@ -119,10 +119,10 @@ impl Volume {
         let mut affine = self.affine.map(|row| [0.0, 0.0, 0.0, row[3]]);
         for (w, &v) in axis_of_world.iter().enumerate() {
             let sign = if flip[w] { -1.0 } else { 1.0 };
-            for r in 0..3 {
-                affine[r][w] = sign * self.affine[r][v];
+            for (out, src) in affine.iter_mut().zip(&self.affine) {
+                out[w] = sign * src[v];
                 if flip[w] {
-                    affine[r][3] += self.affine[r][v] * (self.dims[v] - 1) as f64;
+                    out[3] += src[v] * (self.dims[v] - 1) as f64;
                 }
             }
         }

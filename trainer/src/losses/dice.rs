@@ -1,25 +1,31 @@
-//! Soft Dice loss over the foreground classes (background excluded, as usual for a small
-//! structure on a large background), with additive smoothing.
+//! Soft Dice loss, 1 - mean_c (2|P∩G| + s) / (|P| + |G| + s) over the foreground classes
+//! (optionally the background too), on softmax probabilities with additive smoothing s.
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 
-use super::{SegLoss, foreground_sums};
+use super::{SegLoss, class_sums};
 
 pub struct SoftDice {
     pub smooth: f64,
+    /// Also average over the background class (JMedSeg's Dice loss counts it; off by default
+    /// because a large background makes the loss insensitive to a small structure).
+    pub background: bool,
 }
 
 impl Default for SoftDice {
     fn default() -> Self {
-        Self { smooth: 1.0 }
+        Self {
+            smooth: 1.0,
+            background: false,
+        }
     }
 }
 
 impl<B: Backend> SegLoss<B> for SoftDice {
     fn forward(&self, logits: Tensor<B, 4>, one_hot: Tensor<B, 4>) -> Tensor<B, 1> {
-        let (inter, pred, truth) = foreground_sums(softmax(logits, 1), one_hot);
+        let (inter, pred, truth) = class_sums(softmax(logits, 1), one_hot, self.background);
         let dice = inter
             .mul_scalar(2.0)
             .add_scalar(self.smooth)
@@ -48,7 +54,10 @@ mod tests {
             &dev,
         );
         let good = truth.clone().mul_scalar(40.0);
-        let loss = SoftDice { smooth: 1e-6 };
+        let loss = SoftDice {
+            smooth: 1e-6,
+            background: false,
+        };
         let v: f32 = SegLoss::<B>::forward(&loss, good, truth.clone()).into_scalar();
         assert!(v.abs() < 1e-4, "{v}");
         let bad = truth.clone().neg().mul_scalar(40.0);

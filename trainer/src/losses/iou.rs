@@ -5,21 +5,27 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 
-use super::{SegLoss, foreground_sums};
+use super::{SegLoss, class_sums};
 
 pub struct SoftIou {
     pub smooth: f64,
+    /// Also average over the background class (JMedSeg's Dice loss counts it; off by default
+    /// because a large background makes the loss insensitive to a small structure).
+    pub background: bool,
 }
 
 impl Default for SoftIou {
     fn default() -> Self {
-        Self { smooth: 1.0 }
+        Self {
+            smooth: 1.0,
+            background: false,
+        }
     }
 }
 
 impl<B: Backend> SegLoss<B> for SoftIou {
     fn forward(&self, logits: Tensor<B, 4>, one_hot: Tensor<B, 4>) -> Tensor<B, 1> {
-        let (inter, pred, truth) = foreground_sums(softmax(logits, 1), one_hot);
+        let (inter, pred, truth) = class_sums(softmax(logits, 1), one_hot, self.background);
         let union = pred + truth - inter.clone();
         let iou = inter
             .add_scalar(self.smooth)

@@ -52,7 +52,19 @@ fn gradients_match_finite_differences() {
         &CrossEntropy::<A>::new(Some(vec![0.3, 1.7]), &dev),
     );
     check_gradient("dice", &SoftDice::default());
+    let with_bg = |smooth| SoftDice {
+        smooth,
+        background: true,
+    };
+    check_gradient("dice with background", &with_bg(1.0));
     check_gradient("iou", &SoftIou::default());
+    check_gradient(
+        "iou with background",
+        &SoftIou {
+            smooth: 1.0,
+            background: true,
+        },
+    );
     check_gradient("focal", &Focal::default());
     check_gradient(
         "focal alpha",
@@ -81,6 +93,18 @@ fn values_match_hand_computation() {
 
     let dice = 1.0 - (2.0 * inter + 1.0) / (sp + sg + 1.0);
     assert!(close(value(&SoftDice::default(), &logits, &one_hot), dice));
+    // With the background: the mean of the foreground and background Dice.
+    let (bg_inter, bg_p) = (
+        (0..4).map(|i| (1.0 - p[i]) * (1.0 - g[i])).sum::<f32>(),
+        4.0 - sp,
+    );
+    let bg_dice = (2.0 * bg_inter + 1.0) / (bg_p + 2.0 + 1.0);
+    let both = 1.0 - 0.5 * ((1.0 - dice) + bg_dice);
+    let with_bg = SoftDice {
+        smooth: 1.0,
+        background: true,
+    };
+    assert!(close(value(&with_bg, &logits, &one_hot), both));
     // Tversky with α = β = 0.5 is Dice (its smoothing counts half: (TP+s/2)/((P+G)/2+s/2)).
     let t = Tversky {
         alpha: 0.5,

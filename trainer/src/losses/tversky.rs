@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 
-use super::{SegLoss, foreground_sums};
+use super::{SegLoss, class_sums};
 
 pub struct Tversky {
     pub alpha: f64,
@@ -26,7 +26,7 @@ impl Default for Tversky {
 
 impl<B: Backend> SegLoss<B> for Tversky {
     fn forward(&self, logits: Tensor<B, 4>, one_hot: Tensor<B, 4>) -> Tensor<B, 1> {
-        let (tp, pred, truth) = foreground_sums(softmax(logits, 1), one_hot);
+        let (tp, pred, truth) = class_sums(softmax(logits, 1), one_hot, false);
         let fp = pred - tp.clone();
         let fn_ = truth - tp.clone();
         let denom = tp.clone() + fp.mul_scalar(self.alpha) + fn_.mul_scalar(self.beta);

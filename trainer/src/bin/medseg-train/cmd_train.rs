@@ -13,76 +13,77 @@ use medseg_trainer::train::{OptimizerKind, RunConfig, RunDir, TrainData, train};
 /// Train a segmentation model (CPU by default; build with --features cuda for NVIDIA GPUs).
 ///
 /// Example: medseg-train train --data phantom/ --model unet --out runs/unet
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct Args {
     /// Data set folder (splits.json or JMedSeg layout).
     #[arg(long)]
-    data: PathBuf,
+    pub(crate) data: PathBuf,
     /// Domain to train on (default: the data set's first).
     #[arg(long)]
-    domain: Option<String>,
+    pub(crate) domain: Option<String>,
     /// Architecture (see the model zoo).
     #[arg(long, default_value = "unet")]
-    model: String,
+    pub(crate) model: String,
     /// Run folder: checkpoints, log.csv, curves.png.
     #[arg(long, default_value = "runs/unet")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Passes over the training split [default: 6, which fits in 30 minutes on a 2-core CPU].
     /// With --resume, extends the run to this many epochs.
     #[arg(long)]
-    epochs: Option<usize>,
+    pub(crate) epochs: Option<usize>,
     #[arg(long, default_value_t = 8)]
-    batch_size: usize,
+    pub(crate) batch_size: usize,
     #[arg(long, default_value_t = 2e-3)]
-    lr: f64,
+    pub(crate) lr: f64,
     #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
-    optimizer: OptimizerKind,
+    pub(crate) optimizer: OptimizerKind,
     /// Poly learning-rate decay power (0 = constant rate).
     #[arg(long, default_value_t = 0.9)]
-    poly: f64,
+    pub(crate) poly: f64,
     /// Side of the (square) model input in pixels; images are resized to it.
     #[arg(long, default_value_t = 256)]
-    image_size: usize,
+    pub(crate) image_size: usize,
     /// Train on random square patches of this side (half centred on the label); 0 = whole
     /// images. Inference always sees the whole image.
     #[arg(long, default_value_t = 128)]
-    crop_size: usize,
+    pub(crate) crop_size: usize,
     /// Per-class cross-entropy weights, comma separated (e.g. 0.4,1.6).
     #[arg(long, value_delimiter = ',', conflicts_with = "pos_weight")]
-    class_weights: Option<Vec<f32>>,
+    pub(crate) class_weights: Option<Vec<f32>>,
     /// Two-class shortcut of JMedSeg's `-w`: foreground weight W, background 2 - W (0 < W < 2).
     #[arg(long)]
-    pos_weight: Option<f32>,
-    /// Loss: ce, dice, iou, focal (γ 2), tversky (α 0.3, β 0.7), or a weighted sum like
-    /// 0.5ce+0.5dice.
+    pub(crate) pos_weight: Option<f32>,
+    /// Loss: ce, dice, iou, focal, tversky, or a weighted sum like 0.5ce+0.5dice; parameters
+    /// in brackets: focal(gamma=2,alpha=0.25), dice(background=include,smooth=1),
+    /// iou(background=include), tversky(alpha=0.3,beta=0.7).
     #[arg(long, default_value = "0.5ce+0.5dice")]
-    loss: String,
+    pub(crate) loss: String,
     /// UNet channels of the first stage.
     #[arg(long, default_value_t = 16)]
-    base_width: usize,
+    pub(crate) base_width: usize,
     /// UNet number of down-samplings.
     #[arg(long, default_value_t = 4)]
-    depth: usize,
+    pub(crate) depth: usize,
     #[arg(long, value_enum, default_value_t = UpsamplingArg::Transposed)]
-    upsampling: UpsamplingArg,
+    pub(crate) upsampling: UpsamplingArg,
     #[arg(long, default_value_t = 42)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Stop each epoch after this many steps (quick trials).
     #[arg(long)]
-    max_steps_per_epoch: Option<usize>,
+    pub(crate) max_steps_per_epoch: Option<usize>,
     /// Validate each epoch on at most this many images, evenly spaced over the split so every
     /// patient counts (0 = all).
     #[arg(long, default_value_t = 200)]
-    max_val_images: usize,
+    pub(crate) max_val_images: usize,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
-    resume: bool,
+    pub(crate) resume: bool,
 }
 
-const DEFAULT_EPOCHS: usize = 6;
+pub(crate) const DEFAULT_EPOCHS: usize = 6;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum UpsamplingArg {
+pub(crate) enum UpsamplingArg {
     Transposed,
     Bilinear,
 }
@@ -137,7 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// At most `max` samples spread evenly over the slice (all when `max` is 0 or large enough).
-fn evenly_spaced<T: Clone>(items: &[T], max: usize) -> Vec<T> {
+pub(crate) fn evenly_spaced<T: Clone>(items: &[T], max: usize) -> Vec<T> {
     if max == 0 || items.len() <= max {
         return items.to_vec();
     }
@@ -146,7 +147,7 @@ fn evenly_spaced<T: Clone>(items: &[T], max: usize) -> Vec<T> {
         .collect()
 }
 
-fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
+pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
     let ds = Dataset::open(&args.data)?;
     let domain = args
         .domain

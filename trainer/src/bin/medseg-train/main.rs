@@ -1,5 +1,6 @@
 //! `medseg-train`: make phantom data, train a model, export it for the bedside runtime.
 
+mod cmd_bench_losses;
 mod cmd_export;
 mod cmd_import;
 mod cmd_synth;
@@ -26,7 +27,9 @@ enum Command {
     Synth(cmd_synth::Args),
     Train(cmd_train::Args),
     Export(cmd_export::Args),
-    Import(cmd_import::Args),
+    // Boxed: the import flags (every format's) make this variant far larger than the rest.
+    Import(Box<cmd_import::Args>),
+    BenchLosses(cmd_bench_losses::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         Command::Synth(a) => cmd_synth::run(a),
         Command::Train(a) => cmd_train::run(a),
         Command::Export(a) => cmd_export::run(a),
-        Command::Import(a) => cmd_import::run(a),
+        Command::Import(a) => cmd_import::run(*a),
+        Command::BenchLosses(a) => cmd_bench_losses::run(a),
     }
 }

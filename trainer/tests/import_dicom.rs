@@ -1,0 +1,316 @@
+//! DICOM import on series written here: ordering by position (files named out of order),
+//! rescale + the file's window, radiological display, labels from NIfTI or DICOM SEG, and the
+//! errors for gaps, mixed series, compressed transfer syntaxes and mismatched labels.
+
+use std::path::{Path, PathBuf};
+
+use dicom_core::value::DataSetSequence;
+use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use ndarray::{Array3, ShapeBuilder};
+use nifti::NiftiHeader;
+use nifti::writer::WriterOptions;
+
+use medseg_runtime::dataset::Dataset;
+use medseg_trainer::import::dicom::{self as dicom_import, DicomArgs};
+use medseg_trainer::import::volume_slices::VolumeArgs;
+use medseg_trainer::import::{LayoutWriter, SplitRule};
+
+const COLS: usize = 5;
+const ROWS: usize = 4;
+const SLICES: usize = 4;
+const ORIGIN: [f64; 3] = [-12.0, 30.0, 40.0];
+/// Row spacing, column spacing, slice spacing (mm).
+const SP: (f64, f64, f64) = (0.7, 0.9, 2.5);
+
+/// Raw stored value of pixel (row r, column c) on slice k; HU = raw - 1024.
+fn raw(r: usize, c: usize, k: usize) -> u16 {
+    (1000 + 10 * (r * COLS + c) + 3 * k) as u16
+}
+
+fn ds(values: &[f64]) -> PrimitiveValue {
+    PrimitiveValue::Strs(values.iter().map(|v| v.to_string()).collect())
+}
+
+fn ct_slice(k: usize, series: &str) -> InMemDicomObject {
+    let pos = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + SP.2 * k as f64];
+    let pixels: Vec<u16> = (0..ROWS * COLS)
+        .map(|n| raw(n / COLS, n % COLS, k))
+        .collect();
+    InMemDicomObject::from_element_iter([
+        DataElement::new(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
+        DataElement::new(
+            tags::SOP_INSTANCE_UID,
+            VR::UI,
+            format!("1.2.826.0.1.3680043.2.1.{k}"),
+        ),
+        DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, series),
+        DataElement::new(tags::MODALITY, VR::CS, "CT"),
+        DataElement::new(tags::IMAGE_POSITION_PATIENT, VR::DS, ds(&pos)),
+        DataElement::new(
+            tags::IMAGE_ORIENTATION_PATIENT,
+            VR::DS,
+            ds(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+        ),
+        DataElement::new(tags::PIXEL_SPACING, VR::DS, ds(&[SP.0, SP.1])),
+        DataElement::new(tags::ROWS, VR::US, dicom_value!(U16, ROWS as u16)),
+        DataElement::new(tags::COLUMNS, VR::US, dicom_value!(U16, COLS as u16)),
+        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, 1)),
+        DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+        DataElement::new(tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, 16)),
+        DataElement::new(tags::BITS_STORED, VR::US, dicom_value!(U16, 16)),
+        DataElement::new(tags::HIGH_BIT, VR::US, dicom_value!(U16, 15)),
+        DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, dicom_value!(U16, 0)),
+        DataElement::new(tags::RESCALE_INTERCEPT, VR::DS, ds(&[-1024.0])),
+        DataElement::new(tags::RESCALE_SLOPE, VR::DS, ds(&[1.0])),
+        DataElement::new(tags::WINDOW_CENTER, VR::DS, ds(&[100.0])),
+        DataElement::new(tags::WINDOW_WIDTH, VR::DS, ds(&[200.0])),
+        DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::U16(pixels.into_iter().collect()),
+        ),
+    ])
+}
+
+fn save(obj: InMemDicomObject, path: &Path) {
+    obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .unwrap()
+        .write_to_file(path)
+        .unwrap();
+}
+
+/// Label 1 on slices 1 and 2 in the top-left 2x2 pixels (as stored, row-major).
+fn label_on(r: usize, c: usize, k: usize) -> bool {
+    (1..3).contains(&k) && r < 2 && c < 2
+}
+
+struct Src {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Src {
+    /// Patient `p1` with a 4-slice series whose file names run against the slice order.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::create_dir_all(root.join("series/p1")).unwrap();
+        std::fs::create_dir_all(root.join("labels")).unwrap();
+        for k in 0..SLICES {
+            save(
+                ct_slice(k, "1.2.3.4"),
+                &root.join(format!("series/p1/IM{}", 9 - k)),
+            );
+        }
+        Self { _dir: dir, root }
+    }
+
+    /// The labels as a NIfTI volume on the series' grid (voxel order column, row, slice).
+    fn nifti_labels(&self, dims: [usize; 3]) {
+        let mut data = vec![0.0f32; dims.iter().product()];
+        for k in 0..dims[2] {
+            for r in 0..dims[1] {
+                for c in 0..dims[0] {
+                    data[c + dims[0] * (r + dims[1] * k)] = label_on(r, c, k) as u8 as f32;
+                }
+            }
+        }
+        // DICOM LPS to NIfTI RAS: x and y negated.
+        let hdr = NiftiHeader {
+            sform_code: 1,
+            srow_x: [-SP.1 as f32, 0.0, 0.0, -ORIGIN[0] as f32],
+            srow_y: [0.0, -SP.0 as f32, 0.0, -ORIGIN[1] as f32],
+            srow_z: [0.0, 0.0, SP.2 as f32, ORIGIN[2] as f32],
+            pixdim: [
+                1.0,
+                SP.1 as f32,
+                SP.0 as f32,
+                SP.2 as f32,
+                1.0,
+                1.0,
+                1.0,
+                1.0,
+            ],
+            ..NiftiHeader::default()
+        };
+        let arr = Array3::from_shape_vec((dims[0], dims[1], dims[2]).f(), data).unwrap();
+        WriterOptions::new(self.root.join("labels/p1.nii.gz"))
+            .reference_header(&hdr)
+            .write_nifti(&arr)
+            .unwrap();
+    }
+
+    fn import(&self, out: &str, vol: &VolumeArgs) -> Result<PathBuf, String> {
+        let out = self.root.join(out);
+        let classes = vec!["background".to_string(), "organ".to_string()];
+        let mut w = LayoutWriter::create(&out, "t", classes, "default").unwrap();
+        let args = DicomArgs {
+            dicom: Some(self.root.join("series")),
+            dicom_labels: Some(self.root.join("labels")),
+        };
+        let rule = SplitRule::named(&["test=p1".into()]).unwrap();
+        dicom_import::import(&args, vol, &rule, &mut w).map_err(|e| format!("{e:#}"))?;
+        w.finish().map_err(|e| format!("{e:#}"))?;
+        Ok(out)
+    }
+}
+
+fn png(path: &Path) -> image::GrayImage {
+    image::open(path).unwrap().into_luma8()
+}
+
+/// Checks the imported slices against the stored DICOM frames under the file's window
+/// (100 +- 100 HU): an axial DICOM frame is already in radiological display order.
+fn assert_matches_series(out: &Path) {
+    let ds = Dataset::open(out).unwrap();
+    let test = ds.split(None, "test").unwrap();
+    let names: Vec<&str> = test.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, vec!["p1_ax001", "p1_ax002"]);
+    for s in test {
+        assert_eq!(s.spacing, Some((SP.0, SP.1)));
+        let k: usize = s.name[6..].parse().unwrap();
+        let (img, mask) = (png(&s.image), png(&s.mask));
+        assert_eq!(img.dimensions(), (COLS as u32, ROWS as u32));
+        for r in 0..ROWS {
+            for c in 0..COLS {
+                let hu = f64::from(raw(r, c, k)) - 1024.0;
+                let want = ((hu / 200.0) * 255.0).round().clamp(0.0, 255.0) as u8;
+                assert_eq!(
+                    img.get_pixel(c as u32, r as u32).0[0],
+                    want,
+                    "{} r{r} c{c}",
+                    s.name
+                );
+                let l = mask.get_pixel(c as u32, r as u32).0[0];
+                assert_eq!(l, label_on(r, c, k) as u8, "{} r{r} c{c}", s.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn series_with_nifti_labels_sorts_by_position_and_uses_the_file_window() {
+    let src = Src::new();
+    src.nifti_labels([COLS, ROWS, SLICES]);
+    let out = src.import("out", &VolumeArgs::default()).unwrap();
+    assert_matches_series(&out);
+}
+
+#[test]
+fn dicom_seg_labels_give_the_same_masks() {
+    let src = Src::new();
+    // Two frames (slices 1 and 2) of segment 1, bits packed across frames.
+    let per = ROWS * COLS;
+    let mut bits = vec![0u8; (2 * per).div_ceil(8)];
+    let mut frames = Vec::new();
+    for (f, k) in [1usize, 2].into_iter().enumerate() {
+        for r in 0..ROWS {
+            for c in 0..COLS {
+                if label_on(r, c, k) {
+                    let n = f * per + r * COLS + c;
+                    bits[n / 8] |= 1 << (n % 8);
+                }
+            }
+        }
+        let pos = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + SP.2 * k as f64];
+        let plane = InMemDicomObject::from_element_iter([DataElement::new(
+            tags::IMAGE_POSITION_PATIENT,
+            VR::DS,
+            ds(&pos),
+        )]);
+        let segment = InMemDicomObject::from_element_iter([DataElement::new(
+            tags::REFERENCED_SEGMENT_NUMBER,
+            VR::US,
+            dicom_value!(U16, 1),
+        )]);
+        frames.push(InMemDicomObject::from_element_iter([
+            DataElement::new(
+                tags::PLANE_POSITION_SEQUENCE,
+                VR::SQ,
+                DataSetSequence::from(vec![plane]),
+            ),
+            DataElement::new(
+                tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+                VR::SQ,
+                DataSetSequence::from(vec![segment]),
+            ),
+        ]));
+    }
+    let seg = InMemDicomObject::from_element_iter([
+        DataElement::new(tags::SOP_CLASS_UID, VR::UI, uids::SEGMENTATION_STORAGE),
+        DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1.99"),
+        DataElement::new(tags::SEGMENTATION_TYPE, VR::CS, "BINARY"),
+        DataElement::new(tags::ROWS, VR::US, dicom_value!(U16, ROWS as u16)),
+        DataElement::new(tags::COLUMNS, VR::US, dicom_value!(U16, COLS as u16)),
+        DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, "2"),
+        DataElement::new(tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, 1)),
+        DataElement::new(
+            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(frames),
+        ),
+        DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            PrimitiveValue::U8(bits.into_iter().collect()),
+        ),
+    ]);
+    save(seg, &src.root.join("labels/p1.dcm"));
+    let out = src.import("out", &VolumeArgs::default()).unwrap();
+    assert_matches_series(&out);
+}
+
+#[test]
+fn a_missing_slice_is_reported_with_the_files_around_the_gap() {
+    let src = Src::new();
+    src.nifti_labels([COLS, ROWS, SLICES]);
+    std::fs::remove_file(src.root.join("series/p1/IM7")).unwrap(); // slice 2
+    let err = src.import("out", &VolumeArgs::default()).unwrap_err();
+    assert!(
+        err.contains("missing slices") && err.contains("IM8") && err.contains("IM6"),
+        "{err}"
+    );
+}
+
+#[test]
+fn mixed_series_and_compressed_files_are_refused_by_name() {
+    let src = Src::new();
+    src.nifti_labels([COLS, ROWS, SLICES]);
+    save(ct_slice(1, "1.2.3.5"), &src.root.join("series/p1/IM8"));
+    let err = src.import("out", &VolumeArgs::default()).unwrap_err();
+    assert!(err.contains("mixed series") && err.contains("IM8"), "{err}");
+
+    let src = Src::new();
+    src.nifti_labels([COLS, ROWS, SLICES]);
+    // Relabel one file as RLE Lossless: same length UID, so only the meta header changes.
+    let path = src.root.join("series/p1/IM7");
+    let bytes = std::fs::read(&path).unwrap();
+    let (from, to) = (
+        uids::EXPLICIT_VR_LITTLE_ENDIAN.as_bytes(),
+        uids::RLE_LOSSLESS.as_bytes(),
+    );
+    assert_eq!(from.len(), to.len());
+    let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+    let mut patched = bytes.clone();
+    patched[at..at + to.len()].copy_from_slice(to);
+    std::fs::write(&path, patched).unwrap();
+    let err = src.import("out2", &VolumeArgs::default()).unwrap_err();
+    assert!(
+        err.contains("unsupported transfer syntax") && err.contains("IM7"),
+        "{err}"
+    );
+    assert!(err.contains(uids::RLE_LOSSLESS), "{err}");
+}
+
+#[test]
+fn label_volume_of_another_shape_names_the_series_and_the_file() {
+    let src = Src::new();
+    src.nifti_labels([COLS, ROWS, SLICES - 1]);
+    let err = src.import("out", &VolumeArgs::default()).unwrap_err();
+    assert!(
+        err.contains("series/p1") && err.contains("labels/p1.nii.gz"),
+        "{err}"
+    );
+}
