@@ -132,7 +132,8 @@ impl Src {
         let classes = vec!["background".to_string(), "organ".to_string()];
         let mut w = LayoutWriter::create(&out, "t", classes, "default").unwrap();
         let rule = SplitRule::fractions("train=1", 0).unwrap();
-        nifti_import::import(&self.nifti_args(), vol, &rule, &mut w).map_err(|e| format!("{e:#}"))?;
+        nifti_import::import(&self.nifti_args(), vol, &rule, &mut w)
+            .map_err(|e| format!("{e:#}"))?;
         w.finish().map_err(|e| format!("{e:#}"))?;
         Ok(out)
     }

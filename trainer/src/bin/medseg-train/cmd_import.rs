@@ -149,16 +149,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .context("--out has no folder name; give --name")?,
     };
     let mut writer = LayoutWriter::create(&args.out, &name, classes, &args.domain)?;
-    let left_out = match (&source, &rule) {
-        (Source::Jmedseg(d), _) => {
-            jmedseg::import(d, &mut writer)?;
-            Vec::new()
+    // The folder was new or empty (create checks): a failed import removes what it wrote, so
+    // the same command can simply be run again.
+    let result = import_into(&args, &source, rule.as_ref(), &mut writer)
+        .and_then(|left_out| Ok((left_out, writer.finish()?)));
+    let (left_out, summary) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&args.out);
+            return Err(e);
         }
-        (Source::Slices, Some(rule)) => slices::import(&args.slices, rule, &mut writer)?,
-        (Source::Nifti, Some(rule)) => nifti::import(&args.nifti, &args.volume, rule, &mut writer)?,
-        (Source::Msd(task), Some(rule)) => msd::import(task, &args.volume, rule, &mut writer)?,
-        (Source::Dicom, Some(rule)) => dicom::import(&args.dicom, &args.volume, rule, &mut writer)?,
-        (_, None) => anyhow::bail!("internal error: no split rule for --from {:?}", args.from),
     };
     if !left_out.is_empty() {
         eprintln!(
@@ -167,7 +167,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             left_out.join(", ")
         );
     }
-    let summary = writer.finish()?;
     println!("{summary}");
     Ok(())
+}
+
+fn import_into(
+    args: &Args,
+    source: &Source,
+    rule: Option<&SplitRule>,
+    writer: &mut LayoutWriter,
+) -> anyhow::Result<Vec<String>> {
+    Ok(match (source, rule) {
+        (Source::Jmedseg(d), _) => {
+            jmedseg::import(d, writer)?;
+            Vec::new()
+        }
+        (Source::Slices, Some(rule)) => slices::import(&args.slices, rule, writer)?,
+        (Source::Nifti, Some(rule)) => nifti::import(&args.nifti, &args.volume, rule, writer)?,
+        (Source::Msd(task), Some(rule)) => msd::import(task, &args.volume, rule, writer)?,
+        (Source::Dicom, Some(rule)) => dicom::import(&args.dicom, &args.volume, rule, writer)?,
+        (_, None) => anyhow::bail!("internal error: no split rule for --from {:?}", args.from),
+    })
 }
