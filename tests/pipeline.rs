@@ -76,6 +76,10 @@ fn synth_train_export_segment_eval() {
         "{}",
         text(&again)
     );
+    // --resume reads the data set from run.json; with every epoch done it only reports.
+    run("medseg-train", &["train", "--out", &runp, "--resume"], true);
+    let log_after = std::fs::read_to_string(dir.path().join("run/log.csv")).unwrap();
+    assert_eq!(log_after, log, "a finished run is left as it was");
 
     let out = run(
         "medseg-train",

@@ -16,6 +16,7 @@ pub mod onnx;
 pub mod outputs;
 pub mod postprocess;
 pub mod preprocess;
+pub mod review;
 pub mod slice_table;
 
 pub use card::{InputSpec, ModelCard};

@@ -2,12 +2,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use indicatif::ProgressBar;
 
 use medseg_runtime::Segmenter;
 use medseg_runtime::dataset::Dataset;
-use medseg_runtime::evaluate::evaluate_split;
+use medseg_runtime::dataset::Sample;
+use medseg_runtime::evaluate::{check_same_size, evaluate_split};
+use medseg_runtime::image_io::{load_image, load_mask};
+use medseg_runtime::review::{overlay_with_truth, strip};
 
 /// Score a model on a data set split (folder or JMedSeg layout).
 ///
@@ -27,6 +30,12 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Write review pictures here: prediction overlay with the ground truth outlined in white,
+    /// for --overlay-count slices evenly spaced over the split, and strip.png of them all.
+    #[arg(long)]
+    overlays: Option<PathBuf>,
+    #[arg(long, default_value_t = 6)]
+    overlay_count: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -52,6 +61,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         || bar.inc(1),
     )?;
     bar.finish_and_clear();
+    if let Some(dir) = &args.overlays {
+        write_overlays(&seg, samples, ds.classes.len(), dir, args.overlay_count)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -67,5 +79,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         println!("{summary}");
     }
+    Ok(())
+}
+
+/// Review pictures of `count` slices spread evenly over the split.
+fn write_overlays(
+    seg: &Segmenter,
+    samples: &[Sample],
+    num_classes: usize,
+    dir: &std::path::Path,
+    count: usize,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let count = count.clamp(1, samples.len());
+    let mut pictures = Vec::new();
+    for i in 0..count {
+        let sample = &samples[i * samples.len() / count];
+        let img = load_image(&sample.image)?;
+        let truth = load_mask(&sample.mask, num_classes)?;
+        check_same_size(&img, &truth, sample)?;
+        let pred = seg.segment(&img)?.prediction.mask;
+        let picture = overlay_with_truth(&img, &pred, &truth);
+        let path = dir.join(format!("{}.png", sample.name));
+        picture
+            .save(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        pictures.push(picture);
+    }
+    let path = dir.join("strip.png");
+    strip(&pictures, 224)
+        .save(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!(
+        "wrote {count} review pictures and strip.png to {}",
+        dir.display()
+    );
     Ok(())
 }

@@ -41,7 +41,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| JMEDSEG_LOSSES.iter().map(|s| s.to_string()).collect());
     anyhow::ensure!(!losses.is_empty(), "--losses is empty");
-    let ds = Dataset::open(&args.train.data)?;
+    let data = args
+        .train
+        .data
+        .as_ref()
+        .context("bench-losses needs --data")?;
+    let ds = Dataset::open(data)?;
     let root = args.train.out.clone();
     let mut results = Vec::new();
     for loss in &losses {

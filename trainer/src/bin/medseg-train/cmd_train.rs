@@ -15,9 +15,9 @@ use medseg_trainer::train::{OptimizerKind, RunConfig, RunDir, TrainData, train};
 /// Example: medseg-train train --data phantom/ --model unet --out runs/unet
 #[derive(clap::Args, Clone)]
 pub struct Args {
-    /// Data set folder (splits.json or JMedSeg layout).
-    #[arg(long)]
-    pub(crate) data: PathBuf,
+    /// Data set folder (splits.json or JMedSeg layout); a resumed run reads it from run.json.
+    #[arg(long, required_unless_present = "resume")]
+    pub(crate) data: Option<PathBuf>,
     /// Domain to train on (default: the data set's first).
     #[arg(long)]
     pub(crate) domain: Option<String>,
@@ -148,7 +148,11 @@ pub(crate) fn evenly_spaced<T: Clone>(items: &[T], max: usize) -> Vec<T> {
 }
 
 pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
-    let ds = Dataset::open(&args.data)?;
+    let data = args
+        .data
+        .as_ref()
+        .context("--data is required for a new run")?;
+    let ds = Dataset::open(data)?;
     let domain = args
         .domain
         .clone()
@@ -197,7 +201,7 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         bail!("--batch-size and --epochs must be at least 1");
     }
     Ok(RunConfig {
-        data: std::fs::canonicalize(&args.data).unwrap_or_else(|_| args.data.clone()),
+        data: std::fs::canonicalize(data).unwrap_or_else(|_| data.clone()),
         domain,
         dataset_name: ds.name.clone(),
         dataset_hash: ds.hash.clone(),
