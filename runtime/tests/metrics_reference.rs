@@ -18,7 +18,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use medseg_runtime::metrics::{percentile, score_image, surface_distance_samples};
+use medseg_runtime::metrics::{ImageScores, percentile, score_image, surface_distance_samples};
 
 const OVERLAP_TOL: f64 = 1e-6;
 const DISTANCE_TOL_MM: f64 = 1e-3;
@@ -78,6 +78,23 @@ fn reference(v: &Value) -> Option<f64> {
     }
 }
 
+impl Case {
+    /// The case's masks and our scores of them.
+    fn scored(&self) -> (Vec<u8>, Vec<u8>, ImageScores) {
+        let (truth, pred) = (decode(&self.truth), decode(&self.pred));
+        let scores = score_image(
+            &truth,
+            &pred,
+            self.width,
+            self.height,
+            self.n_classes,
+            self.spacing,
+        )
+        .expect("fixture masks are consistent");
+        (truth, pred, scores)
+    }
+}
+
 fn decode(s: &str) -> Vec<u8> {
     s.bytes().map(|b| b - b'0').collect()
 }
@@ -105,16 +122,7 @@ fn overlap_and_surface_metrics_agree_with_monai() {
     );
     let mut compared = 0usize;
     for case in &fixture.cases {
-        let (truth, pred) = (decode(&case.truth), decode(&case.pred));
-        let scores = score_image(
-            &truth,
-            &pred,
-            case.width,
-            case.height,
-            case.n_classes,
-            case.spacing,
-        )
-        .unwrap();
+        let (truth, pred, scores) = case.scored();
         let m = &case.monai;
         for (c, ours) in scores.per_class.iter().enumerate() {
             let at = |metric: &str| {
@@ -240,16 +248,7 @@ fn medpy_agrees_and_its_hd95_convention_is_reproduced() {
     let fixture = load();
     let mut compared = 0usize;
     for case in &fixture.cases {
-        let (truth, pred) = (decode(&case.truth), decode(&case.pred));
-        let scores = score_image(
-            &truth,
-            &pred,
-            case.width,
-            case.height,
-            case.n_classes,
-            case.spacing,
-        )
-        .unwrap();
+        let (truth, pred, scores) = case.scored();
         let m = &case.medpy;
         for c in 1..case.n_classes {
             let Some(medpy_hd) = reference(&m.hd[c]) else {

@@ -110,6 +110,12 @@ struct Src {
 }
 
 impl Src {
+    /// The test image and label volumes under img/NAME and lab/NAME with one header.
+    fn write_pair(&self, name: &str, hdr: &NiftiHeader) {
+        write(&self.root.join("img").join(name), DIMS, image_data(), hdr);
+        write(&self.root.join("lab").join(name), DIMS, label_data(), hdr);
+    }
+
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
@@ -153,18 +159,7 @@ fn png(path: &Path) -> image::GrayImage {
 #[test]
 fn permuted_flipped_affine_gives_the_same_slices_in_every_plane() {
     let src = Src::new();
-    write(
-        &src.root.join("img/ras.nii"),
-        DIMS,
-        image_data(),
-        &header(RAS),
-    );
-    write(
-        &src.root.join("lab/ras.nii"),
-        DIMS,
-        label_data(),
-        &header(RAS),
-    );
+    src.write_pair("ras.nii", &header(RAS));
     let (d, img, aff) = permuted(&image_data());
     write(&src.root.join("img/sla.nii.gz"), d, img, &header(aff));
     let (d, lab, aff) = permuted(&label_data());
@@ -199,18 +194,7 @@ fn permuted_flipped_affine_gives_the_same_slices_in_every_plane() {
 #[test]
 fn axial_slice_shows_anterior_at_top_and_patient_right_on_the_left() {
     let src = Src::new();
-    write(
-        &src.root.join("img/p.nii"),
-        DIMS,
-        image_data(),
-        &header(RAS),
-    );
-    write(
-        &src.root.join("lab/p.nii"),
-        DIMS,
-        label_data(),
-        &header(RAS),
-    );
+    src.write_pair("p.nii", &header(RAS));
     let out = src.import("out", &window()).unwrap();
     let ds = Dataset::open(&out).unwrap();
     let names: Vec<&str> = ds
@@ -236,18 +220,7 @@ fn axial_slice_shows_anterior_at_top_and_patient_right_on_the_left() {
 #[test]
 fn qform_only_header_orients_like_the_equivalent_sform() {
     let src = Src::new();
-    write(
-        &src.root.join("img/ras.nii"),
-        DIMS,
-        image_data(),
-        &header(RAS),
-    );
-    write(
-        &src.root.join("lab/ras.nii"),
-        DIMS,
-        label_data(),
-        &header(RAS),
-    );
+    src.write_pair("ras.nii", &header(RAS));
     // LPS storage: i and j reversed, described by a 180 degree turn about z (quaternion d = 1).
     let [nx, ny, _] = DIMS;
     let flip = |d: Vec<f32>| {
@@ -324,18 +297,7 @@ fn window_applies_after_scl_slope_and_inter() {
 #[test]
 fn percentiles_resampling_and_all_slices() {
     let src = Src::new();
-    write(
-        &src.root.join("img/mr.nii.gz"),
-        DIMS,
-        image_data(),
-        &header(RAS),
-    );
-    write(
-        &src.root.join("lab/mr.nii.gz"),
-        DIMS,
-        label_data(),
-        &header(RAS),
-    );
+    src.write_pair("mr.nii.gz", &header(RAS));
     let args = VolumeArgs {
         percentiles: Some((0.0, 100.0)),
         resample: Some((0.35, 0.4)),
