@@ -79,6 +79,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let state = dir.state()?;
         let train_seconds = state.log.iter().map(|e| e.seconds).sum();
         let cfg = dir.config()?;
+        // A reused run must have had the same budget, or the table would compare unequal runs.
+        let asked = (
+            epochs,
+            train.max_steps_per_epoch,
+            train.batch_size,
+            train.lr,
+            train.seed,
+        );
+        let had = (
+            cfg.epochs,
+            cfg.max_steps_per_epoch,
+            cfg.batch_size,
+            cfg.lr,
+            cfg.seed,
+        );
+        anyhow::ensure!(
+            asked == had,
+            "{} was trained with (epochs, max steps, batch, lr, seed) = {had:?}, not {asked:?}; \
+             use another --out for a new budget",
+            train.out.display()
+        );
         let device = backend::device();
         let model = dir.load_model::<backend::Train>("best", &device)?.valid();
         let mut scores = Vec::new();
