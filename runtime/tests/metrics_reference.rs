@@ -95,6 +95,11 @@ impl Case {
     }
 }
 
+/// Pixels of class `c`.
+fn class_mask(labels: &[u8], c: usize) -> Vec<bool> {
+    labels.iter().map(|&v| v as usize == c).collect()
+}
+
 fn decode(s: &str) -> Vec<u8> {
     s.bytes().map(|b| b - b'0').collect()
 }
@@ -229,8 +234,7 @@ fn overlap_and_surface_metrics_agree_with_monai() {
             }
 
             // Normalized surface Dice.
-            let t: Vec<bool> = truth.iter().map(|&v| v as usize == c).collect();
-            let p: Vec<bool> = pred.iter().map(|&v| v as usize == c).collect();
+            let (t, p) = (class_mask(&truth, c), class_mask(&pred, c));
             let samples = surface_distance_samples(&t, &p, case.width, case.height, case.spacing);
             let nsd = samples.and_then(|s| s.nsd(fixture.nsd_tolerance_mm));
             match (nsd, reference(&m.nsd[c])) {
@@ -256,30 +260,19 @@ fn medpy_agrees_and_its_hd95_convention_is_reproduced() {
             };
             let at = |metric: &str| format!("{} / class {c} / medpy {metric}", case.name);
             let ours = &scores.per_class[c];
-            close(
-                &at("dc"),
-                ours.dice.unwrap(),
-                reference(&m.dice[c]).unwrap(),
-                OVERLAP_TOL,
-            );
-            close(
-                &at("jc"),
-                ours.iou.unwrap(),
-                reference(&m.iou[c]).unwrap(),
-                OVERLAP_TOL,
-            );
-            close(
-                &at("precision"),
-                ours.precision.unwrap(),
-                reference(&m.precision[c]).unwrap(),
-                OVERLAP_TOL,
-            );
-            close(
-                &at("recall"),
-                ours.recall.unwrap(),
-                reference(&m.recall[c]).unwrap(),
-                OVERLAP_TOL,
-            );
+            for (name, ours_v, theirs) in [
+                ("dc", ours.dice, &m.dice[c]),
+                ("jc", ours.iou, &m.iou[c]),
+                ("precision", ours.precision, &m.precision[c]),
+                ("recall", ours.recall, &m.recall[c]),
+            ] {
+                close(
+                    &at(name),
+                    ours_v.unwrap(),
+                    reference(theirs).unwrap(),
+                    OVERLAP_TOL,
+                );
+            }
             close(
                 &at("hd"),
                 ours.surface.unwrap().hd,
@@ -287,8 +280,7 @@ fn medpy_agrees_and_its_hd95_convention_is_reproduced() {
                 DISTANCE_TOL_MM,
             );
 
-            let t: Vec<bool> = truth.iter().map(|&v| v as usize == c).collect();
-            let p: Vec<bool> = pred.iter().map(|&v| v as usize == c).collect();
+            let (t, p) = (class_mask(&truth, c), class_mask(&pred, c));
             let s =
                 surface_distance_samples(&t, &p, case.width, case.height, case.spacing).unwrap();
             let mut pooled: Vec<f64> = s

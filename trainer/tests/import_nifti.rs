@@ -112,8 +112,13 @@ struct Src {
 impl Src {
     /// The test image and label volumes under img/NAME and lab/NAME with one header.
     fn write_pair(&self, name: &str, hdr: &NiftiHeader) {
-        write(&self.root.join("img").join(name), DIMS, image_data(), hdr);
+        self.write_image(name, hdr);
         write(&self.root.join("lab").join(name), DIMS, label_data(), hdr);
+    }
+
+    /// The test image volume under img/NAME.
+    fn write_image(&self, name: &str, hdr: &NiftiHeader) {
+        write(&self.root.join("img").join(name), DIMS, image_data(), hdr);
     }
 
     fn new() -> Self {
@@ -353,12 +358,7 @@ fn percentiles_resampling_and_all_slices() {
 #[test]
 fn mismatched_label_volume_names_both_files() {
     let src = Src::new();
-    write(
-        &src.root.join("img/p.nii"),
-        DIMS,
-        image_data(),
-        &header(RAS),
-    );
+    src.write_image("p.nii", &header(RAS));
     let mut shifted = RAS;
     shifted[2][3] += 2.5;
     write(
@@ -386,12 +386,7 @@ fn mismatched_label_volume_names_both_files() {
 #[test]
 fn labels_outside_the_classes_and_missing_labels_name_the_file() {
     let src = Src::new();
-    write(
-        &src.root.join("img/p.nii"),
-        DIMS,
-        image_data(),
-        &header(RAS),
-    );
+    src.write_image("p.nii", &header(RAS));
     let mut lab = label_data();
     lab[idx(1, 1, 1)] = 3.0;
     write(&src.root.join("lab/p.nii"), DIMS, lab, &header(RAS));
@@ -400,12 +395,7 @@ fn labels_outside_the_classes_and_missing_labels_name_the_file() {
         err.contains("lab/p.nii") && err.contains("label value 3"),
         "{err}"
     );
-    write(
-        &src.root.join("img/q.nii"),
-        DIMS,
-        image_data(),
-        &header(RAS),
-    );
+    src.write_image("q.nii", &header(RAS));
     let err = src.import("out2", &window()).unwrap_err();
     assert!(
         err.contains("no label volume") && err.contains("img/q.nii"),
