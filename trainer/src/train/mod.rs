@@ -90,7 +90,7 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
         cfg.max_steps_per_epoch.map_or(full, |m| m.min(full))
     };
     let total_steps = steps_per_epoch * cfg.epochs;
-    let augment = Augment::default();
+    let augment = cfg.augment;
 
     for epoch in state.epochs_done + 1..=cfg.epochs {
         let started = Instant::now();
@@ -222,8 +222,13 @@ fn make_batch<B: AutodiffBackend>(
     let mut xs = Vec::with_capacity(indices.len() * spec.channels * plane);
     let mut ys = vec![0f32; indices.len() * classes * plane];
     for (b, &i) in indices.iter().enumerate() {
-        let (mut input, mut mask) =
-            random_crop(&split.inputs[i], &split.targets[i], spec.width, crop, rng);
+        let (mut input, mut mask) = if augment.is_geometric() {
+            let (mut whole, mut whole_mask) = (split.inputs[i].clone(), split.targets[i].clone());
+            augment.warp(&mut whole, &mut whole_mask, spec.width, rng);
+            random_crop(&whole, &whole_mask, spec.width, crop, rng)
+        } else {
+            random_crop(&split.inputs[i], &split.targets[i], spec.width, crop, rng)
+        };
         augment.apply(&mut input, &mut mask, crop, rng);
         xs.extend_from_slice(&input);
         let base = b * classes * plane;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use medseg_models::{Architecture, SegModel};
 use medseg_runtime::InputSpec;
 
+use crate::augment::Augment;
 use crate::plot::EpochLog;
 
 pub type CheckpointRecorder = BinFileRecorder<FullPrecisionSettings>;
@@ -34,6 +35,9 @@ pub struct RunConfig {
     pub classes: Vec<String>,
     pub architecture: Architecture,
     pub input: InputSpec,
+    /// Augmentation of training samples (runs written before it existed get the default).
+    #[serde(default)]
+    pub augment: Augment,
     /// Side of the square training patches (none = whole images).
     pub crop_size: Option<usize>,
     pub epochs: usize,

@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use medseg_models::{Architecture, Upsampling};
 use medseg_runtime::InputSpec;
 use medseg_runtime::dataset::Dataset;
+use medseg_trainer::augment::Augment;
 use medseg_trainer::backend;
 use medseg_trainer::data::load_split;
 use medseg_trainer::losses::LossSpec;
@@ -68,6 +69,15 @@ pub struct Args {
     pub(crate) upsampling: UpsamplingArg,
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
+    /// Geometric augmentation: random rotation in ± this many degrees (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) rotate: f32,
+    /// Geometric augmentation: random isotropic scale in 1 ± this (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) zoom: f32,
+    /// Geometric augmentation: random shift up to ± this fraction of the side (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) shift: f32,
     /// Stop each epoch after this many steps (quick trials).
     #[arg(long)]
     pub(crate) max_steps_per_epoch: Option<usize>,
@@ -197,6 +207,23 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             ds.classes.len()
         );
     }
+    let augment = Augment {
+        rotate_degrees: args.rotate,
+        zoom: args.zoom,
+        shift: args.shift,
+        ..Augment::default()
+    };
+    if !(0.0..=180.0).contains(&args.rotate)
+        || !(0.0..1.0).contains(&args.zoom)
+        || !(0.0..=0.5).contains(&args.shift)
+    {
+        bail!(
+            "--rotate {} / --zoom {} / --shift {}: expected 0..=180 degrees, 0 <= zoom < 1, 0..=0.5 of the side",
+            args.rotate,
+            args.zoom,
+            args.shift
+        );
+    }
     if args.batch_size == 0 || args.epochs == Some(0) {
         bail!("--batch-size and --epochs must be at least 1");
     }
@@ -215,6 +242,7 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             mean: 0.5,
             std: 0.25,
         },
+        augment,
         crop_size: (args.crop_size > 0 && args.crop_size < args.image_size)
             .then_some(args.crop_size),
         epochs: args.epochs.unwrap_or(DEFAULT_EPOCHS),
