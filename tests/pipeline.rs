@@ -81,6 +81,51 @@ fn synth_train_export_segment_eval() {
     let log_after = std::fs::read_to_string(dir.path().join("run/log.csv")).unwrap();
     assert_eq!(log_after, log, "a finished run is left as it was");
 
+    // Fine-tuning: another run starts from this one's best checkpoint, on whole images with
+    // geometric augmentation; a different architecture is refused by name.
+    let tuned = p("tuned");
+    let tiny = [
+        "--batch-size",
+        "2",
+        "--max-steps-per-epoch",
+        "2",
+        "--image-size",
+        "64",
+        "--depth",
+        "2",
+        "--max-val-images",
+        "4",
+    ];
+    let mut args = vec![
+        "train",
+        "--data",
+        &data,
+        "--out",
+        &tuned,
+        "--init-from",
+        &runp,
+        "--epochs",
+        "1",
+        "--crop-size",
+        "0",
+        "--rotate",
+        "10",
+        "--zoom",
+        "0.1",
+        "--shift",
+        "0.05",
+    ];
+    let wider = [args.clone(), vec!["--base-width", "8"], tiny.to_vec()].concat();
+    fails_mentioning("medseg-train", &wider, "--init-from");
+    args.extend(["--base-width", "4"]);
+    args.extend(tiny);
+    run("medseg-train", &args, true);
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("tuned/run.json")).unwrap()).unwrap();
+    assert!(cfg["init_from"].as_str().unwrap().ends_with("run"), "{cfg}");
+    assert_eq!(cfg["augment"]["rotate_degrees"], 10.0);
+    assert!(cfg["crop_size"].is_null());
+
     let out = run(
         "medseg-train",
         &["export", "--run", &runp, "--out", &model],

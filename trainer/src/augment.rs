@@ -179,7 +179,10 @@ mod tests {
             changed += (mask != before) as usize;
             let labelled = mask.iter().filter(|&&m| m == 1).count();
             // 24x16 = 384 px, zoom 0.8..1.2 gives 246..553 px.
-            assert!((200..=600).contains(&labelled), "seed {seed}: {labelled} px");
+            assert!(
+                (200..=600).contains(&labelled),
+                "seed {seed}: {labelled} px"
+            );
             for (v, m) in img.iter().zip(&mask) {
                 // Nearest-neighbour labels can differ from bilinear intensities only on the
                 // one-pixel rim where the image is blended.
@@ -205,7 +208,10 @@ mod tests {
             );
             assert_eq!(again_mask, mask, "seeded");
         }
-        assert!(changed >= 18, "the warp moved the mask in {changed}/20 draws");
+        assert!(
+            changed >= 18,
+            "the warp moved the mask in {changed}/20 draws"
+        );
     }
 
     #[test]

@@ -79,6 +79,12 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
             "resuming from the last checkpoint"
         );
         (model, state)
+    } else if let Some(source) = &cfg.init_from {
+        let model = RunDir::new(source)
+            .load_model::<B>("best", device)
+            .with_context(|| format!("starting weights from {}", source.display()))?;
+        tracing::info!(from = %source.display(), "starting from another run's best checkpoint");
+        (model, RunState::default())
     } else {
         (cfg.architecture.init::<B>(device)?, RunState::default())
     };

@@ -38,6 +38,9 @@ pub struct RunConfig {
     /// Augmentation of training samples (runs written before it existed get the default).
     #[serde(default)]
     pub augment: Augment,
+    /// Run whose best checkpoint gave the starting weights (none = random initialization).
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
     /// Side of the square training patches (none = whole images).
     pub crop_size: Option<usize>,
     pub epochs: usize,

@@ -85,6 +85,10 @@ pub struct Args {
     /// patient counts (0 = all).
     #[arg(long, default_value_t = 200)]
     pub(crate) max_val_images: usize,
+    /// Start from another run's best checkpoint (fine-tuning with new settings); that run must
+    /// have the same architecture and classes.
+    #[arg(long, conflicts_with = "resume")]
+    pub(crate) init_from: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub(crate) resume: bool,
@@ -224,6 +228,22 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             args.shift
         );
     }
+    if let Some(source) = &args.init_from {
+        let from = RunDir::new(source)
+            .config()
+            .with_context(|| format!("--init-from {}: not a training run", source.display()))?;
+        if from.architecture != arch || from.classes != ds.classes {
+            bail!(
+                "--init-from {}: its model is {:?} for classes {:?}, this run's is {:?} for {:?}; \
+                 match --model/--base-width/--depth/--upsampling and the data set's classes",
+                source.display(),
+                from.architecture,
+                from.classes,
+                arch,
+                ds.classes
+            );
+        }
+    }
     if args.batch_size == 0 || args.epochs == Some(0) {
         bail!("--batch-size and --epochs must be at least 1");
     }
@@ -243,6 +263,10 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             std: 0.25,
         },
         augment,
+        init_from: args
+            .init_from
+            .as_ref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
         crop_size: (args.crop_size > 0 && args.crop_size < args.image_size)
             .then_some(args.crop_size),
         epochs: args.epochs.unwrap_or(DEFAULT_EPOCHS),
