@@ -22,7 +22,8 @@ COMMON=(--image-size 224 --crop-size 0 --base-width 32 --batch-size 16)
 GEO=(--rotate 15 --zoom 0.15 --shift 0.08)
 declare -A DATA=([vb-geo]=$VB [vb-plain]=$VB [levels-geo]=$LEVELS)
 declare -A EXTRA=([vb-geo]="${GEO[*]}" [vb-plain]="" [levels-geo]="${GEO[*]}")
-RUNS=(vb-geo vb-plain levels-geo)
+# MEDSEG_RUNS="vb-geo": a subset, when the budget is short.
+read -ra RUNS <<< "${MEDSEG_RUNS:-vb-geo vb-plain levels-geo}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee "$RES/gpu.txt"
 
 echo "== probe: 2 short epochs each, all three at once"
@@ -36,9 +37,9 @@ wait
 T1=$(date +%s)
 echo "probe took $((T1 - T0)) s"
 TRAIN_N=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1]))['domains']['default']['train']; print(sum(map(len,d.values())))" "$VB/splits.json")
-# Seconds left for training: the budget less the probe, 90 s for export + eval, and the
+# Seconds left for training: the budget less the probe, 60 s for export + eval, and the
 # first epoch's kernel compilation (the probe's first epoch minus its second, roughly).
-LEFT=$((BUDGET - (T1 - T0) - 90))
+LEFT=$((BUDGET - (T1 - T0) - 60))
 declare -A EPOCHS
 for r in "${RUNS[@]}"; do
   ips=$(awk -F, 'NR==3 {print $7}' "/tmp/probe-$r/log.csv")
