@@ -26,6 +26,7 @@ pub fn evaluate_split(
         check_same_size(&img, &truth, sample)?;
         let pred = predict(&img)?;
         report.add(
+            &sample.patient,
             &truth.data,
             &pred.data,
             truth.width,

@@ -19,6 +19,8 @@ pub struct LoadedSplit {
     pub originals: Vec<Mask>,
     /// Pixel spacing (row, column) in mm per sample, from the data set's slice table.
     pub spacings: Vec<Option<(f64, f64)>>,
+    /// Patient of each sample (validation reports per-patient Dice too).
+    pub patients: Vec<String>,
 }
 
 impl LoadedSplit {
@@ -45,6 +47,7 @@ pub fn load_split(
         targets: Vec::with_capacity(samples.len()),
         originals: Vec::new(),
         spacings: Vec::with_capacity(samples.len()),
+        patients: Vec::with_capacity(samples.len()),
     };
     for sample in samples {
         let img = load_image(&sample.image)?;
@@ -54,6 +57,7 @@ pub fn load_split(
         let small = resize_mask(&mask.to_gray(), spec.width as u32, spec.height as u32);
         split.targets.push(small.into_raw());
         split.spacings.push(sample.spacing);
+        split.patients.push(sample.patient.clone());
         if keep_originals {
             split.originals.push(mask);
         }

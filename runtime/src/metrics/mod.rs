@@ -28,6 +28,7 @@ pub use surface::{
     surface_distance_samples, surface_distances, surface_mask,
 };
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Invalid metric inputs.
@@ -136,11 +137,13 @@ fn score_image_with_matrix(
     Ok((ImageScores { per_class }, cm))
 }
 
-/// Accumulates per-image scores and a split-wide confusion matrix.
+/// Accumulates per-image scores, a split-wide confusion matrix and one per patient (the
+/// patient's slices pooled: the volume Dice that the 3D literature reports).
 #[derive(Debug, Clone)]
 pub struct SplitReport {
     n_classes: usize,
     confusion: ConfusionMatrix,
+    patients: BTreeMap<String, ConfusionMatrix>,
     images: Vec<ImageScores>,
 }
 
@@ -149,6 +152,7 @@ impl SplitReport {
         Self {
             n_classes,
             confusion: ConfusionMatrix::new(n_classes),
+            patients: BTreeMap::new(),
             images: Vec::new(),
         }
     }
@@ -157,9 +161,10 @@ impl SplitReport {
         self.n_classes
     }
 
-    /// Scores one image and adds it; on error nothing is added.
+    /// Scores one image of `patient` and adds it; on error nothing is added.
     pub fn add(
         &mut self,
+        patient: &str,
         truth: &[u8],
         pred: &[u8],
         w: usize,
@@ -168,6 +173,10 @@ impl SplitReport {
     ) -> Result<(), MetricsError> {
         let (scores, cm) = score_image_with_matrix(truth, pred, w, h, self.n_classes, spacing)?;
         self.confusion.merge(&cm);
+        self.patients
+            .entry(patient.to_string())
+            .or_insert_with(|| ConfusionMatrix::new(self.n_classes))
+            .merge(&cm);
         self.images.push(scores);
         Ok(())
     }
@@ -196,6 +205,9 @@ impl SplitReport {
                         .unwrap_or_else(|| format!("class{c}")),
                     dice_mean_over_images: finite_mean(scores().filter_map(|s| s.dice)),
                     dice_split: cm.dice(c),
+                    dice_mean_over_patients: finite_mean(
+                        self.patients.values().filter_map(|p| p.dice(c)),
+                    ),
                     iou_mean_over_images: finite_mean(scores().filter_map(|s| s.iou)),
                     iou_split: cm.iou(c),
                     precision_split: cm.precision(c),
@@ -253,6 +265,9 @@ pub struct ClassSummary {
     pub name: String,
     pub dice_mean_over_images: Option<f64>,
     pub dice_split: Option<f64>,
+    /// Mean over patients of each patient's pooled Dice (patients without the class in either
+    /// mask skipped).
+    pub dice_mean_over_patients: Option<f64>,
     pub iou_mean_over_images: Option<f64>,
     pub iou_split: Option<f64>,
     pub precision_split: Option<f64>,
@@ -279,10 +294,11 @@ impl fmt::Display for SplitSummary {
             .max(5);
         writeln!(
             f,
-            "{:<nw$}  {:>9} {:>11} {:>8} {:>10} {:>9} {:>7} {:>8} {:>8} {:>6} {:>10}",
+            "{:<nw$}  {:>9} {:>11} {:>10} {:>8} {:>10} {:>9} {:>7} {:>8} {:>8} {:>6} {:>10}",
             "class",
             "dice(img)",
             "dice(split)",
+            "dice(pat)",
             "iou(img)",
             "iou(split)",
             "precision",
@@ -297,10 +313,11 @@ impl fmt::Display for SplitSummary {
         for c in &self.per_class {
             writeln!(
                 f,
-                "{:<nw$}  {:>9} {:>11} {:>8} {:>10} {:>9} {:>7} {:>8} {:>8} {:>6} {:>10}",
+                "{:<nw$}  {:>9} {:>11} {:>10} {:>8} {:>10} {:>9} {:>7} {:>8} {:>8} {:>6} {:>10}",
                 c.name,
                 o(c.dice_mean_over_images),
                 o(c.dice_split),
+                o(c.dice_mean_over_patients),
                 o(c.iou_mean_over_images),
                 o(c.iou_split),
                 o(c.precision_split),
@@ -407,16 +424,19 @@ mod tests {
     fn split_report_means_and_counts() {
         let mut r = SplitReport::new(3);
         // Image A (2x2): class 1 perfect, class 2 absent from both.
-        r.add(&[0, 1, 1, 0], &[0, 1, 1, 0], 2, 2, (1.0, 1.0))
+        r.add("p1", &[0, 1, 1, 0], &[0, 1, 1, 0], 2, 2, (1.0, 1.0))
             .unwrap();
         // Image B (2x2): class 1 in truth, missing from prediction; class 2 perfect.
-        r.add(&[1, 0, 0, 2], &[0, 0, 0, 2], 2, 2, (1.0, 1.0))
+        r.add("p1", &[1, 0, 0, 2], &[0, 0, 0, 2], 2, 2, (1.0, 1.0))
             .unwrap();
-        // Image C (1x4): class 1 shifted by 2 px with col spacing 0.5 mm.
-        r.add(&[1, 0, 0, 0], &[0, 0, 1, 0], 4, 1, (3.0, 0.5))
+        // Image C (1x4), another patient: class 1 shifted by 2 px with col spacing 0.5 mm.
+        r.add("p2", &[1, 0, 0, 0], &[0, 0, 1, 0], 4, 1, (3.0, 0.5))
             .unwrap();
         // A bad image is rejected and leaves the report unchanged.
-        assert!(r.add(&[5, 0, 0, 0], &[0; 4], 2, 2, (1.0, 1.0)).is_err());
+        assert!(
+            r.add("p3", &[5, 0, 0, 0], &[0; 4], 2, 2, (1.0, 1.0))
+                .is_err()
+        );
         assert_eq!(r.images().len(), 3);
 
         let s = r.summary(&names()[..2]); // third name missing on purpose
@@ -430,6 +450,8 @@ mod tests {
         assert!(close(c1.iou_split.unwrap(), 0.4));
         assert!(close(c1.precision_split.unwrap(), 2.0 / 3.0));
         assert!(close(c1.recall_split.unwrap(), 0.5));
+        // Patients: p1 pools A and B (TP 2, FN 1 -> 4/5), p2 is C (0); p3 was never added.
+        assert!(close(c1.dice_mean_over_patients.unwrap(), 0.4));
         // Surfaces: A = 0, B one side empty (skipped, counted), C = 1 mm.
         assert!(close(c1.assd_mean_mm.unwrap(), 0.5));
         assert!(close(c1.hd95_mean_mm.unwrap(), 0.5));
@@ -438,6 +460,11 @@ mod tests {
         let c2 = &s.per_class[2];
         // Class 2 only in B (perfect); undefined in A and C.
         assert_eq!(c2.dice_mean_over_images, Some(1.0));
+        assert_eq!(
+            c2.dice_mean_over_patients,
+            Some(1.0),
+            "p2 has no class 2: skipped"
+        );
         assert_eq!(c2.images_with_undefined_surface, 2);
         assert_eq!(c2.assd_mean_mm, Some(0.0));
         // Split mIoU/accuracy from the pooled matrix.
@@ -467,7 +494,7 @@ mod tests {
     #[test]
     fn class_absent_everywhere_gives_undefined_dice_not_zero() {
         let mut r = SplitReport::new(2);
-        r.add(&[0; 9], &[0; 9], 3, 3, (1.0, 1.0)).unwrap();
+        r.add("p", &[0; 9], &[0; 9], 3, 3, (1.0, 1.0)).unwrap();
         let s = r.summary(&names());
         assert_eq!(s.per_class[1].dice_mean_over_images, None);
         assert_eq!(s.per_class[1].images_with_undefined_surface, 1);

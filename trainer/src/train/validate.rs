@@ -40,6 +40,7 @@ pub fn score_split<B: Backend>(
                 (truth.width, truth.height),
             );
             report.add(
+                &split.patients[start + i],
                 &truth.data,
                 &pred.mask.data,
                 truth.width,

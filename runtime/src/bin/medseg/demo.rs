@@ -54,7 +54,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             classes.len(),
             UNIT_SPACING,
         )?;
+        // The embedded slices carry no patient id: each counts as its own.
         report.add(
+            sample.name,
             &truth.data,
             &s.prediction.mask.data,
             truth.width,
