@@ -117,6 +117,14 @@ fn synth_train_export_segment_eval() {
     ];
     let wider = [args.clone(), vec!["--base-width", "8"], tiny.to_vec()].concat();
     fails_mentioning("medseg-train", &wider, "--init-from");
+    let bad_zoom = p("bad-zoom");
+    fails_mentioning(
+        "medseg-train",
+        &[
+            "train", "--data", &data, "--out", &bad_zoom, "--zoom", "1.5",
+        ],
+        "--zoom 1.5",
+    );
     args.extend(["--base-width", "4"]);
     args.extend(tiny);
     run("medseg-train", &args, true);
