@@ -34,6 +34,7 @@ pub struct Segmenter {
     pub card: ModelCard,
     plan: Plan,
     source: String,
+    flip_tta: bool,
 }
 
 /// One segmentation with its timing.
@@ -97,7 +98,16 @@ impl Segmenter {
             card,
             plan,
             source: source.to_string(),
+            flip_tta: false,
         })
+    }
+
+    /// Test-time augmentation: also segment the left-right mirrored image and average the two
+    /// logit maps (mirrored back), as nnU-Net does with its mirror axes. Twice the inference
+    /// time; the result no longer depends on which way round the image was shown.
+    pub fn with_flip_tta(mut self, on: bool) -> Self {
+        self.flip_tta = on;
+        self
     }
 
     /// Raw logits `[classes, h, w]` for a prepared input `[channels, h, w]`.
@@ -128,7 +138,19 @@ impl Segmenter {
         let spec = &self.card.input;
         let input = to_model_input(img, spec);
         let start = Instant::now();
-        let logits = self.logits(input)?;
+        let logits = if self.flip_tta {
+            let mut mirrored = input.clone();
+            mirror_rows(&mut mirrored, spec.width);
+            let mut back = self.logits(mirrored)?;
+            mirror_rows(&mut back, spec.width);
+            let mut logits = self.logits(input)?;
+            for (l, b) in logits.iter_mut().zip(&back) {
+                *l = (*l + *b) / 2.0;
+            }
+            logits
+        } else {
+            self.logits(input)?
+        };
         let inference_ms = start.elapsed().as_secs_f64() * 1e3;
         let prediction = logits_to_prediction(
             &logits,
@@ -140,5 +162,12 @@ impl Segmenter {
             prediction,
             inference_ms,
         })
+    }
+}
+
+/// Mirrors every row of a `[planes, h, w]` buffer left to right.
+fn mirror_rows(data: &mut [f32], width: usize) {
+    for row in data.chunks_exact_mut(width) {
+        row.reverse();
     }
 }

@@ -36,10 +36,13 @@ pub struct Args {
     overlays: Option<PathBuf>,
     #[arg(long, default_value_t = 6)]
     overlay_count: usize,
+    /// Test-time augmentation: average with the left-right mirrored image (2x inference time).
+    #[arg(long)]
+    flip_tta: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let seg = Segmenter::from_file(&args.model)?;
+    let seg = Segmenter::from_file(&args.model)?.with_flip_tta(args.flip_tta);
     let ds = Dataset::open(&args.data)?;
     if ds.classes.len() != seg.card.classes.len() {
         bail!(

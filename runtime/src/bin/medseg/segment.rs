@@ -25,12 +25,15 @@ pub struct Args {
     /// Output folder (created if missing).
     #[arg(long, default_value = "medseg-out")]
     out: PathBuf,
+    /// Test-time augmentation: average with the left-right mirrored image (2x inference time).
+    #[arg(long)]
+    flip_tta: bool,
 }
 
 const IMAGE_EXTS: &[&str] = &["png", "jpg", "jpeg"];
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let seg = Segmenter::from_file(&args.model)?;
+    let seg = Segmenter::from_file(&args.model)?.with_flip_tta(args.flip_tta);
     let files = collect_inputs(&args.inputs)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -1,0 +1,51 @@
+//! Flip test-time augmentation makes the segmentation mirror-equivariant: segmenting the
+//! mirrored image gives exactly the mirrored result. A plain CNN does not have this property,
+//! which the test checks too, so it cannot pass by accident.
+
+use image::{DynamicImage, imageops};
+use medseg_runtime::Segmenter;
+use medseg_runtime::demo::{MODEL, SAMPLES};
+
+fn mirrored(values: &[f32], width: usize) -> Vec<f32> {
+    values
+        .chunks_exact(width)
+        .flat_map(|row| row.iter().rev().copied())
+        .collect()
+}
+
+#[test]
+fn flip_tta_is_exactly_mirror_equivariant() {
+    let plain = Segmenter::from_bytes(MODEL, "demo").unwrap();
+    let spec = plain.card.input.clone();
+    // At the model's own size, so no resampling stands between the image and the network.
+    let img = image::load_from_memory(SAMPLES[0].image)
+        .unwrap()
+        .resize_exact(
+            spec.width as u32,
+            spec.height as u32,
+            imageops::FilterType::Triangle,
+        );
+    let flipped = DynamicImage::from(img.fliph());
+
+    let conf = |seg: &Segmenter, im: &DynamicImage| seg.segment(im).unwrap().prediction.confidence;
+    let (a, b) = (conf(&plain, &img), conf(&plain, &flipped));
+    assert_ne!(
+        mirrored(&a, spec.width),
+        b,
+        "without TTA the network is not exactly mirror-equivariant"
+    );
+
+    let tta = Segmenter::from_bytes(MODEL, "demo")
+        .unwrap()
+        .with_flip_tta(true);
+    let (a, b) = (conf(&tta, &img), conf(&tta, &flipped));
+    assert_eq!(mirrored(&a, spec.width), b);
+    let masks = |im: &DynamicImage| tta.segment(im).unwrap().prediction.mask.data;
+    let (ma, mb) = (masks(&img), masks(&flipped));
+    let ma: Vec<u8> = ma
+        .chunks_exact(spec.width)
+        .flat_map(|r| r.iter().rev().copied())
+        .collect();
+    assert_eq!(ma, mb);
+    assert!(mb.contains(&1), "the sample's label is found");
+}
