@@ -25,7 +25,7 @@ fn flip_tta_is_exactly_mirror_equivariant() {
             spec.height as u32,
             imageops::FilterType::Triangle,
         );
-    let flipped = DynamicImage::from(img.fliph());
+    let flipped = img.fliph();
 
     let conf = |seg: &Segmenter, im: &DynamicImage| seg.segment(im).unwrap().prediction.confidence;
     let (a, b) = (conf(&plain, &img), conf(&plain, &flipped));
