@@ -23,33 +23,32 @@ fn synth_train_export_segment_eval() {
             .is_empty()
     );
 
-    let out = run(
-        "medseg-train",
-        &[
-            "train",
-            "--data",
-            &data,
-            "--out",
-            &runp,
-            "--epochs",
-            "2",
-            "--batch-size",
-            "2",
-            "--max-steps-per-epoch",
-            "2",
-            "--image-size",
-            "64",
-            "--crop-size",
-            "32",
-            "--base-width",
-            "4",
-            "--depth",
-            "2",
-            "--max-val-images",
-            "4",
-        ],
-        true,
-    );
+    let tiny = [
+        "--batch-size",
+        "2",
+        "--max-steps-per-epoch",
+        "2",
+        "--image-size",
+        "64",
+        "--depth",
+        "2",
+        "--max-val-images",
+        "4",
+    ];
+    let first = [
+        "train",
+        "--data",
+        &data,
+        "--out",
+        &runp,
+        "--epochs",
+        "2",
+        "--crop-size",
+        "32",
+        "--base-width",
+        "4",
+    ];
+    let out = run("medseg-train", &[&first[..], &tiny].concat(), true);
     assert!(text(&out).contains("epoch 2/2"), "{}", text(&out));
     for f in [
         "run.json",
@@ -84,18 +83,6 @@ fn synth_train_export_segment_eval() {
     // Fine-tuning: another run starts from this one's best checkpoint, on whole images with
     // geometric augmentation; a different architecture is refused by name.
     let tuned = p("tuned");
-    let tiny = [
-        "--batch-size",
-        "2",
-        "--max-steps-per-epoch",
-        "2",
-        "--image-size",
-        "64",
-        "--depth",
-        "2",
-        "--max-val-images",
-        "4",
-    ];
     let mut args = vec![
         "train",
         "--data",

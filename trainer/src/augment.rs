@@ -163,8 +163,7 @@ mod tests {
             shift: 0.1,
             ..Augment::default()
         };
-        let mut changed = 0;
-        for seed in 0..20 {
+        let square = || {
             let mut img = vec![0.0f32; side * side];
             let mut mask = vec![0u8; side * side];
             for y in 20..44 {
@@ -173,6 +172,11 @@ mod tests {
                     mask[y * side + x] = 1;
                 }
             }
+            (img, mask)
+        };
+        let mut changed = 0;
+        for seed in 0..20 {
+            let (mut img, mut mask) = square();
             let before = mask.clone();
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             aug.warp(&mut img, &mut mask, side, &mut rng);
@@ -192,14 +196,7 @@ mod tests {
                     assert!(*v < 1.0, "seed {seed}: a bright pixel lost its label");
                 }
             }
-            let mut again_img = vec![0.0f32; side * side];
-            let mut again_mask = vec![0u8; side * side];
-            for y in 20..44 {
-                for x in 24..40 {
-                    again_img[y * side + x] = 1.0;
-                    again_mask[y * side + x] = 1;
-                }
-            }
+            let (mut again_img, mut again_mask) = square();
             aug.warp(
                 &mut again_img,
                 &mut again_mask,
