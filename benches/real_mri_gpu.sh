@@ -4,8 +4,10 @@
 #   benches/real_mri_gpu.sh BIN_DIR VB_DATA LEVELS_DATA RESULTS_DIR BUDGET_SECONDS
 #
 # BIN_DIR holds medseg-train built with `--features cuda` and medseg; VB_DATA and LEVELS_DATA
-# are the two imported layouts (see REAL_DATA.md). Three runs share the GPU at once (one run
-# leaves most of it idle: a step costs launch overhead more than arithmetic):
+# are the two imported layouts (see REAL_DATA.md). Three runs share the GPU at once, in case
+# one leaves it idle (on the H200 with burn-cuda 0.21 they did not add throughput: the kernels
+# are the bottleneck, REAL_DATA.md's GPU section). On a machine that may be reclaimed, point
+# RESULTS_DIR at storage that survives: every log is written there as the runs go.
 #   vb-geo     binary, whole 224 px images, w32 UNet, rotation/zoom/shift augmentation
 #   vb-plain   the same without the geometric augmentation (what the augmentation adds)
 #   levels-geo background + L1..L5, as vb-geo
