@@ -13,7 +13,7 @@ use crate::card::ModelCard;
 use crate::error::RuntimeError;
 use crate::onnx;
 use crate::postprocess::{Prediction, logits_to_prediction};
-use crate::preprocess::to_model_input;
+use crate::preprocess::{mirror_rows, to_model_input};
 
 type Plan = Arc<TypedRunnableModel>;
 
@@ -162,12 +162,5 @@ impl Segmenter {
             prediction,
             inference_ms,
         })
-    }
-}
-
-/// Mirrors every row of a `[planes, h, w]` buffer left to right.
-fn mirror_rows(data: &mut [f32], width: usize) {
-    for row in data.chunks_exact_mut(width) {
-        row.reverse();
     }
 }

@@ -45,3 +45,21 @@ pub fn resize_mask(mask: &GrayImage, width: u32, height: u32) -> GrayImage {
     }
     image::imageops::resize(mask, width, height, FilterType::Nearest)
 }
+
+/// Mirrors every row of a row-major `[planes, h, w]` buffer left to right (model inputs,
+/// logits and masks alike): the flip of training augmentation and of test-time augmentation.
+pub fn mirror_rows<T>(data: &mut [T], width: usize) {
+    for row in data.chunks_exact_mut(width) {
+        row.reverse();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mirror_rows_reverses_each_row_of_each_plane() {
+        let mut data = vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+        super::mirror_rows(&mut data, 3);
+        assert_eq!(data, vec![3, 2, 1, 6, 5, 4, 9, 8, 7, 12, 11, 10]);
+    }
+}

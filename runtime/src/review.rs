@@ -16,7 +16,7 @@ pub fn overlay_with_truth(img: &DynamicImage, pred: &Mask, truth: &Mask) -> RgbI
     for y in 0..h {
         for x in 0..w {
             let c = at(x, y);
-            // A labelled pixel whose right or lower neighbour differs: a one-pixel outline.
+            // A labelled pixel with a 4-neighbour of another class: a one-pixel outline.
             let edge = c != 0
                 && ((x + 1 < w && at(x + 1, y) != c)
                     || (y + 1 < h && at(x, y + 1) != c)

@@ -2,6 +2,7 @@
 
 use image::{ImageBuffer, Luma};
 use imageproc::geometric_transformations::{Border, Interpolation, Projection, warp_into};
+use medseg_runtime::preprocess::mirror_rows;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -100,12 +101,8 @@ impl Augment {
     /// `mask` is `[H, W]`.
     pub fn apply(&self, input: &mut [f32], mask: &mut [u8], width: usize, rng: &mut ChaCha8Rng) {
         if self.flip && rng.random_bool(0.5) {
-            for row in input.chunks_exact_mut(width) {
-                row.reverse();
-            }
-            for row in mask.chunks_exact_mut(width) {
-                row.reverse();
-            }
+            mirror_rows(input, width);
+            mirror_rows(mask, width);
         }
         if self.contrast > 0.0 || self.brightness > 0.0 {
             let gain = 1.0 + rng.random_range(-self.contrast..=self.contrast);
