@@ -5,11 +5,13 @@
 #
 #   benches/gpu_train_step.sh BIN_DIR DATA
 #
-# BIN_DIR holds medseg-train built with `--features cuda`; DATA is any imported layout with
-# 224 px images (the real-MRI folder of REAL_DATA.md was used).
+# BIN_DIR holds medseg-train built with `--features cuda` or `cuda-autotune`; DATA is any
+# imported layout with 224 px images (the real-MRI folder of REAL_DATA.md was used).
+# MEDSEG_KERNEL_CACHE=DIR keeps burn-cuda's compiled kernels and autotune choices (kernel_cache.sh).
 set -uo pipefail
-BIN=$1 DATA=$2
-here=$(dirname "$0")
+BIN=$(realpath "$1") DATA=$(realpath "$2")
+here=$(realpath "$(dirname "$0")")
+source "$here/kernel_cache.sh"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 for w in 16 32; do
   rm -rf "/tmp/step-w$w"

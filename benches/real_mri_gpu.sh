@@ -3,7 +3,8 @@
 #
 #   benches/real_mri_gpu.sh BIN_DIR VB_DATA LEVELS_DATA RESULTS_DIR BUDGET_SECONDS
 #
-# BIN_DIR holds medseg-train built with `--features cuda` and medseg; VB_DATA and LEVELS_DATA
+# BIN_DIR holds medseg-train built with `--features cuda` (or `cuda-autotune`, best with
+# MEDSEG_KERNEL_CACHE, see kernel_cache.sh) and medseg; VB_DATA and LEVELS_DATA
 # are the two imported layouts (see REAL_DATA.md). Three runs share the GPU at once, in case
 # one leaves it idle (on the H200 with burn-cuda 0.21 they did not add throughput: the kernels
 # are the bottleneck, REAL_DATA.md's GPU section). On a machine that may be reclaimed, point
@@ -15,9 +16,11 @@
 # learning-rate schedule) fits the budget instead of being cut off mid-schedule. Each run is
 # then exported (tract parity check) and scored on the test subjects with `medseg eval`.
 set -uo pipefail
-BIN=$1 VB=$2 LEVELS=$3 RES=$4 BUDGET=$5
+BUDGET=$5
+mkdir -p "$4"
+BIN=$(realpath "$1") VB=$(realpath "$2") LEVELS=$(realpath "$3") RES=$(realpath "$4")
 T0=$(date +%s)
-mkdir -p "$RES"
+source "$(realpath "$(dirname "$0")")/kernel_cache.sh"
 COMMON=(--image-size 224 --crop-size 0 --base-width 32 --batch-size 16)
 # MEDSEG_SMOKE=1: a tiny model on 64 px images, to dry-run this script's plumbing on a CPU.
 [[ -n "${MEDSEG_SMOKE:-}" ]] && COMMON=(--image-size 64 --crop-size 0 --base-width 4 --batch-size 16)

@@ -9,7 +9,10 @@ pub type Inner = burn::backend::Cuda;
 /// The training backend (with automatic differentiation).
 pub type Train = burn::backend::Autodiff<Inner>;
 
-pub const NAME: &str = if cfg!(feature = "cuda") {
+/// Recorded in run.json, so that speeds from differently built binaries are not compared.
+pub const NAME: &str = if cfg!(feature = "cuda-autotune") {
+    "cuda-autotune"
+} else if cfg!(feature = "cuda") {
     "cuda"
 } else {
     "flex"

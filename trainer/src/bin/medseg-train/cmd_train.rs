@@ -11,7 +11,8 @@ use medseg_trainer::data::load_split;
 use medseg_trainer::losses::LossSpec;
 use medseg_trainer::train::{OptimizerKind, RunConfig, RunDir, TrainData, train};
 
-/// Train a segmentation model (CPU by default; build with --features cuda for NVIDIA GPUs).
+/// Train a segmentation model (CPU by default; build with --features cuda or cuda-autotune for
+/// NVIDIA GPUs).
 ///
 /// Example: medseg-train train --data phantom/ --model unet --out runs/unet
 #[derive(clap::Args, Clone)]
