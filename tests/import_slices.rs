@@ -142,6 +142,17 @@ fn real_spine_mri_imports_with_the_readme_split() {
         t.contains("train: 38 patients") && t.contains("test: 8 patients"),
         "{t}"
     );
+    // The folder holds four subjects twice under two ids, each pair within one split.
+    for (a, b, split) in [
+        ("myo18", "myo19", "train"),
+        ("myo32", "myo33", "train"),
+        ("myo51", "myo53", "test"),
+        ("myo52", "myo54", "test"),
+    ] {
+        let pair =
+            format!("patient {a} ({split}) are identical to slices of patient {b} ({split})");
+        assert!(t.contains(&pair), "{pair}\n{t}");
+    }
     let ds = Dataset::open(&out).unwrap();
     assert_eq!(ds.classes.len(), 6);
     assert!(

@@ -410,11 +410,17 @@ fn msd_task_takes_classes_from_dataset_json_and_a_channel_of_4d_images() {
     std::fs::create_dir_all(task.join("imagesTr")).unwrap();
     std::fs::create_dir_all(task.join("labelsTr")).unwrap();
     let mut training = Vec::new();
-    for case in ["tiny_001", "tiny_002", "tiny_003"] {
-        // Channel 0 is constant 5, channel 1 the coded image.
+    for (k, case) in ["tiny_001", "tiny_002", "tiny_003"].into_iter().enumerate() {
+        // Channel 0 is constant 5, channel 1 the coded image, different in each case (the
+        // import refuses identical slices in two splits).
         let n: usize = DIMS.iter().product();
         let mut data = vec![5.0f32; n];
-        data.extend(image_data());
+        data.extend(
+            image_data()
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| v + (k * (i % 5)) as f32),
+        );
         let arr =
             ndarray::Array4::from_shape_vec((DIMS[0], DIMS[1], DIMS[2], 2).f(), data).unwrap();
         let path = task.join(format!("imagesTr/{case}.nii.gz"));

@@ -1,6 +1,7 @@
 //! Writes an imported data set in the folder layout: `images/NAME.png`, `masks/NAME.png`,
 //! `splits.json` and `slices.csv`. The label check lives here so that every importer refuses
-//! values outside the declared classes the same way, naming the source file.
+//! values outside the declared classes the same way, naming the source file; so does the
+//! duplicate check (identical slices under two patients).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,8 @@ use image::{DynamicImage, GrayImage};
 use serde::Serialize;
 
 use medseg_runtime::slice_table::{self, SliceRow};
+
+use super::duplicates::{DuplicateFinder, DuplicatePatients};
 
 /// Where a slice came from and how large its pixels are.
 #[derive(Debug, Clone)]
@@ -30,6 +33,7 @@ pub struct LayoutWriter {
     rows: Vec<SliceRow>,
     /// split -> patient -> slice names
     splits: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    duplicates: DuplicateFinder,
 }
 
 #[derive(Debug, Serialize)]
@@ -38,6 +42,8 @@ pub struct ImportSummary {
     pub slices: usize,
     /// split -> (patients, slices)
     pub per_split: BTreeMap<String, (usize, usize)>,
+    /// Patients with identical slices within one split (across splits the import fails).
+    pub duplicates: Vec<DuplicatePatients>,
 }
 
 impl std::fmt::Display for ImportSummary {
@@ -45,6 +51,12 @@ impl std::fmt::Display for ImportSummary {
         write!(f, "wrote {} slices to {}", self.slices, self.out.display())?;
         for (split, (patients, slices)) in &self.per_split {
             write!(f, "\n  {split}: {patients} patients, {slices} slices")?;
+        }
+        for d in &self.duplicates {
+            write!(
+                f,
+                "\nwarning: {d}: probably one subject under two ids; per-patient means count it twice"
+            )?;
         }
         Ok(())
     }
@@ -97,6 +109,7 @@ impl LayoutWriter {
             domain: domain.to_string(),
             rows: Vec::new(),
             splits: BTreeMap::new(),
+            duplicates: DuplicateFinder::default(),
         })
     }
 
@@ -153,6 +166,7 @@ impl LayoutWriter {
             .with_context(|| format!("cannot write {}", image_path.display()))?;
         mask.save(&mask_path)
             .with_context(|| format!("cannot write {}", mask_path.display()))?;
+        self.duplicates.add(image, name, &meta.patient, split);
         self.splits
             .entry(split.to_string())
             .or_default()
@@ -181,6 +195,13 @@ impl LayoutWriter {
             !self.rows.is_empty(),
             "nothing was imported: no slice matched"
         );
+        let duplicates = self.duplicates.found();
+        if let Some(leak) = duplicates.iter().find(|d| d.crosses_splits()) {
+            bail!(
+                "{leak}: the same images in two splits would put test data into training; \
+                 put both patients in one split or leave one out"
+            );
+        }
         let file = SplitsFile {
             name: &self.name,
             classes: &self.classes,
@@ -201,6 +222,7 @@ impl LayoutWriter {
             out: self.root,
             slices: self.rows.len(),
             per_split,
+            duplicates,
         })
     }
 }
@@ -255,6 +277,49 @@ mod tests {
             err.contains("p1.nii") && err.contains("label value 2"),
             "{err}"
         );
+    }
+
+    fn textured(seed: u8) -> DynamicImage {
+        DynamicImage::ImageLuma8(GrayImage::from_fn(6, 4, |x, y| {
+            image::Luma([seed.wrapping_add((x + 3 * y) as u8)])
+        }))
+    }
+
+    #[test]
+    fn one_subject_under_two_ids_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LayoutWriter::create(dir.path(), "t", classes(), "default").unwrap();
+        let mask = GrayImage::new(6, 4);
+        w.add("test", "p1_a", meta("p1"), &textured(1), &mask)
+            .unwrap();
+        w.add("test", "p2_a", meta("p2"), &textured(1), &mask)
+            .unwrap();
+        w.add("train", "p3_a", meta("p3"), &textured(2), &mask)
+            .unwrap();
+        let summary = w.finish().unwrap();
+        assert_eq!(summary.duplicates.len(), 1);
+        let text = summary.to_string();
+        assert!(
+            text.contains("patient p1 (test)") && text.contains("patient p2 (test)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn identical_slices_in_two_splits_fail_the_import() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LayoutWriter::create(dir.path(), "t", classes(), "default").unwrap();
+        let mask = GrayImage::new(6, 4);
+        w.add("train", "p1_a", meta("p1"), &textured(5), &mask)
+            .unwrap();
+        w.add("test", "p2_a", meta("p2"), &textured(5), &mask)
+            .unwrap();
+        let err = w.finish().err().unwrap().to_string();
+        assert!(
+            err.contains("p1_a and p2_a") && err.contains("two splits"),
+            "{err}"
+        );
+        assert!(!dir.path().join("splits.json").exists());
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! `slices.csv` with each slice's source and pixel spacing.
 //!
 //! Every importer assigns whole patients to splits ([`split_rule`]) and hands finished 2D
-//! slices to one [`layout_writer::LayoutWriter`], which checks labels and writes the files.
+//! slices to one [`layout_writer::LayoutWriter`], which checks labels and duplicates
+//! ([`duplicates`]) and writes the files.
 
 pub mod dicom;
 pub mod dicom_seg;
+pub mod duplicates;
 pub mod intensity;
 pub mod jmedseg;
 pub mod layout_writer;
