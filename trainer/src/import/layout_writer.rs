@@ -53,10 +53,12 @@ impl std::fmt::Display for ImportSummary {
             write!(f, "\n  {split}: {patients} patients, {slices} slices")?;
         }
         for d in &self.duplicates {
-            write!(
-                f,
-                "\nwarning: {d}: probably one subject under two ids; per-patient means count it twice"
-            )?;
+            let meaning = if d.first.0 == d.second.0 {
+                "a slice repeated within the patient"
+            } else {
+                "probably one subject under two ids; per-patient means count it twice"
+            };
+            write!(f, "\nwarning: {d}: {meaning}")?;
         }
         Ok(())
     }
