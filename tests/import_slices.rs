@@ -111,18 +111,23 @@ fn real_spine_mri_imports_with_the_readme_split() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("vb");
     let s = |p: PathBuf| p.display().to_string();
-    let o = run(
-        "medseg-train",
-        &[
+    let (images, masks, manifest) = (
+        s(root.join("images")),
+        s(root.join("masks_level")),
+        s(root.join("slices.csv")),
+    );
+    let import = |out: &Path, extra: &[&str]| {
+        let out = s(out.to_path_buf());
+        let mut args = vec![
             "import",
             "--from",
             "slices",
             "--images",
-            &s(root.join("images")),
+            &images,
             "--masks",
-            &s(root.join("masks_level")),
+            &masks,
             "--manifest",
-            &s(root.join("slices.csv")),
+            &manifest,
             "--classes",
             "background,L1,L2,L3,L4,L5",
             "--split",
@@ -132,11 +137,12 @@ fn real_spine_mri_imports_with_the_readme_split() {
             "--split",
             "test=myo47-myo54",
             "--out",
-            &s(out.clone()),
-        ],
-        true,
-    );
-    let t = text(&o);
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        text(&run("medseg-train", &args, true))
+    };
+    let t = import(&out, &[]);
     assert!(t.contains("wrote 1666 slices"), "{t}");
     assert!(
         t.contains("train: 38 patients") && t.contains("test: 8 patients"),
@@ -153,6 +159,12 @@ fn real_spine_mri_imports_with_the_readme_split() {
             format!("patient {a} ({split}) are identical to slices of patient {b} ({split})");
         assert!(t.contains(&pair), "{pair}\n{t}");
     }
+    // --drop-duplicates keeps the first of each pair: 6 distinct test subjects.
+    let t = import(&dir.path().join("vb-distinct"), &["--drop-duplicates"]);
+    assert!(
+        t.contains("wrote 1537 slices") && t.contains("test: 6 patients, 199 slices"),
+        "{t}"
+    );
     let ds = Dataset::open(&out).unwrap();
     assert_eq!(ds.classes.len(), 6);
     assert!(

@@ -1,7 +1,8 @@
 //! Finds slices whose pixels are identical to an earlier slice's. Public collections do hold
 //! the same subject twice under two ids (spine-mri-vb: four pairs, docs/REAL_DATA.md). Within a
 //! split that only double-counts a patient; across splits it puts test images into training,
-//! which would make every later score meaningless, so the import refuses it.
+//! which would make every later score meaningless, so the import refuses it unless the copies
+//! are dropped (`--drop-duplicates`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,12 +21,19 @@ pub struct DuplicatePatients {
     pub slices: usize,
     /// One pair of identical slices, for the message.
     pub example: (String, String),
+    /// The second patient's copies were left out of the data set.
+    pub dropped: bool,
 }
 
 impl DuplicatePatients {
     /// True when the two copies sit in different splits.
     pub fn crosses_splits(&self) -> bool {
         self.first.1 != self.second.1
+    }
+
+    /// True for one patient's slice repeated within that patient.
+    pub fn same_patient(&self) -> bool {
+        self.first.0 == self.second.0
     }
 }
 
@@ -48,19 +56,22 @@ struct Seen {
 
 #[derive(Default)]
 pub struct DuplicateFinder {
+    /// Leave out slices identical to an earlier slice of another patient.
+    pub drop: bool,
     seen: HashMap<[u8; 32], Seen>,
     /// (first, second) -> (identical slices, one example pair of slice names)
     pairs: BTreeMap<(PatientInSplit, PatientInSplit), (usize, (String, String))>,
 }
 
 impl DuplicateFinder {
-    /// Records one slice. Constant images (blank slices outside the body, common when all
-    /// slices of a volume are imported) are alike in every patient and are not compared.
-    pub fn add(&mut self, image: &DynamicImage, name: &str, patient: &str, split: &str) {
+    /// Records one slice and says whether to keep it (false: a copy to drop). Constant images
+    /// (blank slices outside the body, common when all slices of a volume are imported) are
+    /// alike in every patient and are not compared.
+    pub fn add(&mut self, image: &DynamicImage, name: &str, patient: &str, split: &str) -> bool {
         let bytes = image.as_bytes();
         let px = usize::from(image.color().bytes_per_pixel()).max(1);
         if bytes.chunks_exact(px).all(|p| p == &bytes[..px]) {
-            return;
+            return true;
         }
         let mut hasher = Sha256::new();
         hasher.update(image.width().to_le_bytes());
@@ -78,6 +89,7 @@ impl DuplicateFinder {
                     ))
                     .or_insert_with(|| (0, (first.name.clone(), name.to_string())));
                 entry.0 += 1;
+                !(self.drop && first.patient != patient)
             }
             None => {
                 self.seen.insert(
@@ -88,6 +100,7 @@ impl DuplicateFinder {
                         split: split.to_string(),
                     },
                 );
+                true
             }
         }
     }
@@ -100,6 +113,7 @@ impl DuplicateFinder {
                 second: second.clone(),
                 slices: *slices,
                 example: example.clone(),
+                dropped: self.drop && first.0 != second.0,
             })
             .collect()
     }
@@ -119,11 +133,12 @@ mod tests {
     #[test]
     fn pairs_patients_with_identical_slices() {
         let mut d = DuplicateFinder::default();
-        d.add(&img(0), "a_1", "a", "test");
-        d.add(&img(1), "a_2", "a", "test");
-        d.add(&img(9), "c_1", "c", "test");
-        d.add(&img(0), "b_1", "b", "test");
-        d.add(&img(1), "b_2", "b", "test");
+        for (image, name, patient) in [(0, "a_1", "a"), (1, "a_2", "a"), (9, "c_1", "c")] {
+            assert!(d.add(&img(image), name, patient, "test"));
+        }
+        // Kept: without `drop` copies are only reported.
+        assert!(d.add(&img(0), "b_1", "b", "test"));
+        assert!(d.add(&img(1), "b_2", "b", "test"));
         let found = d.found();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].first, ("a".into(), "test".into()));
@@ -134,12 +149,31 @@ mod tests {
     }
 
     #[test]
+    fn drop_leaves_out_another_patients_copies_only() {
+        let mut d = DuplicateFinder {
+            drop: true,
+            ..Default::default()
+        };
+        assert!(d.add(&img(0), "a_1", "a", "train"));
+        assert!(
+            d.add(&img(0), "a_2", "a", "train"),
+            "a repeat within a patient stays"
+        );
+        assert!(!d.add(&img(0), "b_1", "b", "test"));
+        let found = d.found();
+        assert_eq!(found.len(), 2);
+        assert!(found.iter().any(|f| f.same_patient() && !f.dropped));
+        assert!(found.iter().any(|f| f.crosses_splits() && f.dropped));
+    }
+
+    #[test]
     fn blank_slices_are_not_duplicates() {
         let mut d = DuplicateFinder::default();
         let blank =
             DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(4, 3, image::Luma([300u16])));
-        d.add(&blank, "a_1", "a", "train");
-        d.add(&blank, "b_1", "b", "test");
+        d.drop = true;
+        assert!(d.add(&blank, "a_1", "a", "train"));
+        assert!(d.add(&blank, "b_1", "b", "test"));
         assert!(d.found().is_empty());
     }
 
@@ -149,8 +183,8 @@ mod tests {
         let wide = DynamicImage::ImageLuma8(
             GrayImage::from_raw(6, 2, img(3).to_luma8().into_raw()).unwrap(),
         );
-        d.add(&img(3), "a_1", "a", "train");
-        d.add(&wide, "b_1", "b", "test");
+        assert!(d.add(&img(3), "a_1", "a", "train"));
+        assert!(d.add(&wide, "b_1", "b", "test"));
         assert!(d.found().is_empty());
     }
 }

@@ -42,7 +42,8 @@ pub struct ImportSummary {
     pub slices: usize,
     /// split -> (patients, slices)
     pub per_split: BTreeMap<String, (usize, usize)>,
-    /// Patients with identical slices within one split (across splits the import fails).
+    /// Patients with identical slices: reported, or left out with --drop-duplicates (across
+    /// splits, without it, the import fails).
     pub duplicates: Vec<DuplicatePatients>,
 }
 
@@ -53,10 +54,20 @@ impl std::fmt::Display for ImportSummary {
             write!(f, "\n  {split}: {patients} patients, {slices} slices")?;
         }
         for d in &self.duplicates {
-            let meaning = if d.first.0 == d.second.0 {
+            if d.dropped {
+                let ((p1, s1), (p2, s2)) = (&d.first, &d.second);
+                write!(
+                    f,
+                    "\nleft out {} slices of patient {p2} ({s2}): copies of patient {p1}'s ({s1}), e.g. {} = {}",
+                    d.slices, d.example.1, d.example.0
+                )?;
+                continue;
+            }
+            let meaning = if d.same_patient() {
                 "a slice repeated within the patient"
             } else {
-                "probably one subject under two ids; per-patient means count it twice"
+                "probably one subject under two ids; per-patient means count it twice \
+                 (--drop-duplicates leaves the copies out)"
             };
             write!(f, "\nwarning: {d}: {meaning}")?;
         }
@@ -119,6 +130,13 @@ impl LayoutWriter {
         &self.classes
     }
 
+    /// Leave out slices whose pixels equal an earlier slice of another patient (one subject
+    /// under two ids) instead of only reporting them.
+    pub fn drop_duplicates(mut self, drop: bool) -> Self {
+        self.duplicates.drop = drop;
+        self
+    }
+
     /// Adds one slice. `image` is written as PNG as given (8/16-bit gray or RGB); `mask`
     /// holds class indices and must have the image's size.
     pub fn add(
@@ -161,6 +179,9 @@ impl LayoutWriter {
                 meta.source
             );
         }
+        if !self.duplicates.add(image, name, &meta.patient, split) {
+            return Ok(());
+        }
         let image_path = self.root.join("images").join(format!("{name}.png"));
         let mask_path = self.root.join("masks").join(format!("{name}.png"));
         image
@@ -168,7 +189,6 @@ impl LayoutWriter {
             .with_context(|| format!("cannot write {}", image_path.display()))?;
         mask.save(&mask_path)
             .with_context(|| format!("cannot write {}", mask_path.display()))?;
-        self.duplicates.add(image, name, &meta.patient, split);
         self.splits
             .entry(split.to_string())
             .or_default()
@@ -198,10 +218,10 @@ impl LayoutWriter {
             "nothing was imported: no slice matched"
         );
         let duplicates = self.duplicates.found();
-        if let Some(leak) = duplicates.iter().find(|d| d.crosses_splits()) {
+        if let Some(leak) = duplicates.iter().find(|d| d.crosses_splits() && !d.dropped) {
             bail!(
                 "{leak}: the same images in two splits would put test data into training; \
-                 put both patients in one split or leave one out"
+                 put both patients in one split, or pass --drop-duplicates to leave the copies out"
             );
         }
         let file = SplitsFile {
@@ -322,6 +342,37 @@ mod tests {
             "{err}"
         );
         assert!(!dir.path().join("splits.json").exists());
+    }
+
+    #[test]
+    fn dropped_copies_are_not_written_and_do_not_fail_the_import() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LayoutWriter::create(dir.path(), "t", classes(), "default")
+            .unwrap()
+            .drop_duplicates(true);
+        let mask = GrayImage::new(6, 4);
+        w.add("train", "p1_a", meta("p1"), &textured(5), &mask)
+            .unwrap();
+        w.add("test", "p2_a", meta("p2"), &textured(5), &mask)
+            .unwrap();
+        w.add("test", "p3_a", meta("p3"), &textured(6), &mask)
+            .unwrap();
+        let summary = w.finish().unwrap();
+        assert_eq!(summary.slices, 2);
+        assert!(!dir.path().join("images/p2_a.png").exists());
+        assert!(
+            summary
+                .to_string()
+                .contains("left out 1 slices of patient p2 (test): copies of patient p1's"),
+            "{summary}"
+        );
+        let ds = Dataset::open(dir.path()).unwrap();
+        assert!(
+            ds.split(None, "test")
+                .unwrap()
+                .iter()
+                .all(|s| s.patient == "p3")
+        );
     }
 
     #[test]

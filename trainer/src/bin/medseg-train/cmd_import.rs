@@ -48,6 +48,10 @@ pub struct Args {
     /// Data set name (default: the output folder's name).
     #[arg(long)]
     name: Option<String>,
+    /// Leave out slices whose pixels equal an earlier slice of another patient (one subject
+    /// under two ids); without it they are reported, and refused across splits.
+    #[arg(long)]
+    drop_duplicates: bool,
     #[command(flatten)]
     slices: slices::SlicesArgs,
     #[command(flatten)]
@@ -148,7 +152,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .context("--out has no folder name; give --name")?,
     };
-    let mut writer = LayoutWriter::create(&args.out, &name, classes, &args.domain)?;
+    let mut writer = LayoutWriter::create(&args.out, &name, classes, &args.domain)?
+        .drop_duplicates(args.drop_duplicates);
     // The folder was new or empty (create checks): a failed import removes what it wrote, so
     // the same command can simply be run again.
     let result = import_into(&args, &source, rule.as_ref(), &mut writer)
