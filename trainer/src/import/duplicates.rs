@@ -89,7 +89,7 @@ impl DuplicateFinder {
                     ))
                     .or_insert_with(|| (0, (first.name.clone(), name.to_string())));
                 entry.0 += 1;
-                !(self.drop && first.patient != patient)
+                !self.drops(&first.patient, patient)
             }
             None => {
                 self.seen.insert(
@@ -105,6 +105,12 @@ impl DuplicateFinder {
         }
     }
 
+    /// The one rule for leaving a copy out: `drop` is on and the copy belongs to another
+    /// patient (a slice repeated within one patient stays).
+    fn drops(&self, first_patient: &str, patient: &str) -> bool {
+        self.drop && first_patient != patient
+    }
+
     pub fn found(&self) -> Vec<DuplicatePatients> {
         self.pairs
             .iter()
@@ -113,7 +119,7 @@ impl DuplicateFinder {
                 second: second.clone(),
                 slices: *slices,
                 example: example.clone(),
-                dropped: self.drop && first.0 != second.0,
+                dropped: self.drops(&first.0, &second.0),
             })
             .collect()
     }

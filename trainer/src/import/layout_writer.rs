@@ -301,23 +301,31 @@ mod tests {
         );
     }
 
-    fn textured(seed: u8) -> DynamicImage {
-        DynamicImage::ImageLuma8(GrayImage::from_fn(6, 4, |x, y| {
-            image::Luma([seed.wrapping_add((x + 3 * y) as u8)])
-        }))
+    /// A writer in `dir` holding one textured slice `{patient}_a` per (split, patient, seed);
+    /// equal seeds give identical pixels.
+    fn textured_slices(dir: &Path, drop: bool, slices: &[(&str, &str, u8)]) -> LayoutWriter {
+        let mut w = LayoutWriter::create(dir, "t", classes(), "default")
+            .unwrap()
+            .drop_duplicates(drop);
+        let mask = GrayImage::new(6, 4);
+        for &(split, patient, seed) in slices {
+            let image = DynamicImage::ImageLuma8(GrayImage::from_fn(6, 4, |x, y| {
+                image::Luma([seed.wrapping_add((x + 3 * y) as u8)])
+            }));
+            w.add(split, &format!("{patient}_a"), meta(patient), &image, &mask)
+                .unwrap();
+        }
+        w
     }
 
     #[test]
     fn one_subject_under_two_ids_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = LayoutWriter::create(dir.path(), "t", classes(), "default").unwrap();
-        let mask = GrayImage::new(6, 4);
-        w.add("test", "p1_a", meta("p1"), &textured(1), &mask)
-            .unwrap();
-        w.add("test", "p2_a", meta("p2"), &textured(1), &mask)
-            .unwrap();
-        w.add("train", "p3_a", meta("p3"), &textured(2), &mask)
-            .unwrap();
+        let w = textured_slices(
+            dir.path(),
+            false,
+            &[("test", "p1", 1), ("test", "p2", 1), ("train", "p3", 2)],
+        );
         let summary = w.finish().unwrap();
         assert_eq!(summary.duplicates.len(), 1);
         let text = summary.to_string();
@@ -330,12 +338,7 @@ mod tests {
     #[test]
     fn identical_slices_in_two_splits_fail_the_import() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = LayoutWriter::create(dir.path(), "t", classes(), "default").unwrap();
-        let mask = GrayImage::new(6, 4);
-        w.add("train", "p1_a", meta("p1"), &textured(5), &mask)
-            .unwrap();
-        w.add("test", "p2_a", meta("p2"), &textured(5), &mask)
-            .unwrap();
+        let w = textured_slices(dir.path(), false, &[("train", "p1", 5), ("test", "p2", 5)]);
         let err = w.finish().err().unwrap().to_string();
         assert!(
             err.contains("p1_a and p2_a") && err.contains("two splits"),
@@ -347,16 +350,11 @@ mod tests {
     #[test]
     fn dropped_copies_are_not_written_and_do_not_fail_the_import() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = LayoutWriter::create(dir.path(), "t", classes(), "default")
-            .unwrap()
-            .drop_duplicates(true);
-        let mask = GrayImage::new(6, 4);
-        w.add("train", "p1_a", meta("p1"), &textured(5), &mask)
-            .unwrap();
-        w.add("test", "p2_a", meta("p2"), &textured(5), &mask)
-            .unwrap();
-        w.add("test", "p3_a", meta("p3"), &textured(6), &mask)
-            .unwrap();
+        let w = textured_slices(
+            dir.path(),
+            true,
+            &[("train", "p1", 5), ("test", "p2", 5), ("test", "p3", 6)],
+        );
         let summary = w.finish().unwrap();
         assert_eq!(summary.slices, 2);
         assert!(!dir.path().join("images/p2_a.png").exists());
