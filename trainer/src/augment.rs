@@ -1,14 +1,16 @@
 //! Seeded data augmentation on prepared inputs; image and mask always move together.
 
 use image::{ImageBuffer, Luma};
+use imageproc::filter::gaussian_blur_f32;
 use imageproc::geometric_transformations::{Border, Interpolation, Projection, warp_into};
 use medseg_runtime::preprocess::mirror_rows;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-/// What a training sample may go through. The geometric part (rotation, zoom, shift) is off
-/// by default; real scans vary in pose and field of view far more than the phantom does.
+/// What a training sample may go through. The geometric part (rotation, zoom, shift) and the
+/// MR-style intensity part (gamma, blur) are off by default; real scans vary in pose, field of
+/// view, contrast and sharpness far more than the phantom does.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Augment {
@@ -23,6 +25,12 @@ pub struct Augment {
     pub zoom: f32,
     /// Translation, uniform in ± this fraction of the side, independently in x and y.
     pub shift: f32,
+    /// Gamma (non-linear contrast) on the sample's own min..max range, exponent log-uniform
+    /// in `[1 / (1 + gamma), 1 + gamma]`: scanners and sequences weight tissues differently.
+    pub gamma: f32,
+    /// Gaussian blur of half the samples, sigma uniform in `(0, blur]` pixels: motion and
+    /// low-resolution acquisitions soften edges (one test subject of the real MRI set does).
+    pub blur: f32,
 }
 
 impl Default for Augment {
@@ -34,6 +42,8 @@ impl Default for Augment {
             rotate_degrees: 0.0,
             zoom: 0.0,
             shift: 0.0,
+            gamma: 0.0,
+            blur: 0.0,
         }
     }
 }
@@ -97,12 +107,21 @@ impl Augment {
         mask.copy_from_slice(warped.as_raw());
     }
 
-    /// Flip and intensity jitter of one (cropped) sample in place: `input` is `[C, H, W]`,
-    /// `mask` is `[H, W]`.
+    /// Flip, blur, gamma and intensity jitter of one (cropped) sample in place: `input` is
+    /// `[C, H, W]`, `mask` is `[H, W]`. Settings that are off draw no random numbers, so runs
+    /// made before a setting existed replay the same samples.
     pub fn apply(&self, input: &mut [f32], mask: &mut [u8], width: usize, rng: &mut ChaCha8Rng) {
         if self.flip && rng.random_bool(0.5) {
             mirror_rows(input, width);
             mirror_rows(mask, width);
+        }
+        if self.blur > 0.0 && rng.random_bool(0.5) {
+            let sigma = rng.random_range(0.0..=self.blur);
+            blur_planes(input, width, sigma);
+        }
+        if self.gamma > 0.0 {
+            let bound = (1.0 + self.gamma).ln();
+            apply_gamma(input, rng.random_range(-bound..=bound).exp());
         }
         if self.contrast > 0.0 || self.brightness > 0.0 {
             let gain = 1.0 + rng.random_range(-self.contrast..=self.contrast);
@@ -111,6 +130,42 @@ impl Augment {
                 *v = *v * gain + shift;
             }
         }
+    }
+}
+
+/// Gaussian blur of every `width`-wide plane of `input`. Below 0.1 px the kernel is the
+/// identity to float precision (and imageproc refuses sigma 0), so nothing is done.
+fn blur_planes(input: &mut [f32], width: usize, sigma: f32) {
+    if sigma < 0.1 || width == 0 {
+        return;
+    }
+    let height = input.len() / width;
+    for plane in input.chunks_exact_mut(width * height) {
+        let src = ImageBuffer::<Luma<f32>, Vec<f32>>::from_raw(
+            width as u32,
+            height as u32,
+            plane.to_vec(),
+        )
+        .expect("plane is width x height");
+        plane.copy_from_slice(gaussian_blur_f32(&src, sigma).as_raw());
+    }
+}
+
+/// `v -> lo + (hi - lo) * ((v - lo) / (hi - lo))^exponent` over the sample's own range, so the
+/// darkest and brightest values stay where they were (inputs are already normalized, and
+/// negative; a power needs the 0..1 range).
+fn apply_gamma(input: &mut [f32], exponent: f32) {
+    let (lo, hi) = input
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let range = hi - lo;
+    if range.is_nan() || range <= f32::EPSILON {
+        return;
+    }
+    for v in input.iter_mut() {
+        *v = lo + range * ((*v - lo) / range).clamp(0.0, 1.0).powf(exponent);
     }
 }
 
@@ -215,5 +270,93 @@ mod tests {
         let (i0, m0) = (img.clone(), mask.clone());
         Augment::default().warp(&mut img, &mut mask, 4, &mut ChaCha8Rng::seed_from_u64(0));
         assert_eq!((img, mask), (i0, m0));
+    }
+
+    fn intensity_only(gamma: f32, blur: f32) -> Augment {
+        Augment {
+            flip: false,
+            contrast: 0.0,
+            brightness: 0.0,
+            gamma,
+            blur,
+            ..Augment::default()
+        }
+    }
+
+    /// A ramp: gamma must keep its ends and its order, bend the middle, and leave the mask.
+    #[test]
+    fn gamma_keeps_range_and_order_and_bends_the_middle() {
+        let ramp: Vec<f32> = (0..64).map(|v| v as f32 / 63.0 * 4.0 - 2.0).collect();
+        let mut bent = 0;
+        for seed in 0..16 {
+            let (mut img, mut mask) = (ramp.clone(), vec![1u8; 64]);
+            intensity_only(1.0, 0.0).apply(
+                &mut img,
+                &mut mask,
+                8,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            );
+            assert!(
+                (img[0] + 2.0).abs() < 1e-5 && (img[63] - 2.0).abs() < 1e-5,
+                "ends moved"
+            );
+            assert!(img.windows(2).all(|w| w[0] <= w[1]), "order changed");
+            assert_eq!(mask, vec![1u8; 64]);
+            bent += ((img[32] - ramp[32]).abs() > 0.05) as usize;
+        }
+        assert!(bent >= 12, "gamma bent the middle in {bent}/16 draws");
+    }
+
+    /// A checkerboard: blur must lower its contrast in about half the draws, keep its mean
+    /// and never touch the mask.
+    #[test]
+    fn blur_softens_half_the_samples_and_keeps_the_mask() {
+        let side = 16;
+        let board: Vec<f32> = (0..side * side)
+            .map(|i| {
+                if (i / side + i % side) % 2 == 0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            })
+            .collect();
+        let spread = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32;
+        let mut softened = 0;
+        for seed in 0..40 {
+            let (mut img, mut mask) = (board.clone(), vec![0u8; side * side]);
+            intensity_only(0.0, 2.0).apply(
+                &mut img,
+                &mut mask,
+                side,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            );
+            let mean = img.iter().sum::<f32>() / img.len() as f32;
+            assert!(mean.abs() < 0.05, "seed {seed}: mean moved to {mean}");
+            assert_eq!(mask, vec![0u8; side * side]);
+            softened += (spread(&img) < 0.9) as usize;
+        }
+        assert!(
+            (10..=30).contains(&softened),
+            "blurred {softened}/40 samples"
+        );
+    }
+
+    /// Off settings draw nothing: a run made before gamma/blur existed replays the same flips.
+    #[test]
+    fn off_intensity_settings_draw_no_random_numbers() {
+        let mut a = ChaCha8Rng::seed_from_u64(7);
+        let mut b = ChaCha8Rng::seed_from_u64(7);
+        let (mut img, mut mask) = (vec![0.5f32; 4], vec![0u8; 4]);
+        Augment::default().apply(&mut img, &mut mask, 2, &mut a);
+        let aug = Augment {
+            flip: true,
+            ..Augment::default()
+        };
+        // Default = flip + contrast/brightness: one bool and two ranges.
+        let _ = b.random_bool(0.5);
+        let _ = b.random_range(-aug.contrast..=aug.contrast);
+        let _ = b.random_range(-aug.brightness..=aug.brightness);
+        assert_eq!(a.random::<u64>(), b.random::<u64>());
     }
 }

@@ -79,6 +79,14 @@ pub struct Args {
     /// Geometric augmentation: random shift up to ± this fraction of the side (0 = none).
     #[arg(long, default_value_t = 0.0)]
     pub(crate) shift: f32,
+    /// MR intensity augmentation: gamma with exponent in [1/(1+G), 1+G] on each sample's own
+    /// range (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) gamma: f32,
+    /// MR intensity augmentation: Gaussian blur of half the samples, sigma up to this many
+    /// pixels (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) blur: f32,
     /// Stop each epoch after this many steps (quick trials).
     #[arg(long)]
     pub(crate) max_steps_per_epoch: Option<usize>,
@@ -216,6 +224,8 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         rotate_degrees: args.rotate,
         zoom: args.zoom,
         shift: args.shift,
+        gamma: args.gamma,
+        blur: args.blur,
         ..Augment::default()
     };
     if !(0.0..=180.0).contains(&args.rotate)
@@ -227,6 +237,13 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             args.rotate,
             args.zoom,
             args.shift
+        );
+    }
+    if !(0.0..=2.0).contains(&args.gamma) || !(0.0..=5.0).contains(&args.blur) {
+        bail!(
+            "--gamma {} / --blur {}: expected 0..=2 (exponent range 1/(1+G)..1+G) and 0..=5 pixels",
+            args.gamma,
+            args.blur
         );
     }
     if let Some(source) = &args.init_from {
