@@ -81,7 +81,7 @@ fn synth_train_export_segment_eval() {
     assert_eq!(log_after, log, "a finished run is left as it was");
 
     // Fine-tuning: another run starts from this one's best checkpoint, on whole images with
-    // geometric augmentation; a different architecture is refused by name.
+    // geometric and MR intensity augmentation; a different architecture is refused by name.
     let tuned = p("tuned");
     let mut args = vec![
         "train",
@@ -101,6 +101,10 @@ fn synth_train_export_segment_eval() {
         "0.1",
         "--shift",
         "0.05",
+        "--gamma",
+        "0.5",
+        "--blur",
+        "1.5",
     ];
     let wider = [args.clone(), vec!["--base-width", "8"], tiny.to_vec()].concat();
     fails_mentioning("medseg-train", &wider, "--init-from");
@@ -112,6 +116,11 @@ fn synth_train_export_segment_eval() {
         ],
         "--zoom 1.5",
     );
+    fails_mentioning(
+        "medseg-train",
+        &["train", "--data", &data, "--out", &bad_zoom, "--blur", "9"],
+        "--blur 9",
+    );
     args.extend(["--base-width", "4"]);
     args.extend(tiny);
     run("medseg-train", &args, true);
@@ -119,6 +128,8 @@ fn synth_train_export_segment_eval() {
         serde_json::from_slice(&std::fs::read(dir.path().join("tuned/run.json")).unwrap()).unwrap();
     assert!(cfg["init_from"].as_str().unwrap().ends_with("run"), "{cfg}");
     assert_eq!(cfg["augment"]["rotate_degrees"], 10.0);
+    assert_eq!(cfg["augment"]["gamma"], 0.5);
+    assert_eq!(cfg["augment"]["blur"], 1.5);
     assert!(cfg["crop_size"].is_null());
 
     let out = run(
