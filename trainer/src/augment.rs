@@ -117,7 +117,7 @@ impl Augment {
         }
         if self.blur > 0.0 && rng.random_bool(0.5) {
             let sigma = rng.random_range(0.0..=self.blur);
-            blur_planes(input, width, sigma);
+            blur_planes(input, width, mask.len() / width.max(1), sigma);
         }
         if self.gamma > 0.0 {
             let bound = (1.0 + self.gamma).ln();
@@ -133,13 +133,12 @@ impl Augment {
     }
 }
 
-/// Gaussian blur of every `width`-wide plane of `input`. Below 0.1 px the kernel is the
+/// Gaussian blur of every `height x width` plane of `input`. Below 0.1 px the kernel is the
 /// identity to float precision (and imageproc refuses sigma 0), so nothing is done.
-fn blur_planes(input: &mut [f32], width: usize, sigma: f32) {
-    if sigma < 0.1 || width == 0 {
+fn blur_planes(input: &mut [f32], width: usize, height: usize, sigma: f32) {
+    if sigma < 0.1 || width * height == 0 {
         return;
     }
-    let height = input.len() / width;
     for plane in input.chunks_exact_mut(width * height) {
         let src = ImageBuffer::<Luma<f32>, Vec<f32>>::from_raw(
             width as u32,
@@ -342,6 +341,17 @@ mod tests {
         );
     }
 
+    /// Each channel is blurred on its own: two constant planes stay constant (a blur over the
+    /// stacked planes would blend them where they meet).
+    #[test]
+    fn blur_keeps_channels_apart() {
+        let side = 8;
+        let mut img: Vec<f32> = [vec![1.0f32; side * side], vec![-1.0f32; side * side]].concat();
+        blur_planes(&mut img, side, side, 2.0);
+        assert!(img[..side * side].iter().all(|v| (v - 1.0).abs() < 1e-5));
+        assert!(img[side * side..].iter().all(|v| (v + 1.0).abs() < 1e-5));
+    }
+
     /// Off settings draw nothing: a run made before gamma/blur existed replays the same flips.
     #[test]
     fn off_intensity_settings_draw_no_random_numbers() {
@@ -349,14 +359,11 @@ mod tests {
         let mut b = ChaCha8Rng::seed_from_u64(7);
         let (mut img, mut mask) = (vec![0.5f32; 4], vec![0u8; 4]);
         Augment::default().apply(&mut img, &mut mask, 2, &mut a);
-        let aug = Augment {
-            flip: true,
-            ..Augment::default()
-        };
         // Default = flip + contrast/brightness: one bool and two ranges.
+        let d = Augment::default();
         let _ = b.random_bool(0.5);
-        let _ = b.random_range(-aug.contrast..=aug.contrast);
-        let _ = b.random_range(-aug.brightness..=aug.brightness);
+        let _ = b.random_range(-d.contrast..=d.contrast);
+        let _ = b.random_range(-d.brightness..=d.brightness);
         assert_eq!(a.random::<u64>(), b.random::<u64>());
     }
 }
