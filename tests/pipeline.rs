@@ -132,6 +132,52 @@ fn synth_train_export_segment_eval() {
     assert_eq!(cfg["augment"]["blur"], 1.5);
     assert!(cfg["crop_size"].is_null());
 
+    // A time budget already spent after the first epoch ends the run there, with fixed-size
+    // batches recorded; a budget that is not a positive number is refused by name.
+    let budgeted = p("budgeted");
+    let budget_args = [
+        "train",
+        "--data",
+        &data,
+        "--out",
+        &budgeted,
+        "--epochs",
+        "5",
+        "--crop-size",
+        "32",
+        "--base-width",
+        "4",
+        "--fixed-batch",
+        "--time-budget",
+        "0.0001",
+    ];
+    let out = run("medseg-train", &[&budget_args[..], &tiny].concat(), true);
+    assert!(
+        text(&out).contains("stopped after epoch 1 of 5"),
+        "{}",
+        text(&out)
+    );
+    let log = std::fs::read_to_string(dir.path().join("budgeted/log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 2, "{log}");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("budgeted/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["fixed_batch"], true);
+    assert_eq!(cfg["time_budget_minutes"], 0.0001);
+    fails_mentioning(
+        "medseg-train",
+        &[
+            "train",
+            "--data",
+            &data,
+            "--out",
+            &bad_zoom,
+            "--time-budget",
+            "0",
+        ],
+        "--time-budget 0",
+    );
+
     let out = run(
         "medseg-train",
         &["export", "--run", &runp, "--out", &model],

@@ -139,7 +139,7 @@ pub fn export<B: Backend>(
             )?;
             let burn = if opts.compare_burn {
                 let loaded = load_split(samples, ds.classes.len(), &spec, true, &key)?;
-                let s = score_split(&model, &loaded, &spec, &ds.classes, 8, device)?;
+                let s = score_split(&model, &loaded, &spec, &ds.classes, 8, false, device)?;
                 Some(foreground_means(&s).0)
             } else {
                 None

@@ -38,7 +38,7 @@ pub fn check_parity<B: Backend>(
     inputs.extend((0..random).map(|_| (0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect()));
     let (mut max_abs, mut lo, mut hi) = (0f64, f64::INFINITY, f64::NEG_INFINITY);
     for input in inputs {
-        let burn = forward_batch(model, std::slice::from_ref(&input), spec, device);
+        let burn = forward_batch(model, std::slice::from_ref(&input), 1, spec, device);
         let tract_logits = tract.logits(input)?;
         anyhow::ensure!(
             burn.len() == tract_logits.len(),

@@ -1,5 +1,6 @@
 //! The training loop: batches, loss, optimizer step, per-epoch validation and checkpoints.
 
+mod budget;
 mod run;
 pub mod validate;
 
@@ -14,9 +15,10 @@ use burn::record::Recorder;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use medseg_models::SegModel;
 
@@ -25,6 +27,7 @@ use crate::data::LoadedSplit;
 use crate::losses::{CompoundLoss, LossSpec, SegLoss};
 use crate::plot::EpochLog;
 use crate::sampling::random_crop;
+use budget::TimeBudget;
 
 /// The data a run trains and validates on.
 pub struct TrainData {
@@ -92,14 +95,30 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
     let loss_spec: LossSpec = cfg.loss.parse()?;
     let loss_fn = CompoundLoss::<B>::new(&loss_spec, cfg.class_weights.clone(), device);
     let steps_per_epoch = {
-        let full = data.train.len().div_ceil(cfg.batch_size);
+        let full = if cfg.fixed_batch {
+            anyhow::ensure!(
+                data.train.len() >= cfg.batch_size,
+                "--fixed-batch: the training split has {} images, fewer than --batch-size {}",
+                data.train.len(),
+                cfg.batch_size
+            );
+            data.train.len() / cfg.batch_size
+        } else {
+            data.train.len().div_ceil(cfg.batch_size)
+        };
         cfg.max_steps_per_epoch.map_or(full, |m| m.min(full))
     };
-    let total_steps = steps_per_epoch * cfg.epochs;
     let augment = cfg.augment;
+    let budget = cfg.time_budget_minutes.map(TimeBudget::new);
+    // With a time budget this is replanned after every epoch; the poly schedule follows it.
+    let mut planned = cfg.epochs;
+    let mut epoch = state.epochs_done;
 
-    for epoch in state.epochs_done + 1..=cfg.epochs {
+    while epoch < planned {
+        epoch += 1;
+        let total_steps = steps_per_epoch * planned;
         let started = Instant::now();
+        let mut step_seconds = Vec::with_capacity(steps_per_epoch);
         // Each epoch's shuffling and augmentation derive from (seed, epoch): resuming replays
         // exactly what an uninterrupted run would have done.
         let mut rng = ChaCha8Rng::seed_from_u64(
@@ -113,13 +132,14 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
             )
             .expect("valid template"),
         );
-        bar.set_prefix(format!("{epoch}/{}", cfg.epochs));
+        bar.set_prefix(format!("{epoch}/{planned}"));
         let (mut loss_sum, mut images, mut lr) = (0.0f64, 0usize, cfg.lr);
         for (step, batch) in order
             .chunks(cfg.batch_size)
             .take(steps_per_epoch)
             .enumerate()
         {
+            let step_started = Instant::now();
             let global = (epoch - 1) * steps_per_epoch + step;
             lr = match cfg.poly_power {
                 Some(p) => cfg.lr * (1.0 - global as f64 / total_steps as f64).powf(p),
@@ -146,6 +166,7 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
             model = optim.step(lr, model, grads);
             loss_sum += value * batch.len() as f64;
             images += batch.len();
+            step_seconds.push(step_started.elapsed().as_secs_f64());
             let ips = images as f64 / started.elapsed().as_secs_f64();
             bar.set_message(format!(
                 "loss {:.4} {ips:.1} img/s",
@@ -162,6 +183,7 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
             spec,
             &cfg.classes,
             cfg.batch_size,
+            cfg.fixed_batch,
             device,
         )?;
         bar.finish_and_clear();
@@ -184,14 +206,32 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
         dir.save_epoch(&inference, optim.to_record(), &state, is_best)?;
         let row = state.log.last().expect("just pushed");
         println!(
-            "epoch {epoch}/{}: loss {:.4}  val Dice {:.4}  IoU {:.4}  {:.1} img/s  {:.0}s{}",
-            cfg.epochs,
+            "epoch {epoch}/{planned}: loss {:.4}  val Dice {:.4}  IoU {:.4}  {:.1} img/s  {:.0}s{}",
             row.train_loss,
             val_dice,
             val_iou,
             row.images_per_second,
             row.seconds,
             if is_best { "  (best)" } else { "" }
+        );
+        if let Some(budget) = &budget {
+            let outside_steps = started.elapsed().as_secs_f64() - step_seconds.iter().sum::<f64>();
+            let epoch_seconds =
+                budget::steady_epoch_seconds(&step_seconds, steps_per_epoch, outside_steps);
+            let next = budget.planned_epochs(epoch, cfg.epochs, epoch_seconds);
+            if next != planned {
+                println!(
+                    "time budget: {next} epochs fit (an epoch takes about {epoch_seconds:.0} s)"
+                );
+            }
+            planned = next;
+        }
+    }
+    if planned < cfg.epochs {
+        println!(
+            "time budget of {} min spent: stopped after epoch {epoch} of {}",
+            cfg.time_budget_minutes.unwrap_or_default(),
+            cfg.epochs
         );
     }
     Ok(state)
@@ -224,19 +264,38 @@ fn make_batch<B: AutodiffBackend>(
     rng: &mut ChaCha8Rng,
     device: &B::Device,
 ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    // Samples are prepared in parallel (on a GPU the serial warps and blurs would hold up
+    // every step); each gets its own generator seeded from `rng`, so the batch is the same
+    // whatever the thread count.
+    let seeds: Vec<u64> = indices.iter().map(|_| rng.random()).collect();
+    let samples: Vec<(Vec<f32>, Vec<u8>)> = indices
+        .par_iter()
+        .zip(seeds)
+        .map(|(&i, seed)| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let (mut input, mut mask) = if augment.is_geometric() {
+                let (mut whole, mut whole_mask) =
+                    (split.inputs[i].clone(), split.targets[i].clone());
+                augment.warp(&mut whole, &mut whole_mask, spec.width, &mut rng);
+                random_crop(&whole, &whole_mask, spec.width, crop, &mut rng)
+            } else {
+                random_crop(
+                    &split.inputs[i],
+                    &split.targets[i],
+                    spec.width,
+                    crop,
+                    &mut rng,
+                )
+            };
+            augment.apply(&mut input, &mut mask, crop, &mut rng);
+            (input, mask)
+        })
+        .collect();
     let plane = crop * crop;
     let mut xs = Vec::with_capacity(indices.len() * spec.channels * plane);
     let mut ys = vec![0f32; indices.len() * classes * plane];
-    for (b, &i) in indices.iter().enumerate() {
-        let (mut input, mut mask) = if augment.is_geometric() {
-            let (mut whole, mut whole_mask) = (split.inputs[i].clone(), split.targets[i].clone());
-            augment.warp(&mut whole, &mut whole_mask, spec.width, rng);
-            random_crop(&whole, &whole_mask, spec.width, crop, rng)
-        } else {
-            random_crop(&split.inputs[i], &split.targets[i], spec.width, crop, rng)
-        };
-        augment.apply(&mut input, &mut mask, crop, rng);
-        xs.extend_from_slice(&input);
+    for (b, (input, mask)) in samples.iter().enumerate() {
+        xs.extend_from_slice(input);
         let base = b * classes * plane;
         for (p, &c) in mask.iter().enumerate() {
             ys[base + c as usize * plane + p] = 1.0;

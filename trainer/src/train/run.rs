@@ -54,6 +54,15 @@ pub struct RunConfig {
     pub seed: u64,
     /// Caps the steps of each epoch (quick runs and tests); none = the whole split.
     pub max_steps_per_epoch: Option<usize>,
+    /// Every batch has `batch_size` images: the last incomplete training batch is dropped and
+    /// the last validation batch padded, so backends that tune kernels per tensor shape
+    /// (cuda-autotune) tune one set.
+    #[serde(default)]
+    pub fixed_batch: bool,
+    /// Wall-clock minutes for each training process; the epochs (and the poly schedule) are
+    /// fitted to it after every epoch.
+    #[serde(default)]
+    pub time_budget_minutes: Option<f64>,
     pub command: String,
     pub backend: String,
 }

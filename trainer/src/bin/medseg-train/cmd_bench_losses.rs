@@ -115,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 true,
                 &format!("{domain}/test"),
             )?;
-            let summary = score_split(&model, &loaded, &cfg.input, &ds.classes, 8, &device)
+            let summary = score_split(&model, &loaded, &cfg.input, &ds.classes, 8, false, &device)
                 .with_context(|| format!("scoring {loss} on {domain}/test"))?;
             let (dice, _) = foreground_means(&summary);
             println!(

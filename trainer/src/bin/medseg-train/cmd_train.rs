@@ -98,6 +98,15 @@ pub struct Args {
     /// have the same architecture and classes.
     #[arg(long, conflicts_with = "resume")]
     pub(crate) init_from: Option<PathBuf>,
+    /// Every batch the same size: drop the last incomplete training batch, pad the last
+    /// validation batch. Spares a cuda-autotune build a second round of kernel tuning.
+    #[arg(long)]
+    pub(crate) fixed_batch: bool,
+    /// Stop at the last epoch that fits in this many minutes, with the poly schedule fitted
+    /// to it (re-estimated after every epoch); --epochs stays the upper bound. With --resume,
+    /// counts from the restart.
+    #[arg(long, value_name = "MINUTES")]
+    pub(crate) time_budget: Option<f64>,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub(crate) resume: bool,
@@ -117,6 +126,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut cfg = dir.config().context("--resume: no run to continue")?;
         if let Some(epochs) = args.epochs {
             cfg.epochs = epochs;
+        }
+        if args.time_budget.is_some() {
+            cfg.time_budget_minutes = checked_budget(args.time_budget)?;
         }
         cfg
     } else {
@@ -158,6 +170,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+fn checked_budget(minutes: Option<f64>) -> anyhow::Result<Option<f64>> {
+    match minutes {
+        Some(m) if !(m.is_finite() && m > 0.0) => {
+            bail!("--time-budget {m}: expected a positive number of minutes")
+        }
+        m => Ok(m),
+    }
 }
 
 /// At most `max` samples spread evenly over the slice (all when `max` is 0 or large enough).
@@ -296,6 +317,8 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         loss: loss.to_string(),
         seed: args.seed,
         max_steps_per_epoch: args.max_steps_per_epoch,
+        fixed_batch: args.fixed_batch,
+        time_budget_minutes: checked_budget(args.time_budget)?,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         backend: backend::NAME.into(),
     })
