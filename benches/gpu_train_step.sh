@@ -17,7 +17,7 @@ for w in 16 32; do
   rm -rf "/tmp/step-w$w"
   # Epoch 1 pays the kernel compilation; epoch 2's images/s (log.csv column 7) is the rate.
   "$BIN/medseg-train" train --data "$DATA" --image-size 224 --crop-size 0 --base-width "$w" \
-    --batch-size 16 --epochs 2 --max-steps-per-epoch 8 --max-val-images 8 --out "/tmp/step-w$w" >/dev/null 2>&1
+    --batch-size 16 --fixed-batch --epochs 2 --max-steps-per-epoch 8 --max-val-images 8 --out "/tmp/step-w$w" >/dev/null 2>&1
   ours=$(awk -F, 'NR==3 {print $7}' "/tmp/step-w$w/log.csv")
   peer=$(cd "$here" && python3 gpu_train_step.py --width "$w" | python3 -c "import json,sys; print(round(json.load(sys.stdin)['images_per_s'], 1))")
   echo "w$w 224px batch 16: medseg (burn-cuda) ${ours:-failed} img/s, PyTorch $peer img/s, ratio $(python3 -c "print(round($peer/${ours:-0.0001}, 1))")"
