@@ -306,3 +306,73 @@ fn make_batch<B: AutodiffBackend>(
     let y = Tensor::from_data(TensorData::new(ys, [n, classes, crop, crop]), device);
     (x, y)
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+
+    use super::*;
+
+    #[test]
+    fn a_batch_is_the_same_whatever_the_thread_count() {
+        let side = 32;
+        let split = LoadedSplit {
+            inputs: (0..6)
+                .map(|i| {
+                    (0..side * side)
+                        .map(|p| ((p * (i + 5)) % 23) as f32)
+                        .collect()
+                })
+                .collect(),
+            targets: (0..6)
+                .map(|i| {
+                    (0..side * side)
+                        .map(|p| u8::from(p % (7 + i) == 0))
+                        .collect()
+                })
+                .collect(),
+            originals: Vec::new(),
+            spacings: vec![None; 6],
+            patients: vec!["p".into(); 6],
+        };
+        let spec = medseg_runtime::InputSpec {
+            channels: 1,
+            height: side,
+            width: side,
+            mean: 0.5,
+            std: 0.25,
+        };
+        let augment = Augment {
+            rotate_degrees: 15.0,
+            zoom: 0.1,
+            gamma: 0.5,
+            blur: 1.0,
+            ..Augment::default()
+        };
+        let batch = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut rng = ChaCha8Rng::seed_from_u64(9);
+                let (x, y) = make_batch::<Autodiff<Flex>>(
+                    &split,
+                    &[4, 1, 5, 0],
+                    &spec,
+                    16,
+                    2,
+                    &augment,
+                    &mut rng,
+                    &Default::default(),
+                );
+                (x.into_data(), y.into_data())
+            })
+        };
+        let (x1, y1) = batch(1);
+        let (x4, y4) = batch(4);
+        assert_eq!(x1.shape.dims::<4>(), [4, 1, 16, 16]);
+        assert_eq!(x1, x4);
+        assert_eq!(y1, y4);
+    }
+}
