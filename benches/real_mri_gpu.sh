@@ -38,10 +38,16 @@ for r in "${RUNS[@]}"; do
   "$BIN/medseg-train" train --data "${DATA[$r]}" "${COMMON[@]}" ${EXTRA[$r]} --epochs 500 \
     --time-budget "$SHARE" --max-val-images 0 --out "$RES/runs/$r" > "$RES/train-$r.txt" 2>&1
   tail -3 "$RES/train-$r.txt"
+  # The export scores the splits with Burn (its last lines); `medseg eval` adds the runtime's
+  # full report where BIN_DIR has it.
   "$BIN/medseg-train" export --run "$RES/runs/$r" --out "$RES/$r.onnx" > "$RES/export-$r.txt" 2>&1 &&
+    [[ -x "$BIN/medseg" ]] &&
     "$BIN/medseg" eval --model "$RES/$r.onnx" --data "${DATA[$r]}" --split test --json \
       --overlays "$RES/review-$r" > "$RES/eval-$r.json" 2> "$RES/eval-$r.err" &
 done
 wait
-for r in "${RUNS[@]}"; do echo "== $r"; cat "$RES/runs/$r/log.csv"; head -c 1500 "$RES/eval-$r.json"; echo; done
+for r in "${RUNS[@]}"; do
+  echo "== $r"; cat "$RES/runs/$r/log.csv"; tail -4 "$RES/export-$r.txt"
+  [[ -f "$RES/eval-$r.json" ]] && head -c 1500 "$RES/eval-$r.json"; echo
+done
 echo "all done at $(( $(date +%s) - T0 )) s"

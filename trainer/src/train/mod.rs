@@ -229,7 +229,7 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
     }
     if planned < cfg.epochs {
         println!(
-            "time budget of {} min spent: stopped after epoch {epoch} of {}",
+            "time budget of {} min: stopped after epoch {epoch} of {}, the next would not fit",
             cfg.time_budget_minutes.unwrap_or_default(),
             cfg.epochs
         );
