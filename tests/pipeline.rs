@@ -236,6 +236,34 @@ fn synth_train_export_segment_eval() {
     let summary: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert!(summary["images"].as_u64().unwrap() >= 1);
     assert_eq!(summary["per_class"][1]["name"], "cancellous_bone");
+    // Per-patient Dice: in the JSON always, in the table with --per-patient.
+    let patients = summary["per_patient"].as_array().unwrap();
+    assert!(!patients.is_empty(), "{summary}");
+    let images: u64 = patients.iter().map(|p| p["images"].as_u64().unwrap()).sum();
+    assert_eq!(images, summary["images"].as_u64().unwrap());
+    assert_eq!(patients[0]["dice"].as_array().unwrap().len(), 2);
+    let table = run(
+        "medseg",
+        &[
+            "eval",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--split",
+            "test",
+            "--domain",
+            "zs-big",
+            "--per-patient",
+        ],
+        true,
+    );
+    let first = patients[0]["patient"].as_str().unwrap();
+    assert!(
+        text(&table).contains("Dice per patient") && text(&table).contains(first),
+        "{}",
+        text(&table)
+    );
 }
 
 #[test]

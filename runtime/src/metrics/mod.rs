@@ -143,7 +143,8 @@ fn score_image_with_matrix(
 pub struct SplitReport {
     n_classes: usize,
     confusion: ConfusionMatrix,
-    patients: BTreeMap<String, ConfusionMatrix>,
+    /// Each patient's pooled confusion matrix and number of images.
+    patients: BTreeMap<String, (ConfusionMatrix, usize)>,
     images: Vec<ImageScores>,
 }
 
@@ -173,10 +174,12 @@ impl SplitReport {
     ) -> Result<(), MetricsError> {
         let (scores, cm) = score_image_with_matrix(truth, pred, w, h, self.n_classes, spacing)?;
         self.confusion.merge(&cm);
-        self.patients
+        let (pooled, images) = self
+            .patients
             .entry(patient.to_string())
-            .or_insert_with(|| ConfusionMatrix::new(self.n_classes))
-            .merge(&cm);
+            .or_insert_with(|| (ConfusionMatrix::new(self.n_classes), 0));
+        pooled.merge(&cm);
+        *images += 1;
         self.images.push(scores);
         Ok(())
     }
@@ -206,7 +209,7 @@ impl SplitReport {
                     dice_mean_over_images: finite_mean(scores().filter_map(|s| s.dice)),
                     dice_split: cm.dice(c),
                     dice_mean_over_patients: finite_mean(
-                        self.patients.values().filter_map(|p| p.dice(c)),
+                        self.patients.values().filter_map(|(p, _)| p.dice(c)),
                     ),
                     iou_mean_over_images: finite_mean(scores().filter_map(|s| s.iou)),
                     iou_split: cm.iou(c),
@@ -221,9 +224,19 @@ impl SplitReport {
                 }
             })
             .collect();
+        let per_patient = self
+            .patients
+            .iter()
+            .map(|(patient, (pooled, images))| PatientSummary {
+                patient: patient.clone(),
+                images: *images,
+                dice: (0..self.n_classes).map(|c| pooled.dice(c)).collect(),
+            })
+            .collect();
         SplitSummary {
             images: self.images.len(),
             per_class,
+            per_patient,
             mean_iou: cm.mean_iou(),
             accuracy: cm.accuracy(),
             fw_iou: cm.fw_iou(),
@@ -245,6 +258,8 @@ fn finite_mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 pub struct SplitSummary {
     pub images: usize,
     pub per_class: Vec<ClassSummary>,
+    /// Each patient's slices pooled, in patient order.
+    pub per_patient: Vec<PatientSummary>,
     /// Mean IoU over classes present in the split (truth or prediction), background included.
     pub mean_iou: f64,
     pub accuracy: f64,
@@ -276,6 +291,47 @@ pub struct ClassSummary {
     pub hd95_mean_mm: Option<f64>,
     pub images_with_undefined_surface: usize,
     pub images_with_one_side_empty: usize,
+}
+
+/// One patient of a [`SplitSummary`]: Dice of the patient's slices pooled (the volume Dice of
+/// the 3D literature), per class; `None` where the class is in neither mask.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PatientSummary {
+    pub patient: String,
+    pub images: usize,
+    pub dice: Vec<Option<f64>>,
+}
+
+impl SplitSummary {
+    /// The per-patient Dice as a table (foreground classes), one line per patient.
+    pub fn patient_table(&self) -> String {
+        let pw = self
+            .per_patient
+            .iter()
+            .map(|p| p.patient.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(7);
+        let classes = self.per_class.iter().skip(1);
+        let mut out = format!("{:<pw$}  {:>6}", "patient", "images");
+        for c in classes {
+            out.push_str(&format!(
+                "  {:>w$}",
+                c.name,
+                w = c.name.chars().count().max(6)
+            ));
+        }
+        out.push('\n');
+        for p in &self.per_patient {
+            out.push_str(&format!("{:<pw$}  {:>6}", p.patient, p.images));
+            for (c, dice) in self.per_class.iter().zip(&p.dice).skip(1) {
+                let v = dice.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+                out.push_str(&format!("  {v:>w$}", w = c.name.chars().count().max(6)));
+            }
+            out.push('\n');
+        }
+        out
+    }
 }
 
 impl fmt::Display for SplitSummary {
@@ -471,6 +527,27 @@ mod tests {
         assert!(close(s.accuracy, r.confusion().accuracy()));
         assert!(close(s.mean_iou, r.confusion().mean_iou()));
         assert_eq!(r.confusion().total(), 12);
+
+        // Per patient: p1 pools A and B, p2 is C; class 2 is in neither of p2's masks.
+        let p: Vec<_> = s
+            .per_patient
+            .iter()
+            .map(|p| (p.patient.as_str(), p.images))
+            .collect();
+        assert_eq!(p, [("p1", 2), ("p2", 1)]);
+        assert!(close(s.per_patient[0].dice[1].unwrap(), 0.8));
+        assert_eq!(s.per_patient[1].dice[1], Some(0.0));
+        assert_eq!(s.per_patient[1].dice[2], None);
+        let patients = s.patient_table();
+        assert_eq!(patients.lines().count(), 3, "{patients}");
+        assert!(
+            patients.lines().nth(1).unwrap().starts_with("p1"),
+            "{patients}"
+        );
+        assert!(
+            patients.contains("0.8000") && patients.contains('-'),
+            "{patients}"
+        );
 
         let table = s.to_string();
         assert!(table.contains("background") && table.contains("class2") && table.contains("hd95"));

@@ -39,6 +39,9 @@ pub struct Args {
     /// Test-time augmentation: average with the left-right mirrored image (2x inference time).
     #[arg(long)]
     flip_tta: bool,
+    /// Also print each patient's Dice (the patient's slices pooled); --json always has it.
+    #[arg(long)]
+    per_patient: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -81,6 +84,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             samples.len()
         );
         println!("{summary}");
+        if args.per_patient {
+            println!(
+                "Dice per patient (slices pooled):\n{}",
+                summary.patient_table()
+            );
+        }
     }
     Ok(())
 }
