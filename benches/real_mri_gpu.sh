@@ -14,8 +14,9 @@
 # The runs go one after the other (three at once did not add throughput on an H200), each with
 # an equal share of MINUTES less a minute for export and scoring. `train --time-budget` fits
 # each run's epochs, and its poly schedule, to that share; `--fixed-batch` keeps one tensor
-# shape, so the kernels are tuned once. Each run is then exported (tract parity check) and
-# scored on the test subjects with `medseg eval`.
+# shape, so the kernels are tuned once. Each run is then exported (tract parity check; its
+# Burn scoring runs other batch shapes, so an autotuned build tunes those too) and scored on
+# the test subjects with `medseg eval` where BIN_DIR has it.
 set -uo pipefail
 mkdir -p "$4"
 BIN=$(realpath "$1") VB=$(realpath "$2") LEVELS=$(realpath "$3") RES=$(realpath "$4")
