@@ -305,33 +305,40 @@ pub struct PatientSummary {
 impl SplitSummary {
     /// The per-patient Dice as a table (foreground classes), one line per patient.
     pub fn patient_table(&self) -> String {
-        let pw = self
-            .per_patient
+        let pw = column_width(self.per_patient.iter().map(|p| p.patient.as_str()), 7);
+        let foreground = self.per_class.get(1..).unwrap_or_default();
+        let widths: Vec<usize> = foreground
             .iter()
-            .map(|p| p.patient.chars().count())
-            .max()
-            .unwrap_or(0)
-            .max(7);
-        let classes = self.per_class.iter().skip(1);
+            .map(|c| c.name.chars().count().max(6))
+            .collect();
         let mut out = format!("{:<pw$}  {:>6}", "patient", "images");
-        for c in classes {
-            out.push_str(&format!(
-                "  {:>w$}",
-                c.name,
-                w = c.name.chars().count().max(6)
-            ));
+        for (c, w) in foreground.iter().zip(&widths) {
+            out.push_str(&format!("  {:>w$}", c.name));
         }
         out.push('\n');
         for p in &self.per_patient {
             out.push_str(&format!("{:<pw$}  {:>6}", p.patient, p.images));
-            for (c, dice) in self.per_class.iter().zip(&p.dice).skip(1) {
-                let v = dice.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
-                out.push_str(&format!("  {v:>w$}", w = c.name.chars().count().max(6)));
+            for (dice, w) in p.dice.iter().skip(1).zip(&widths) {
+                out.push_str(&format!("  {:>w$}", four_digits(*dice)));
             }
             out.push('\n');
         }
         out
     }
+}
+
+/// Width of a text column: its longest entry, at least `min` characters.
+fn column_width<'a>(entries: impl Iterator<Item = &'a str>, min: usize) -> usize {
+    entries
+        .map(|e| e.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(min)
+}
+
+/// A value to four decimals, `-` when undefined.
+fn four_digits(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"))
 }
 
 impl fmt::Display for SplitSummary {
@@ -341,13 +348,7 @@ impl fmt::Display for SplitSummary {
             "images: {}   pixel accuracy: {:.4}   mIoU: {:.4}   fwIoU: {:.4}",
             self.images, self.accuracy, self.mean_iou, self.fw_iou
         )?;
-        let nw = self
-            .per_class
-            .iter()
-            .map(|c| c.name.chars().count())
-            .max()
-            .unwrap_or(0)
-            .max(5);
+        let nw = column_width(self.per_class.iter().map(|c| c.name.as_str()), 5);
         writeln!(
             f,
             "{:<nw$}  {:>9} {:>11} {:>10} {:>8} {:>10} {:>9} {:>7} {:>8} {:>8} {:>6} {:>10}",
@@ -364,7 +365,7 @@ impl fmt::Display for SplitSummary {
             "undef",
             "one-empty",
         )?;
-        let o = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+        let o = four_digits;
         let mm = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
         for c in &self.per_class {
             writeln!(
