@@ -1,7 +1,7 @@
 //! Building blocks shared by the architectures. Each block has a `forward` (Burn) and an
 //! `export` (into the [`Graph`]) that must compute the same function in inference mode.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
@@ -53,6 +53,32 @@ impl<B: Backend> ConvBnRelu<B> {
         let y = g.push(conv, &[x]);
         g.push(Op::Relu, &[y])
     }
+}
+
+/// Widens a convolution that reads one input channel to read `channels` of them (odd): the
+/// old kernel goes to the centre channel and the others start at zero, so on an input whose
+/// centre channel is the old input the widened convolution computes exactly what the old one
+/// did. Used to start a model on stacked neighbouring slices (2.5D) from a single-slice one.
+pub fn widen_single_channel_input<B: Backend>(
+    conv: Conv2d<B>,
+    channels: usize,
+) -> Result<Conv2d<B>, String> {
+    let weight = conv.weight.val();
+    let [out_ch, in_ch, kh, kw] = weight.dims();
+    if in_ch != 1 || channels.is_multiple_of(2) {
+        return Err(format!(
+            "can only widen a 1-channel input to an odd number of channels (the centre one is \
+             the old input), not {in_ch} to {channels}"
+        ));
+    }
+    let centre = channels / 2;
+    let wide = Tensor::zeros([out_ch, channels, kh, kw], &weight.device())
+        .slice_assign([0..out_ch, centre..centre + 1, 0..kh, 0..kw], weight);
+    Ok(Conv2d {
+        // A new leaf: `slice_assign` tracked the old weight.
+        weight: Param::from_tensor(wide.detach()),
+        ..conv
+    })
 }
 
 /// BatchNorm of an NCHW tensor, computing exactly what `BatchNorm::forward` computes (biased

@@ -86,6 +86,16 @@ impl Architecture {
         }
     }
 
+    /// The same architecture reading `channels` input channels.
+    pub fn with_in_channels(&self, channels: usize) -> Self {
+        match self {
+            Self::Unet(c) => Self::Unet(UNetConfig {
+                in_channels: channels,
+                ..c.clone()
+            }),
+        }
+    }
+
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SegModel<B>, ArchitectureError> {
         self.validate()?;
         Ok(match self {
@@ -108,6 +118,18 @@ impl<B: Backend> SegModel<B> {
         }
     }
 
+    /// A model trained on single slices, widened to read `channels` stacked neighbouring slices
+    /// (the slice itself in the centre channel); it starts out computing exactly what it did.
+    pub fn widen_input(self, channels: usize) -> Result<Self, ArchitectureError> {
+        let invalid = |reason| ArchitectureError::Invalid {
+            arch: "unet",
+            reason,
+        };
+        Ok(match self {
+            Self::Unet(m) => Self::Unet(m.widen_input(channels).map_err(invalid)?),
+        })
+    }
+
     /// The inference graph (BatchNorm folded) computing [`Self::forward`] in eval mode.
     pub fn export(&self) -> Graph {
         let mut g = Graph::new();
@@ -117,5 +139,67 @@ impl<B: Backend> SegModel<B> {
         };
         g.output = Some(out);
         g
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::{Distribution, Tolerance};
+
+    use super::*;
+
+    fn small_unet(in_channels: usize) -> Architecture {
+        Architecture::Unet(UNetConfig {
+            in_channels,
+            num_classes: 2,
+            base_width: 4,
+            depth: 2,
+            ..UNetConfig::default()
+        })
+    }
+
+    /// On the training backend, as `train --init-from` uses it: the widened weight must be a
+    /// trainable leaf, and the model must start out computing what the old one did.
+    #[test]
+    fn a_widened_model_computes_the_old_one_on_its_centre_channel() {
+        type A = Autodiff<Flex>;
+        let dev = Default::default();
+        let old = small_unet(1).init::<A>(&dev).unwrap();
+        let x = Tensor::<A, 4>::random([2, 1, 16, 16], Distribution::Default, &dev);
+        let before = old.forward(x.clone());
+        let wide = old.widen_input(3).unwrap();
+        // Whatever the neighbours hold, only the centre channel counts at first.
+        let prev = Tensor::<A, 4>::random([2, 1, 16, 16], Distribution::Default, &dev);
+        let next = Tensor::<A, 4>::random([2, 1, 16, 16], Distribution::Default, &dev);
+        let after = wide.forward(Tensor::cat(vec![prev, x, next], 1));
+        after
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&before.into_data(), Tolerance::absolute(1e-6));
+        // The neighbours' zero weights get gradients, so they can learn.
+        let grads = after.sum().backward();
+        let SegModel::Unet(unet) = &wide;
+        let grad = unet
+            .stem
+            .first
+            .conv
+            .weight
+            .grad(&grads)
+            .expect("a trainable weight");
+        assert_eq!(grad.dims()[1], 3);
+    }
+
+    #[test]
+    fn only_a_single_channel_input_widens_to_an_odd_count() {
+        let dev = Default::default();
+        let err = small_unet(1)
+            .init::<Flex>(&dev)
+            .unwrap()
+            .widen_input(2)
+            .unwrap_err();
+        assert!(err.to_string().contains("1 to 2"), "{err}");
+        let three = small_unet(3).init::<Flex>(&dev).unwrap();
+        assert!(three.widen_input(5).is_err());
     }
 }

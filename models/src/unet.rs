@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::blocks::{DoubleConv, Head, Pool2x, Upsample2x};
+use crate::blocks::{DoubleConv, Head, Pool2x, Upsample2x, widen_single_channel_input};
 use crate::graph::{Graph, Op, ValueId};
 
 /// How the decoder doubles the resolution.
@@ -90,6 +90,12 @@ impl UNetConfig {
 }
 
 impl<B: Backend> UNet<B> {
+    /// The same network reading `channels` inputs (see [`widen_single_channel_input`]).
+    pub fn widen_input(mut self, channels: usize) -> Result<Self, String> {
+        self.stem.first.conv = widen_single_channel_input(self.stem.first.conv, channels)?;
+        Ok(self)
+    }
+
     /// Logits `[batch, classes, h, w]` for an input `[batch, channels, h, w]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut skips = vec![self.stem.forward(x)];

@@ -1,7 +1,8 @@
 //! Writes an imported data set in the folder layout: `images/NAME.png`, `masks/NAME.png`,
 //! `splits.json` and `slices.csv`. The label check lives here so that every importer refuses
 //! values outside the declared classes the same way, naming the source file; so does the
-//! duplicate check (identical slices under two patients).
+//! duplicate check (identical slices under two patients) and, on request, the stacking of
+//! neighbouring slices.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub struct LayoutWriter {
     /// split -> patient -> slice names
     splits: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     duplicates: DuplicateFinder,
+    stack_neighbours: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +125,7 @@ impl LayoutWriter {
             rows: Vec::new(),
             splits: BTreeMap::new(),
             duplicates: DuplicateFinder::default(),
+            stack_neighbours: false,
         })
     }
 
@@ -134,6 +137,13 @@ impl LayoutWriter {
     /// under two ids) instead of only reporting them.
     pub fn drop_duplicates(mut self, drop: bool) -> Self {
         self.duplicates.drop = drop;
+        self
+    }
+
+    /// On finishing, rewrite every image as RGB between its neighbouring slices (2.5D input,
+    /// [`super::neighbours`]).
+    pub fn stack_neighbours(mut self, stack: bool) -> Self {
+        self.stack_neighbours = stack;
         self
     }
 
@@ -223,6 +233,9 @@ impl LayoutWriter {
                 "{leak}: the same images in two splits would put test data into training; \
                  put both patients in one split, or pass --drop-duplicates to leave the copies out"
             );
+        }
+        if self.stack_neighbours {
+            super::neighbours::stack(&self.root, &self.rows)?;
         }
         let file = SplitsFile {
             name: &self.name,

@@ -13,6 +13,7 @@ pub mod intensity;
 pub mod jmedseg;
 pub mod layout_writer;
 pub mod msd;
+pub mod neighbours;
 pub mod nifti;
 pub mod slices;
 pub mod split_rule;

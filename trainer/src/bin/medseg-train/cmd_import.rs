@@ -52,6 +52,10 @@ pub struct Args {
     /// under two ids); without it they are reported, and refused across splits.
     #[arg(long)]
     drop_duplicates: bool,
+    /// Write each slice as RGB: the previous slice, the slice and the next slice of the same
+    /// patient by slice index (2.5D input for `train --channels 3`); masks stay the slice's.
+    #[arg(long)]
+    stack_neighbours: bool,
     #[command(flatten)]
     slices: slices::SlicesArgs,
     #[command(flatten)]
@@ -153,7 +157,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .context("--out has no folder name; give --name")?,
     };
     let mut writer = LayoutWriter::create(&args.out, &name, classes, &args.domain)?
-        .drop_duplicates(args.drop_duplicates);
+        .drop_duplicates(args.drop_duplicates)
+        .stack_neighbours(args.stack_neighbours);
     // The folder was new or empty (create checks): a failed import removes what it wrote, so
     // the same command can simply be run again.
     let result = import_into(&args, &source, rule.as_ref(), &mut writer)

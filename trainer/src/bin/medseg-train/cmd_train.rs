@@ -60,6 +60,10 @@ pub struct Args {
     /// iou(background=include), tversky(alpha=0.3,beta=0.7).
     #[arg(long, default_value = "0.5ce+0.5dice")]
     pub(crate) loss: String,
+    /// Input channels: 1 reads images as gray, 3 as RGB (e.g. a slice between its two
+    /// neighbours, as `import --stack-neighbours` writes them).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) channels: usize,
     /// UNet channels of the first stage.
     #[arg(long, default_value_t = 16)]
     pub(crate) base_width: usize,
@@ -202,7 +206,10 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         .clone()
         .unwrap_or_else(|| ds.default_domain().to_string());
     let loss: LossSpec = args.loss.parse()?;
-    let mut arch = Architecture::by_name(&args.model, 1, ds.classes.len())?;
+    if ![1, 3].contains(&args.channels) {
+        bail!("--channels {}: expected 1 (gray) or 3 (RGB)", args.channels);
+    }
+    let mut arch = Architecture::by_name(&args.model, args.channels, ds.classes.len())?;
     let Architecture::Unet(u) = &mut arch;
     u.base_width = args.base_width;
     u.depth = args.depth;
@@ -271,10 +278,14 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         let from = RunDir::new(source)
             .config()
             .with_context(|| format!("--init-from {}: not a training run", source.display()))?;
-        if from.architecture != arch || from.classes != ds.classes {
+        // A single-slice model may start a 3-channel (stacked neighbours) one: it is widened.
+        let widens = from.architecture.in_channels() == 1 && arch.in_channels() == 3;
+        let same = from.architecture.with_in_channels(arch.in_channels()) == arch;
+        if !(from.architecture == arch || widens && same) || from.classes != ds.classes {
             bail!(
                 "--init-from {}: its model is {:?} for classes {:?}, this run's is {:?} for {:?}; \
-                 match --model/--base-width/--depth/--upsampling and the data set's classes",
+                 match --model/--base-width/--depth/--upsampling/--channels (1 to 3 is allowed) \
+                 and the data set's classes",
                 source.display(),
                 from.architecture,
                 from.classes,
@@ -295,7 +306,7 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         classes: ds.classes.clone(),
         architecture: arch,
         input: InputSpec {
-            channels: 1,
+            channels: args.channels,
             height: args.image_size,
             width: args.image_size,
             mean: 0.5,
