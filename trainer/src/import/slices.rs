@@ -90,7 +90,7 @@ pub fn import(
         let Some(split) = assignment.split_of.get(&e.patient) else {
             continue;
         };
-        let image_path = images.join(&e.file);
+        let image_path = image_file(images, &e.file);
         let stem = Path::new(&e.file)
             .file_stem()
             .and_then(|s| s.to_str())
@@ -122,6 +122,21 @@ pub fn import(
     let mut left_out = assignment.unassigned;
     left_out.dedup();
     Ok(left_out)
+}
+
+/// The image a manifest row names. A bare name with no extension, as the `name` column of
+/// this layout's own slices.csv holds, is looked up as .png, .jpg or .jpeg, so an imported
+/// data set can be imported again (e.g. with --stack-neighbours).
+fn image_file(images: &Path, file: &str) -> PathBuf {
+    let named = images.join(file);
+    if named.is_file() || Path::new(file).extension().is_some() {
+        return named;
+    }
+    ["png", "jpg", "jpeg"]
+        .iter()
+        .map(|ext| images.join(format!("{file}.{ext}")))
+        .find(|p| p.is_file())
+        .unwrap_or(named)
 }
 
 fn read_manifest(path: &Path, spacing: Option<(f64, f64)>) -> anyhow::Result<Vec<Entry>> {
@@ -289,6 +304,45 @@ mod tests {
         assert_eq!(
             (test[0].name.as_str(), test[0].spacing),
             ("a02_s1", Some((0.5, 0.5)))
+        );
+    }
+
+    /// An imported data set's own slices.csv (names without extension) is a manifest too.
+    #[test]
+    fn an_imported_layout_imports_again_from_its_slices_csv() {
+        let dir = setup(&[("a01_s1.png", 1), ("a02_s1.png", 1)]);
+        std::fs::write(
+            dir.path().join("m.csv"),
+            "file,subject,slice_index\na01_s1.png,a01,4\na02_s1.png,a02,7\n",
+        )
+        .unwrap();
+        let rule = SplitRule::named(&["train=a01".into(), "test=a02".into()]).unwrap();
+        let first = dir.path().join("first");
+        let mut w = LayoutWriter::create(&first, "t", classes(), "default").unwrap();
+        let args = SlicesArgs {
+            images: Some(dir.path().join("img")),
+            masks: Some(dir.path().join("msk")),
+            manifest: Some(dir.path().join("m.csv")),
+            ..Default::default()
+        };
+        import(&args, &rule, &mut w).unwrap();
+        w.finish().unwrap();
+        let again = dir.path().join("again");
+        let mut w = LayoutWriter::create(&again, "t", classes(), "default").unwrap();
+        let args = SlicesArgs {
+            images: Some(first.join("images")),
+            masks: Some(first.join("masks")),
+            manifest: Some(first.join("slices.csv")),
+            ..Default::default()
+        };
+        import(&args, &rule, &mut w).unwrap();
+        w.finish().unwrap();
+        let table = std::fs::read_to_string(again.join("slices.csv")).unwrap();
+        assert!(table.contains("a02_s1,a02,default,test"), "{table}");
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("a01_s1,") && l.contains(",4,"))
         );
     }
 
