@@ -1,6 +1,7 @@
 //! 2.5D input as a user runs it: `import --stack-neighbours` writes each slice between its
-//! neighbours (RGB), `train --channels 3 --init-from` widens a single-slice run to read them,
-//! and the exported model is scored by `medseg eval` on the stacked slices.
+//! neighbours (RGB) and marks the data set, `train --init-from` widens a single-slice run to
+//! read them (3 channels by default on such a data set), and the exported model is scored by
+//! `medseg eval` on the stacked slices; reading them as one channel is refused.
 
 use std::path::Path;
 
@@ -85,14 +86,31 @@ fn a_single_slice_run_widens_to_stacked_neighbours_and_is_scored() {
     let (single, wide) = (p("single"), p("wide"));
     let args = ["train", "--data", &gray, "--out", &single];
     run("medseg-train", &[&args[..], &tiny].concat(), true);
+    // The stacked data set says so in splits.json: 3 channels is the default, 1 is refused.
+    let splits = std::fs::read_to_string(dir.path().join("stacked/splits.json")).unwrap();
+    assert!(splits.contains("\"stacked_neighbours\": true"), "{splits}");
+    let plain = std::fs::read_to_string(dir.path().join("gray/splits.json")).unwrap();
+    assert!(!plain.contains("stacked_neighbours"), "{plain}");
+    let gray_read = [
+        "train",
+        "--data",
+        &stacked,
+        "--out",
+        &p("one"),
+        "--channels",
+        "1",
+    ];
+    fails_mentioning(
+        "medseg-train",
+        &[&gray_read[..], &tiny].concat(),
+        "--channels 3",
+    );
     let args = [
         "train",
         "--data",
         &stacked,
         "--out",
         &wide,
-        "--channels",
-        "3",
         "--init-from",
         &single,
     ];
@@ -140,4 +158,24 @@ fn a_single_slice_run_widens_to_stacked_neighbours_and_is_scored() {
     );
     let summary: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert_eq!(summary["images"], 4, "{summary}");
+    // A single-slice model is not scored on stacked slices (it would read them blended).
+    let single_model = p("single.onnx");
+    run(
+        "medseg-train",
+        &["export", "--run", &single, "--out", &single_model],
+        true,
+    );
+    fails_mentioning(
+        "medseg",
+        &[
+            "eval",
+            "--model",
+            &single_model,
+            "--data",
+            &stacked,
+            "--split",
+            "test",
+        ],
+        "stacked between their neighbours",
+    );
 }

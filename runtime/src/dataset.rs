@@ -41,6 +41,9 @@ pub struct Dataset {
     pub domains: BTreeMap<String, BTreeMap<String, Vec<Sample>>>,
     /// sha256 of the split definition file(s): identifies the exact data set and split.
     pub hash: String,
+    /// The images are slices stacked between their neighbours as RGB (`import
+    /// --stack-neighbours`): a model must read them as 3 channels.
+    pub stacked_neighbours: bool,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +52,8 @@ struct SplitsFile {
     name: Option<String>,
     classes: Vec<String>,
     domains: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<String>>>>,
+    #[serde(default)]
+    stacked_neighbours: bool,
 }
 
 const IMAGE_EXTS: &[&str] = &["png", "jpg", "jpeg"];
@@ -123,6 +128,7 @@ impl Dataset {
             classes: file.classes,
             domains,
             hash: sha256_hex(&[&text]),
+            stacked_neighbours: file.stacked_neighbours,
         })
     }
 
@@ -176,6 +182,22 @@ impl Dataset {
             classes: vec!["background".into(), "foreground".into()],
             domains: BTreeMap::from([(DEFAULT_DOMAIN.to_string(), splits)]),
             hash: sha256_hex(&refs),
+            stacked_neighbours: false,
+        })
+    }
+
+    /// Refuses a model that would not read stacked slices as the three slices they are (one
+    /// channel would blend them into gray).
+    pub fn check_input_channels(&self, channels: usize, model: &str) -> Result<(), RuntimeError> {
+        if !self.stacked_neighbours || channels == 3 {
+            return Ok(());
+        }
+        Err(RuntimeError::BadDataset {
+            path: self.root.clone(),
+            reason: format!(
+                "its images are slices stacked between their neighbours (RGB), but {model} reads \
+                 {channels} channel(s); train with --channels 3"
+            ),
         })
     }
 

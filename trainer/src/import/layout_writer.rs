@@ -82,6 +82,9 @@ struct SplitsFile<'a> {
     name: &'a str,
     classes: &'a [String],
     domains: BTreeMap<&'a str, &'a BTreeMap<String, BTreeMap<String, Vec<String>>>>,
+    /// Written only when set, so plain imports keep their bytes (and data set hash).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stacked_neighbours: bool,
 }
 
 impl LayoutWriter {
@@ -241,6 +244,7 @@ impl LayoutWriter {
             name: &self.name,
             classes: &self.classes,
             domains: BTreeMap::from([(self.domain.as_str(), &self.splits)]),
+            stacked_neighbours: self.stack_neighbours,
         };
         slice_table::write(&self.root.join(slice_table::FILE_NAME), &self.rows)?;
         let path = self.root.join("splits.json");

@@ -58,6 +58,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ds.classes.join(", ")
         );
     }
+    ds.check_input_channels(
+        seg.card.input.channels,
+        &format!("model {}", args.model.display()),
+    )?;
     let samples = ds.split(args.domain.as_deref(), &args.split)?;
     let bar = ProgressBar::new(samples.len() as u64);
     let summary = evaluate_split(

@@ -60,10 +60,10 @@ pub struct Args {
     /// iou(background=include), tversky(alpha=0.3,beta=0.7).
     #[arg(long, default_value = "0.5ce+0.5dice")]
     pub(crate) loss: String,
-    /// Input channels: 1 reads images as gray, 3 as RGB (e.g. a slice between its two
-    /// neighbours, as `import --stack-neighbours` writes them).
-    #[arg(long, default_value_t = 1)]
-    pub(crate) channels: usize,
+    /// Input channels: 1 reads images as gray, 3 as RGB [default: 3 for a data set imported
+    /// with --stack-neighbours (each slice between its two neighbours), else 1].
+    #[arg(long)]
+    pub(crate) channels: Option<usize>,
     /// UNet channels of the first stage.
     #[arg(long, default_value_t = 16)]
     pub(crate) base_width: usize,
@@ -206,10 +206,14 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         .clone()
         .unwrap_or_else(|| ds.default_domain().to_string());
     let loss: LossSpec = args.loss.parse()?;
-    if ![1, 3].contains(&args.channels) {
-        bail!("--channels {}: expected 1 (gray) or 3 (RGB)", args.channels);
+    let channels = args
+        .channels
+        .unwrap_or(if ds.stacked_neighbours { 3 } else { 1 });
+    if ![1, 3].contains(&channels) {
+        bail!("--channels {channels}: expected 1 (gray) or 3 (RGB)");
     }
-    let mut arch = Architecture::by_name(&args.model, args.channels, ds.classes.len())?;
+    ds.check_input_channels(channels, &format!("--channels {channels}"))?;
+    let mut arch = Architecture::by_name(&args.model, channels, ds.classes.len())?;
     let Architecture::Unet(u) = &mut arch;
     u.base_width = args.base_width;
     u.depth = args.depth;
@@ -306,7 +310,7 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         classes: ds.classes.clone(),
         architecture: arch,
         input: InputSpec {
-            channels: args.channels,
+            channels,
             height: args.image_size,
             width: args.image_size,
             mean: 0.5,
