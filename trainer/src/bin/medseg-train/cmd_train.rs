@@ -212,7 +212,7 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
     if ![1, 3].contains(&channels) {
         bail!("--channels {channels}: expected 1 (gray) or 3 (RGB)");
     }
-    ds.check_input_channels(channels, &format!("--channels {channels}"))?;
+    ds.check_input_channels(channels, "this run")?;
     let mut arch = Architecture::by_name(&args.model, channels, ds.classes.len())?;
     let Architecture::Unet(u) = &mut arch;
     u.base_width = args.base_width;
