@@ -56,7 +56,8 @@ struct SplitsFile {
     stacked_neighbours: bool,
 }
 
-const IMAGE_EXTS: &[&str] = &["png", "jpg", "jpeg"];
+/// Image files the runtime reads (data sets, `medseg segment` folders, bare import names).
+pub const IMAGE_EXTS: &[&str] = &["png", "jpg", "jpeg"];
 const MASK_EXTS: &[&str] = &["png", "npy"];
 /// The domain name used by layouts that have only one.
 pub const DEFAULT_DOMAIN: &str = "default";

@@ -197,6 +197,15 @@ impl SplitReport {
     /// Summarises the split. `class_names[c]` names class `c`; missing names become `class{c}`.
     pub fn summary(&self, class_names: &[String]) -> SplitSummary {
         let cm = &self.confusion;
+        let per_patient: Vec<PatientSummary> = self
+            .patients
+            .iter()
+            .map(|(patient, (pooled, images))| PatientSummary {
+                patient: patient.clone(),
+                images: *images,
+                dice: (0..self.n_classes).map(|c| pooled.dice(c)).collect(),
+            })
+            .collect();
         let per_class = (0..self.n_classes)
             .map(|c| {
                 let scores = || self.images.iter().map(move |im| &im.per_class[c]);
@@ -209,7 +218,7 @@ impl SplitReport {
                     dice_mean_over_images: finite_mean(scores().filter_map(|s| s.dice)),
                     dice_split: cm.dice(c),
                     dice_mean_over_patients: finite_mean(
-                        self.patients.values().filter_map(|(p, _)| p.dice(c)),
+                        per_patient.iter().filter_map(|p| p.dice[c]),
                     ),
                     iou_mean_over_images: finite_mean(scores().filter_map(|s| s.iou)),
                     iou_split: cm.iou(c),
@@ -222,15 +231,6 @@ impl SplitReport {
                         .filter(|s| s.is_one_side_empty())
                         .count(),
                 }
-            })
-            .collect();
-        let per_patient = self
-            .patients
-            .iter()
-            .map(|(patient, (pooled, images))| PatientSummary {
-                patient: patient.clone(),
-                images: *images,
-                dice: (0..self.n_classes).map(|c| pooled.dice(c)).collect(),
             })
             .collect();
         SplitSummary {

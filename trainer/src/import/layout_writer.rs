@@ -77,6 +77,11 @@ impl std::fmt::Display for ImportSummary {
     }
 }
 
+/// Where the layout keeps slice `name`'s image (the stacking pass rewrites it there).
+pub(super) fn image_path(root: &Path, name: &str) -> PathBuf {
+    root.join("images").join(format!("{name}.png"))
+}
+
 #[derive(Serialize)]
 struct SplitsFile<'a> {
     name: &'a str,
@@ -195,7 +200,7 @@ impl LayoutWriter {
         if !self.duplicates.add(image, name, &meta.patient, split) {
             return Ok(());
         }
-        let image_path = self.root.join("images").join(format!("{name}.png"));
+        let image_path = image_path(&self.root, name);
         let mask_path = self.root.join("masks").join(format!("{name}.png"));
         image
             .save(&image_path)

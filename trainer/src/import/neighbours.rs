@@ -13,6 +13,8 @@ use image::{GrayImage, RgbImage};
 
 use medseg_runtime::slice_table::SliceRow;
 
+use super::layout_writer::image_path;
+
 /// Rewrites `images/NAME.png` of every row in `root` as the stacked RGB image.
 pub fn stack(root: &Path, rows: &[SliceRow]) -> anyhow::Result<()> {
     let mut by_patient: BTreeMap<&str, Vec<(u32, &SliceRow)>> = BTreeMap::new();
@@ -68,7 +70,7 @@ pub fn stack(root: &Path, rows: &[SliceRow]) -> anyhow::Result<()> {
                     next.get_pixel(x, y).0[0],
                 ])
             });
-            let path = image_path(root, row);
+            let path = image_path(root, &row.name);
             rgb.save(&path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
@@ -76,13 +78,9 @@ pub fn stack(root: &Path, rows: &[SliceRow]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn image_path(root: &Path, row: &SliceRow) -> std::path::PathBuf {
-    root.join("images").join(format!("{}.png", row.name))
-}
-
 /// The slice as written, as 8-bit gray (the model's input is 8-bit per channel anyway).
 fn read_gray(root: &Path, row: &SliceRow) -> anyhow::Result<GrayImage> {
-    let path = image_path(root, row);
+    let path = image_path(root, &row.name);
     Ok(image::open(&path)
         .with_context(|| format!("cannot read back {}", path.display()))?
         .to_luma8())

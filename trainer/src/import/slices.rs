@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail, ensure};
 use regex::Regex;
 
+use medseg_runtime::dataset::IMAGE_EXTS;
 use medseg_runtime::image_io::{load_image, load_mask};
 
 use super::layout_writer::{LayoutWriter, SliceMeta};
@@ -125,14 +126,14 @@ pub fn import(
 }
 
 /// The image a manifest row names. A bare name with no extension, as the `name` column of
-/// this layout's own slices.csv holds, is looked up as .png, .jpg or .jpeg, so an imported
+/// this layout's own slices.csv holds, is looked up with the runtime's image extensions, so an imported
 /// data set can be imported again (e.g. with --stack-neighbours).
 fn image_file(images: &Path, file: &str) -> PathBuf {
     let named = images.join(file);
     if named.is_file() || Path::new(file).extension().is_some() {
         return named;
     }
-    ["png", "jpg", "jpeg"]
+    IMAGE_EXTS
         .iter()
         .map(|ext| images.join(format!("{file}.{ext}")))
         .find(|p| p.is_file())

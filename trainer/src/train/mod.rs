@@ -83,11 +83,12 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
         );
         (model, state)
     } else if let Some(source) = &cfg.init_from {
-        let mut model = RunDir::new(source)
+        let from = RunDir::new(source);
+        let mut model = from
             .load_model::<B>("best", device)
             .with_context(|| format!("starting weights from {}", source.display()))?;
         let channels = cfg.architecture.in_channels();
-        if RunDir::new(source).config()?.architecture.in_channels() != channels {
+        if from.config()?.architecture.in_channels() != channels {
             model = model.widen_input(channels)?;
             tracing::info!(channels, "widened the first convolution to the new input");
         }

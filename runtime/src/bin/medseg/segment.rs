@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use medseg_runtime::Segmenter;
+use medseg_runtime::dataset::IMAGE_EXTS;
 use medseg_runtime::image_io::load_image;
 
 use medseg_runtime::outputs::write_outputs;
@@ -29,8 +30,6 @@ pub struct Args {
     #[arg(long)]
     flip_tta: bool,
 }
-
-const IMAGE_EXTS: &[&str] = &["png", "jpg", "jpeg"];
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let seg = Segmenter::from_file(&args.model)?.with_flip_tta(args.flip_tta);
