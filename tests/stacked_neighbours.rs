@@ -1,7 +1,8 @@
 //! 2.5D input as a user runs it: `import --stack-neighbours` writes each slice between its
 //! neighbours (RGB) and marks the data set, `train --init-from` widens a single-slice run to
 //! read them (3 channels by default on such a data set), and the exported model is scored by
-//! `medseg eval` on the stacked slices; reading them as one channel is refused.
+//! `medseg eval` on the stacked slices; reading them as one channel is refused, and so is
+//! giving the 2.5D model single gray slices.
 
 use std::path::Path;
 
@@ -178,4 +179,34 @@ fn a_single_slice_run_widens_to_stacked_neighbours_and_is_scored() {
         ],
         "stacked between their neighbours",
     );
+    // The 2.5D model's card says what its three channels are: it is not scored on single
+    // slices, and `medseg segment` refuses a gray slice (naming it) but takes a stacked one.
+    fails_mentioning(
+        "medseg",
+        &[
+            "eval", "--model", &model, "--data", &gray, "--split", "test",
+        ],
+        "--stack-neighbours",
+    );
+    let (gray_slice, stacked_slice) = (p("gray/images/p04_1.png"), p("stacked/images/p04_2.png"));
+    let out = run(
+        "medseg",
+        &[
+            "segment",
+            "--model",
+            &model,
+            &gray_slice,
+            &stacked_slice,
+            "--out",
+            &p("seg"),
+        ],
+        false,
+    );
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("image {gray_slice}")) && log.contains("single gray slice"),
+        "{log}"
+    );
+    assert!(log.contains("wrote 1 result(s)"), "{log}");
 }

@@ -76,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         width: args.size,
         mean: 0.5,
         std: 0.25,
+        stacked_neighbours: false,
     };
     let mut card = bare_card(&arch, input, vec!["background".into(), "foreground".into()])?;
     card.parameters = graph.parameter_count();

@@ -37,6 +37,11 @@ pub struct InputSpec {
     /// Pixel value v in 0..=255 becomes (v / 255 - mean) / std.
     pub mean: f32,
     pub std: f32,
+    /// The three channels are the previous slice, the slice and the next slice (a data set
+    /// imported with `--stack-neighbours`), not the colours of a photo: such a model cannot
+    /// segment a single gray slice. Absent in cards written before 2.5D input existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stacked_neighbours: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

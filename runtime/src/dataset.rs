@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::card::InputSpec;
 use crate::error::RuntimeError;
 use crate::slice_table;
 
@@ -200,6 +201,23 @@ impl Dataset {
                  {channels} channel(s); train with --channels 3"
             ),
         })
+    }
+
+    /// Refuses a model whose input does not match how this data set's images were made:
+    /// [`Self::check_input_channels`], and a 2.5D model (slices stacked between their
+    /// neighbours) on single slices.
+    pub fn check_model_input(&self, input: &InputSpec, model: &str) -> Result<(), RuntimeError> {
+        self.check_input_channels(input.channels, model)?;
+        if input.stacked_neighbours && !self.stacked_neighbours {
+            return Err(RuntimeError::BadDataset {
+                path: self.root.clone(),
+                reason: format!(
+                    "{model} reads each slice stacked between its neighbours, but these images \
+                     are single slices; import the data set again with --stack-neighbours"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The domain used when none is named: the only one, or the first in name order.

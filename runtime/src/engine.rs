@@ -136,6 +136,17 @@ impl Segmenter {
     /// Segments an image of any size; the mask comes back at the image's own size.
     pub fn segment(&self, img: &DynamicImage) -> Result<Segmentation, RuntimeError> {
         let spec = &self.card.input;
+        // A gray image would be copied into all three channels: the 2.5D model would read it
+        // as a slice whose neighbours are identical to it and answer without complaint.
+        if spec.stacked_neighbours && !img.color().has_color() {
+            return Err(RuntimeError::UnsuitableImage {
+                model: self.source.clone(),
+                reason: "the model reads each slice between its neighbours (RGB: previous, \
+                         this, next slice, as `medseg-train import --stack-neighbours` writes \
+                         them), but this is a single gray slice"
+                    .into(),
+            });
+        }
         let input = to_model_input(img, spec);
         let start = Instant::now();
         let logits = if self.flip_tta {

@@ -15,6 +15,8 @@ pub enum RuntimeError {
     BadModel { path: String, reason: String },
     #[error("model {path} failed in tract: {reason}")]
     Inference { path: String, reason: String },
+    #[error("model {model} cannot segment this image: {reason}")]
+    UnsuitableImage { model: String, reason: String },
     #[error("image {path}: {reason}")]
     BadImage { path: PathBuf, reason: String },
     #[error("mask {path}: {reason}")]

@@ -18,6 +18,7 @@ fn card(arch: &Architecture, size: usize) -> ModelCard {
         width: size,
         mean: 0.5,
         std: 0.25,
+        stacked_neighbours: false,
     };
     let classes = (0..arch.num_classes()).map(|c| format!("c{c}")).collect();
     bare_card(arch, input, classes).unwrap()

@@ -347,6 +347,7 @@ mod tests {
             width: side,
             mean: 0.5,
             std: 0.25,
+            stacked_neighbours: false,
         };
         let augment = Augment {
             rotate_degrees: 15.0,

@@ -107,6 +107,7 @@ mod tests {
             width: 16,
             mean: 0.5,
             std: 0.25,
+            stacked_neighbours: false,
         };
         let inputs: Vec<Vec<f32>> = (0..3)
             .map(|i| {

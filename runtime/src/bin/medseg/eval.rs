@@ -58,10 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ds.classes.join(", ")
         );
     }
-    ds.check_input_channels(
-        seg.card.input.channels,
-        &format!("model {}", args.model.display()),
-    )?;
+    ds.check_model_input(&seg.card.input, &format!("model {}", args.model.display()))?;
     let samples = ds.split(args.domain.as_deref(), &args.split)?;
     let bar = ProgressBar::new(samples.len() as u64);
     let summary = evaluate_split(

@@ -46,7 +46,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let result = load_image(path)
             .map_err(anyhow::Error::from)
             .and_then(|img| {
-                let s = seg.segment(&img)?;
+                let s = seg
+                    .segment(&img)
+                    .with_context(|| format!("image {}", path.display()))?;
                 Ok(write_outputs(
                     &args.out,
                     stem,
@@ -57,19 +59,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 )?)
             });
         match result {
-            Ok(report) => bar.println(format!(
-                "{}: {}",
-                path.display(),
-                report
-                    .classes
-                    .iter()
-                    .map(|c| format!("{} {} px", c.class, c.area_pixels))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            // Not bar.println: indicatif drops those lines when stderr is not a terminal
+            // (scripts, CI logs), which lost the per-file errors that the summary points to.
+            Ok(report) => bar.suspend(|| {
+                println!(
+                    "{}: {}",
+                    path.display(),
+                    report
+                        .classes
+                        .iter()
+                        .map(|c| format!("{} {} px", c.class, c.area_pixels))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }),
             Err(e) => {
                 failed += 1;
-                bar.println(format!("error: {e:#}"));
+                bar.suspend(|| eprintln!("error: {e:#}"));
             }
         }
         bar.inc(1);

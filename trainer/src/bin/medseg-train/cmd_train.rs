@@ -315,6 +315,7 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             width: args.image_size,
             mean: 0.5,
             std: 0.25,
+            stacked_neighbours: ds.stacked_neighbours,
         },
         augment,
         init_from: args

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Reference training: the PyTorch twin of medseg's default UNet trained with medseg's recipe
+on an imported data set, for as long as a time budget allows, then scored on the test split
+with the same Dice that `medseg eval` prints. It answers one question for planners: what does
+this network reach on this data when compute is not the limit? It is a peer measurement, not
+part of medseg; nothing here is used by the Rust code.
+
+    pip install -r benches/requirements.txt
+    python3 benches/reference_training.py --data data/spine-vb --minutes 120 --out ref.json
+
+The recipe follows `medseg-train train --crop-size 0 --rotate R --zoom Z --shift S --gamma G`:
+whole slices, batch 8, Adam 2e-3 with a poly(0.9) schedule fitted to the budget, loss
+0.5 cross-entropy + 0.5 soft Dice over the foreground classes (batch sums, smoothing 1),
+mirror flips, contrast and brightness jitter of ±0.1, inputs normalized as the runtime does
+((x / 255 - 0.5) / 0.25). The best validation epoch is the one scored on the test split.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_unet import torch_unet  # noqa: E402  (the same network the speed comparison uses)
+
+
+def load_split(data, split, torch):
+    from PIL import Image
+    rows = [r for r in csv.DictReader(open(os.path.join(data, "slices.csv"))) if r["split"] == split]
+    if not rows:
+        sys.exit(f"{data}/slices.csv: no slices in split '{split}'")
+    images = np.stack([np.asarray(Image.open(os.path.join(data, "images", r["name"] + ".png")).convert("L"))
+                       for r in rows]).astype(np.float32)
+    masks = np.stack([np.asarray(Image.open(os.path.join(data, "masks", r["name"] + ".png"))) for r in rows])
+    x = torch.from_numpy((images / 255.0 - 0.5) / 0.25)[:, None]
+    return x, torch.from_numpy(masks.astype(np.int64)), [r["patient"] for r in rows]
+
+
+def augment(x, y, args, torch, F, gen):
+    """Per-sample similarity warp (bilinear image filled with its minimum, nearest mask filled
+    with background), mirror flip, gamma on the sample's range, contrast/brightness jitter."""
+    n = x.shape[0]
+    u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=gen)  # noqa: E731
+    if args.rotate > 0 or args.zoom > 0 or args.shift > 0:
+        ang = u(-args.rotate, args.rotate) * math.pi / 180
+        scale = u(1 - args.zoom, 1 + args.zoom)
+        tx, ty = u(-args.shift, args.shift) * 2, u(-args.shift, args.shift) * 2
+        cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
+        theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        lo = x.amin(dim=(1, 2, 3), keepdim=True)
+        x = F.grid_sample(x - lo, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + lo
+        y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="zeros",
+                          align_corners=False)[:, 0].long()
+    flip = torch.rand(n, generator=gen) < 0.5
+    x[flip] = x[flip].flip(-1)
+    y[flip] = y[flip].flip(-1)
+    if args.gamma > 0:
+        bound = math.log(1 + args.gamma)
+        exponent = torch.exp(u(-bound, bound)).view(n, 1, 1, 1)
+        lo = x.amin(dim=(1, 2, 3), keepdim=True)
+        hi = x.amax(dim=(1, 2, 3), keepdim=True)
+        x = lo + (hi - lo) * ((x - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1) ** exponent
+    gain = u(0.9, 1.1).view(n, 1, 1, 1)
+    shift = u(-0.1, 0.1).view(n, 1, 1, 1)
+    return x * gain + shift, y
+
+
+def loss_fn(logits, y, torch, F):
+    ce = F.cross_entropy(logits, y)
+    p = logits.softmax(1)[:, 1:]
+    g = F.one_hot(y, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].float()
+    inter, total = (p * g).sum((0, 2, 3)), (p + g).sum((0, 2, 3))
+    return 0.5 * ce + 0.5 * (1 - ((2 * inter + 1) / (total + 1)).mean())
+
+
+def predict(model, x, torch, batch=16):
+    model.eval()
+    with torch.no_grad():
+        out = torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    model.train()
+    return out
+
+
+def dice(pred, truth):
+    """Binary foreground Dice (any non-zero class), as `medseg eval`'s split Dice on two classes."""
+    p, t = pred > 0, truth > 0
+    denom = p.sum() + t.sum()
+    return float(2 * (p & t).sum() / denom) if denom > 0 else 1.0
+
+
+def scores(pred, truth, patients):
+    pred, truth = pred.numpy(), truth.numpy()
+    pats = sorted(set(patients))
+    idx = {q: [i for i, p in enumerate(patients) if p == q] for q in pats}
+    per_patient = {q: dice(pred[idx[q]], truth[idx[q]]) for q in pats}
+    per_slice = [dice(pred[i], truth[i]) for i in range(len(pred))]
+    return {"dice_split": dice(pred, truth), "dice_mean_over_patients": float(np.mean(list(per_patient.values()))),
+            "dice_mean_over_slices": float(np.mean(per_slice)), "per_patient": per_patient}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="an imported data set (images/, masks/, slices.csv)")
+    ap.add_argument("--minutes", type=float, default=120.0, help="training time budget")
+    ap.add_argument("--max-epochs", type=int, default=1000)
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--rotate", type=float, default=10.0)
+    ap.add_argument("--zoom", type=float, default=0.15)
+    ap.add_argument("--shift", type=float, default=0.08)
+    ap.add_argument("--gamma", type=float, default=0.3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--out", required=True, help="JSON results file")
+    args = ap.parse_args()
+
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+
+    xtr, ytr, _ = load_split(args.data, "train", torch)
+    xva, yva, pva = load_split(args.data, "val", torch)
+    xte, yte, pte = load_split(args.data, "test", torch)
+    model = torch_unet(torch, width=args.width)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    steps_per_epoch = len(xtr) // args.batch
+    planned, epoch_times, log = args.max_epochs, [], []
+    best, best_state, step, start = -1.0, None, 0, time.time()
+    epoch = 0
+    while epoch < planned:
+        t0 = time.time()
+        order = torch.randperm(len(xtr), generator=gen)
+        losses = []
+        for b in range(steps_per_epoch):
+            total = planned * steps_per_epoch
+            for group in opt.param_groups:
+                group["lr"] = args.lr * max(0.0, 1 - step / total) ** 0.9
+            ids = order[b * args.batch:(b + 1) * args.batch]
+            x, y = augment(xtr[ids].clone(), ytr[ids].clone(), args, torch, F, gen)
+            loss = loss_fn(model(x), y, torch, F)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+        train_s = time.time() - t0
+        val = dice(predict(model, xva, torch).numpy(), yva.numpy())
+        epoch += 1
+        epoch_times.append(time.time() - t0)
+        if val > best:
+            best, best_state = val, {k: v.clone() for k, v in model.state_dict().items()}
+        # Replan like `train --time-budget`: as many epochs as the median epoch time fits.
+        left = args.minutes * 60 - (time.time() - start)
+        planned = min(args.max_epochs, epoch + max(0, int(left // float(np.median(epoch_times)))))
+        log.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_dice": val,
+                    "images_per_s": steps_per_epoch * args.batch / train_s, "planned": planned})
+        print(json.dumps(log[-1]), flush=True)
+
+    model.load_state_dict(best_state)
+    result = {"args": vars(args), "torch": torch.__version__, "epochs": log, "best_val_dice": best,
+              "test": scores(predict(model, xte, torch), yte, pte),
+              "minutes": (time.time() - start) / 60}
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    t = result["test"]
+    print(f"test: Dice split {t['dice_split']:.4f}, mean over patients {t['dice_mean_over_patients']:.4f}, "
+          f"mean over slices {t['dice_mean_over_slices']:.4f} (best val {best:.4f})")
+
+
+if __name__ == "__main__":
+    main()
