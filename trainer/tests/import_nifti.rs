@@ -139,9 +139,16 @@ impl Src {
 
     /// Imports every patient into train; returns the output folder or the error text.
     fn import(&self, out: &str, vol: &VolumeArgs) -> Result<PathBuf, String> {
+        self.import_with(out, vol, false)
+    }
+
+    /// As `import`, with each slice written between its neighbours (`--stack-neighbours`).
+    fn import_with(&self, out: &str, vol: &VolumeArgs, stack: bool) -> Result<PathBuf, String> {
         let out = self.root.join(out);
         let classes = vec!["background".to_string(), "organ".to_string()];
-        let mut w = LayoutWriter::create(&out, "t", classes, "default").unwrap();
+        let mut w = LayoutWriter::create(&out, "t", classes, "default")
+            .unwrap()
+            .stack_neighbours(stack);
         let rule = SplitRule::fractions("train=1", 0).unwrap();
         nifti_import::import(&self.nifti_args(), vol, &rule, &mut w)
             .map_err(|e| format!("{e:#}"))?;
@@ -220,6 +227,41 @@ fn axial_slice_shows_anterior_at_top_and_patient_right_on_the_left() {
             assert_eq!(mask.get_pixel(c, r).0[0], inside as u8, "row {r} col {c}");
         }
     }
+}
+
+#[test]
+fn stacked_slices_take_their_neighbours_from_the_volume() {
+    let src = Src::new();
+    src.write_pair("p.nii", &header(RAS));
+    let all = VolumeArgs {
+        slices: SliceSelection::All,
+        ..window()
+    };
+    let single = src.import("single", &all).unwrap();
+    let gray = |k: usize| png(&single.join(format!("images/p_ax{k:03}.png")));
+    let check = |out: &Path, k: usize, prev: usize, next: usize| {
+        let rgb = image::open(out.join(format!("images/p_ax{k:03}.png"))).unwrap();
+        assert!(
+            matches!(rgb, image::DynamicImage::ImageRgb8(_)),
+            "slice {k}"
+        );
+        let (p, c, n) = (gray(prev), gray(k), gray(next));
+        for (x, y, px) in rgb.to_rgb8().enumerate_pixels() {
+            let want = [p[(x, y)].0[0], c[(x, y)].0[0], n[(x, y)].0[0]];
+            assert_eq!(px.0, want, "slice {k} at ({x}, {y})");
+        }
+    };
+    // Only the labelled slices (k = 1, 2) are imported; their neighbours k = 0 and 3 are not,
+    // yet they are what the red and blue channels hold.
+    let labelled = src.import_with("labelled", &window(), true).unwrap();
+    check(&labelled, 1, 0, 2);
+    check(&labelled, 2, 1, 3);
+    assert!(!labelled.join("images/p_ax000.png").exists());
+    assert!(Dataset::open(&labelled).unwrap().stacked_neighbours);
+    // At the volume's ends the slice stands in for its missing neighbour.
+    let every = src.import_with("every", &all, true).unwrap();
+    check(&every, 0, 0, 1);
+    check(&every, 3, 2, 3);
 }
 
 #[test]

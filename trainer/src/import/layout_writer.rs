@@ -4,7 +4,7 @@
 //! duplicate check (identical slices under two patients) and, on request, the stacking of
 //! neighbouring slices.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
@@ -36,6 +36,8 @@ pub struct LayoutWriter {
     splits: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     duplicates: DuplicateFinder,
     stack_neighbours: bool,
+    /// Slices the importer already wrote between their neighbours (from the volume).
+    stacked_by_importer: BTreeSet<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,6 +136,7 @@ impl LayoutWriter {
             splits: BTreeMap::new(),
             duplicates: DuplicateFinder::default(),
             stack_neighbours: false,
+            stacked_by_importer: BTreeSet::new(),
         })
     }
 
@@ -155,6 +158,13 @@ impl LayoutWriter {
         self
     }
 
+    /// Whether slices are to be written between their neighbours (2.5D input). A volume
+    /// importer then stacks them itself ([`Self::add_stacked`]), from the volume's own
+    /// neighbouring slices.
+    pub fn stacks_neighbours(&self) -> bool {
+        self.stack_neighbours
+    }
+
     /// Adds one slice. `image` is written as PNG as given (8/16-bit gray or RGB); `mask`
     /// holds class indices and must have the image's size.
     pub fn add(
@@ -164,6 +174,31 @@ impl LayoutWriter {
         meta: SliceMeta,
         image: &DynamicImage,
         mask: &GrayImage,
+    ) -> anyhow::Result<()> {
+        self.insert(split, name, meta, image, mask, false)
+    }
+
+    /// As [`Self::add`] for an image the importer has already stacked between its neighbours
+    /// (RGB, [`super::neighbours::compose`]): finishing leaves it as it is.
+    pub fn add_stacked(
+        &mut self,
+        split: &str,
+        name: &str,
+        meta: SliceMeta,
+        image: &DynamicImage,
+        mask: &GrayImage,
+    ) -> anyhow::Result<()> {
+        self.insert(split, name, meta, image, mask, true)
+    }
+
+    fn insert(
+        &mut self,
+        split: &str,
+        name: &str,
+        meta: SliceMeta,
+        image: &DynamicImage,
+        mask: &GrayImage,
+        stacked: bool,
     ) -> anyhow::Result<()> {
         ensure!(
             !name.is_empty() && !name.contains(['/', '\\']) && !name.starts_with('.'),
@@ -213,6 +248,9 @@ impl LayoutWriter {
             .entry(meta.patient.clone())
             .or_default()
             .push(name.to_string());
+        if stacked {
+            self.stacked_by_importer.insert(name.to_string());
+        }
         self.rows.push(SliceRow {
             name: name.to_string(),
             patient: meta.patient,
@@ -243,7 +281,13 @@ impl LayoutWriter {
             );
         }
         if self.stack_neighbours {
-            super::neighbours::stack(&self.root, &self.rows)?;
+            let unstacked: Vec<SliceRow> = self
+                .rows
+                .iter()
+                .filter(|r| !self.stacked_by_importer.contains(&r.name))
+                .cloned()
+                .collect();
+            super::neighbours::stack(&self.root, &unstacked)?;
         }
         let file = SplitsFile {
             name: &self.name,

@@ -1,7 +1,9 @@
 //! 2.5D input: every written slice becomes an RGB image holding the previous slice, the slice
 //! itself and the next slice of the same patient (red, green, blue), so a 3-channel model
-//! (`train --channels 3`) sees through the plane. Neighbours are the adjacent slices of the
-//! import by slice index: where only labelled slices are imported, the nearest labelled ones.
+//! (`train --channels 3`) sees through the plane. Volume importers stack from the volume itself
+//! ([`compose`] on its adjacent slices, imported or not). For 2D slices ([`stack`], run when
+//! the layout is finished) the neighbours are the adjacent slices of the import by slice index:
+//! where only some slices are there, the nearest ones that are.
 //! The first and last slice of a patient repeat themselves in place of the missing neighbour.
 //! The masks are not touched: the label is the centre slice's.
 
@@ -15,7 +17,8 @@ use medseg_runtime::slice_table::SliceRow;
 
 use super::layout_writer::image_path;
 
-/// Rewrites `images/NAME.png` of every row in `root` as the stacked RGB image.
+/// Rewrites `images/NAME.png` of every row in `root` as the stacked RGB image, neighbours
+/// taken from the rows themselves.
 pub fn stack(root: &Path, rows: &[SliceRow]) -> anyhow::Result<()> {
     let mut by_patient: BTreeMap<&str, Vec<(u32, &SliceRow)>> = BTreeMap::new();
     for row in rows {
@@ -63,19 +66,24 @@ pub fn stack(root: &Path, rows: &[SliceRow]) -> anyhow::Result<()> {
                     );
                 }
             }
-            let rgb = RgbImage::from_fn(this.width(), this.height(), |x, y| {
-                image::Rgb([
-                    prev.get_pixel(x, y).0[0],
-                    this.get_pixel(x, y).0[0],
-                    next.get_pixel(x, y).0[0],
-                ])
-            });
+            let rgb = compose(prev, this, next);
             let path = image_path(root, &row.name);
             rgb.save(&path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
     }
     Ok(())
+}
+
+/// The RGB image of `this` slice between `prev` and `next` (all of one size).
+pub(super) fn compose(prev: &GrayImage, this: &GrayImage, next: &GrayImage) -> RgbImage {
+    RgbImage::from_fn(this.width(), this.height(), |x, y| {
+        image::Rgb([
+            prev.get_pixel(x, y).0[0],
+            this.get_pixel(x, y).0[0],
+            next.get_pixel(x, y).0[0],
+        ])
+    })
 }
 
 /// The slice as written, as 8-bit gray (the model's input is 8-bit per channel anyway).

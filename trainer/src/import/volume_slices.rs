@@ -7,6 +7,7 @@ use image::{DynamicImage, GrayImage};
 
 use super::intensity::{self, DEFAULT_PERCENTILES, Intensity};
 use super::layout_writer::{LayoutWriter, SliceMeta};
+use super::neighbours;
 use super::slices::parse_spacing;
 use super::volume::{Interp, Plane, Volume};
 
@@ -112,42 +113,56 @@ pub fn write_volume(
     let range = intensity
         .range(&image.data)
         .with_context(|| format!("{}: cannot set the intensity range", v.image_source))?;
+    // One slice of the image volume as the layout stores it: resampled, intensity-mapped.
+    let gray_slice = |index: usize| -> anyhow::Result<(GrayImage, (f64, f64))> {
+        let mut img = image.slice(args.plane, index);
+        if let Some(target) = args.resample {
+            img = img.resample(target, Interp::Bilinear);
+        }
+        let data = img
+            .data
+            .iter()
+            .map(|&x| intensity::to_u8(x, range))
+            .collect();
+        let gray = GrayImage::from_raw(img.cols as u32, img.rows as u32, data)
+            .context("slice buffer does not match its size")?;
+        Ok((gray, img.spacing))
+    };
+    let count = image.slice_count(args.plane);
     let mut written = 0;
-    for index in 0..image.slice_count(args.plane) {
+    for index in 0..count {
         let mut mask = labels.slice(args.plane, index);
         if args.slices == SliceSelection::Labelled && mask.data.iter().all(|&l| l == 0.0) {
             continue;
         }
-        let mut img = image.slice(args.plane, index);
         if let Some(target) = args.resample {
-            img = img.resample(target, Interp::Bilinear);
             mask = mask.resample(target, Interp::Nearest);
         }
-        let to_gray = |data: Vec<u8>| {
-            GrayImage::from_raw(img.cols as u32, img.rows as u32, data)
-                .context("slice buffer does not match its size")
-        };
-        let gray = to_gray(
-            img.data
-                .iter()
-                .map(|&x| intensity::to_u8(x, range))
-                .collect(),
-        )?;
-        let mask_img = to_gray(mask.data.iter().map(|&l| l as u8).collect())?;
+        let (gray, spacing) = gray_slice(index)?;
+        let mask_img = GrayImage::from_raw(
+            mask.cols as u32,
+            mask.rows as u32,
+            mask.data.iter().map(|&l| l as u8).collect(),
+        )
+        .context("label slice buffer does not match its size")?;
         let meta = SliceMeta {
             patient: v.patient.to_string(),
             source: v.image_source.to_string(),
             slice_index: Some(index as u32),
-            spacing: Some(img.spacing),
+            spacing: Some(spacing),
         };
         let name = format!("{}_{}{index:03}", v.name, args.plane.tag());
-        writer.add(
-            split,
-            &name,
-            meta,
-            &DynamicImage::ImageLuma8(gray),
-            &mask_img,
-        )?;
+        if writer.stacks_neighbours() {
+            // The volume's own neighbours, whether or not they are imported (unlabelled ones
+            // are not, by default); the edge slices repeat themselves, as in `stack`.
+            let (prev, _) = gray_slice(index.saturating_sub(1))?;
+            let (next, _) = gray_slice((index + 1).min(count - 1))?;
+            let rgb = DynamicImage::ImageRgb8(neighbours::compose(&prev, &gray, &next));
+            writer.add_stacked(split, &name, meta, &rgb, &mask_img)?;
+        } else {
+            let gray = DynamicImage::ImageLuma8(gray);
+            writer.add(split, &name, meta, &gray, &mask_img)?;
+        }
         written += 1;
     }
     Ok(written)

@@ -52,8 +52,9 @@ pub struct Args {
     /// under two ids); without it they are reported, and refused across splits.
     #[arg(long)]
     drop_duplicates: bool,
-    /// Write each slice as RGB: the previous slice, the slice and the next slice of the same
-    /// patient by slice index (2.5D input for `train --channels 3`); masks stay the slice's.
+    /// Write each slice as RGB: the previous slice, the slice and the next slice (2.5D input
+    /// for `train --channels 3`); masks stay the slice's. Volumes give their own adjacent
+    /// slices, 2D slices the adjacent imported ones of the patient by slice index.
     #[arg(long)]
     stack_neighbours: bool,
     #[command(flatten)]
