@@ -1,7 +1,9 @@
 //! The model card: everything the runtime needs to use a model, and what a reader needs to
 //! trust it. Stored as JSON in ONNX `metadata_props` under [`CARD_KEY`].
 
+use image::{DynamicImage, GrayImage};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The ONNX metadata key that holds the card.
@@ -60,5 +62,57 @@ impl InputSpec {
     /// Normalizes an 8-bit value as the model was trained.
     pub fn normalize(&self, v: u8) -> f32 {
         (v as f32 / 255.0 - self.mean) / self.std
+    }
+
+    /// What review pictures should show of an input image: for a 2.5D model the slice itself
+    /// (the green channel), not a gray blend of it with its neighbours.
+    pub fn displayed<'a>(&self, img: &'a DynamicImage) -> Cow<'a, DynamicImage> {
+        if !self.stacked_neighbours {
+            return Cow::Borrowed(img);
+        }
+        let rgb = img.to_rgb8();
+        let centre = GrayImage::from_fn(rgb.width(), rgb.height(), |x, y| {
+            image::Luma([rgb.get_pixel(x, y).0[1]])
+        });
+        Cow::Owned(DynamicImage::ImageLuma8(centre))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::RgbImage;
+
+    fn spec(stacked_neighbours: bool) -> InputSpec {
+        InputSpec {
+            channels: 3,
+            height: 4,
+            width: 4,
+            mean: 0.5,
+            std: 0.25,
+            stacked_neighbours,
+        }
+    }
+
+    #[test]
+    fn a_stacked_image_is_shown_as_its_centre_slice() {
+        let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(3, 2, image::Rgb([10, 200, 30])));
+        let shown = spec(true).displayed(&img).to_luma8();
+        assert!(shown.pixels().all(|p| p.0[0] == 200));
+        assert!(matches!(spec(false).displayed(&img), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn cards_without_the_flag_read_as_single_slices_and_plain_ones_omit_it() {
+        let old = r#"{"channels": 3, "height": 4, "width": 4, "mean": 0.5, "std": 0.25}"#;
+        let parsed: InputSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(parsed, spec(false));
+        assert!(
+            !serde_json::to_string(&spec(false))
+                .unwrap()
+                .contains("stacked")
+        );
+        let json = serde_json::to_string(&spec(true)).unwrap();
+        assert!(json.contains("\"stacked_neighbours\":true"), "{json}");
     }
 }

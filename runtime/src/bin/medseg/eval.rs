@@ -112,7 +112,7 @@ fn write_overlays(
         let truth = load_mask(&sample.mask, num_classes)?;
         check_same_size(&img, &truth, sample)?;
         let pred = seg.segment(&img)?.prediction.mask;
-        let picture = overlay_with_truth(&img, &pred, &truth);
+        let picture = overlay_with_truth(&seg.card.input.displayed(&img), &pred, &truth);
         let path = dir.join(format!("{}.png", sample.name));
         picture
             .save(&path)

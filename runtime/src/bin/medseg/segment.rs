@@ -53,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     &args.out,
                     stem,
                     path,
-                    &img,
+                    &seg.card.input.displayed(&img),
                     &s,
                     &seg.card.classes,
                 )?)
