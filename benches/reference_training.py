@@ -7,6 +7,8 @@ part of medseg; nothing here is used by the Rust code.
 
     pip install -r benches/requirements.txt
     python3 benches/reference_training.py --data data/spine-vb --minutes 120 --out ref.json
+    python3 benches/reference_training.py --data data/spine-vb --device cuda --width 32 \
+        --minutes 8 --out ref-gpu.json      # on a GPU machine
 
 The recipe follows `medseg-train train --crop-size 0 --rotate R --zoom Z --shift S --gamma G`:
 whole slices, batch 8, Adam 2e-3 with a poly(0.9) schedule fitted to the budget, loss
@@ -44,7 +46,7 @@ def augment(x, y, args, torch, F, gen):
     """Per-sample similarity warp (bilinear image filled with its minimum, nearest mask filled
     with background), mirror flip, gamma on the sample's range, contrast/brightness jitter."""
     n = x.shape[0]
-    u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=gen)  # noqa: E731
+    u = lambda lo, hi: (lo + (hi - lo) * torch.rand(n, generator=gen)).to(x.device)  # noqa: E731
     if args.rotate > 0 or args.zoom > 0 or args.shift > 0:
         ang = u(-args.rotate, args.rotate) * math.pi / 180
         scale = u(1 - args.zoom, 1 + args.zoom)
@@ -56,7 +58,7 @@ def augment(x, y, args, torch, F, gen):
         x = F.grid_sample(x - lo, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + lo
         y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="zeros",
                           align_corners=False)[:, 0].long()
-    flip = torch.rand(n, generator=gen) < 0.5
+    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
     x[flip] = x[flip].flip(-1)
     y[flip] = y[flip].flip(-1)
     if args.gamma > 0:
@@ -116,6 +118,7 @@ def main():
     ap.add_argument("--shift", type=float, default=0.08)
     ap.add_argument("--gamma", type=float, default=0.3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", required=True, help="JSON results file")
     args = ap.parse_args()
@@ -129,7 +132,9 @@ def main():
     xtr, ytr, _ = load_split(args.data, "train", torch)
     xva, yva, pva = load_split(args.data, "val", torch)
     xte, yte, pte = load_split(args.data, "test", torch)
-    model = torch_unet(torch, width=args.width)
+    dev = torch.device(args.device)
+    xtr, ytr, xva, yva, xte = (t.to(dev) for t in (xtr, ytr, xva, yva, xte))
+    model = torch_unet(torch, width=args.width).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     steps_per_epoch = len(xtr) // args.batch
     planned, epoch_times, log = args.max_epochs, [], []
@@ -137,7 +142,7 @@ def main():
     epoch = 0
     while epoch < planned:
         t0 = time.time()
-        order = torch.randperm(len(xtr), generator=gen)
+        order = torch.randperm(len(xtr), generator=gen).to(dev)
         losses = []
         for b in range(steps_per_epoch):
             total = planned * steps_per_epoch
@@ -149,10 +154,11 @@ def main():
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(loss.item())
+            losses.append(loss.detach())
             step += 1
+        losses = [float(v) for v in losses]  # one sync per epoch, not per step
         train_s = time.time() - t0
-        val = dice(predict(model, xva, torch).numpy(), yva.numpy())
+        val = dice(predict(model, xva, torch).cpu().numpy(), yva.cpu().numpy())
         epoch += 1
         epoch_times.append(time.time() - t0)
         if val > best:
@@ -166,7 +172,7 @@ def main():
 
     model.load_state_dict(best_state)
     result = {"args": vars(args), "torch": torch.__version__, "epochs": log, "best_val_dice": best,
-              "test": scores(predict(model, xte, torch), yte, pte),
+              "test": scores(predict(model, xte, torch).cpu(), yte, pte),
               "minutes": (time.time() - start) / 60}
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
