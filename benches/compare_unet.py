@@ -31,7 +31,7 @@ def run_medseg(onnx_path, args):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def torch_unet(torch, width=16, depth=4):
+def torch_unet(torch, width=16, depth=4, classes=2):
     nn = torch.nn
 
     def double(cin, cout):
@@ -47,7 +47,7 @@ def torch_unet(torch, width=16, depth=4):
             self.down = nn.ModuleList([double(w[i], w[i + 1]) for i in range(depth)])
             self.ups = nn.ModuleList([nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in reversed(range(depth))])
             self.convs = nn.ModuleList([double(2 * w[i], w[i]) for i in reversed(range(depth))])
-            self.head = nn.Conv2d(w[0], 2, 1)
+            self.head = nn.Conv2d(w[0], classes, 1)
 
         def forward(self, x):
             skips = [self.stem(x)]
