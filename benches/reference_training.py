@@ -124,7 +124,7 @@ def scores(pred, truth, patients, classes):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, help="an imported data set (images/, masks/, slices.csv)")
+    ap.add_argument("--data", required=True, help="an imported data set (images/, masks/, slices.csv, splits.json)")
     ap.add_argument("--minutes", type=float, default=120.0, help="training time budget")
     ap.add_argument("--max-epochs", type=int, default=1000)
     ap.add_argument("--width", type=int, default=16)
