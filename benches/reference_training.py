@@ -138,6 +138,8 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", required=True, help="JSON results file")
+    ap.add_argument("--save-test-probs", help="also write the best epoch's foreground probabilities "
+                    "on the test split here (.npy, slices x H x W) for ensembling or post-processing studies")
     args = ap.parse_args()
 
     import torch
@@ -189,6 +191,12 @@ def main():
         print(json.dumps(log[-1]), flush=True)
 
     model.load_state_dict(best_state)
+    if args.save_test_probs:
+        model.eval()  # slices in slices.csv's order of the test split
+        with torch.no_grad():
+            probs = torch.cat([torch.softmax(model(xte[i:i + 16]), 1)[:, 1:].sum(1).cpu()
+                               for i in range(0, len(xte), 16)])
+        np.save(args.save_test_probs, probs.numpy().astype(np.float16))
     result = {"args": vars(args), "torch": torch.__version__, "epochs": log, "best_val_dice": best,
               "test": scores(predict(model, xte, torch).cpu(), yte, pte, classes),
               "minutes": (time.time() - start) / 60}

@@ -178,9 +178,19 @@ fn synth_train_export_segment_eval() {
         "--time-budget 0",
     );
 
+    // The card carries a clean-up; the runtime applies it unless told otherwise.
     let out = run(
         "medseg-train",
-        &["export", "--run", &runp, "--out", &model],
+        &[
+            "export",
+            "--run",
+            &runp,
+            "--out",
+            &model,
+            "--min-component",
+            "4",
+            "--fill-holes",
+        ],
         true,
     );
     assert!(text(&out).contains("parity"), "{}", text(&out));
@@ -190,13 +200,15 @@ fn synth_train_export_segment_eval() {
     let card: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(card["classes"][1], "cancellous_bone");
     assert_eq!(card["input"]["width"], 64);
+    assert_eq!(card["cleanup"]["min_component_px"], 4, "{card}");
+    assert_eq!(card["cleanup"]["fill_holes"], true, "{card}");
     assert!(
         card["metrics"]["xh/test"]["dice_cancellous_bone"].is_number(),
         "{card}"
     );
 
     let image = dir.path().join("data/images/xh_test_p000_s000.png");
-    run(
+    let segmented = run(
         "medseg",
         &[
             "segment",
@@ -207,6 +219,11 @@ fn synth_train_export_segment_eval() {
             &seg,
         ],
         true,
+    );
+    assert!(
+        text(&segmented).contains("clean-up: islands under 4 px dropped, holes filled"),
+        "{}",
+        text(&segmented)
     );
     let mask = image::open(dir.path().join("seg/xh_test_p000_s000_mask.png")).unwrap();
     assert_eq!(
@@ -255,9 +272,11 @@ fn synth_train_export_segment_eval() {
             "--domain",
             "zs-big",
             "--per-patient",
+            "--no-cleanup",
         ],
         true,
     );
+    assert!(text(&table).contains("clean-up: none"), "{}", text(&table));
     let first = patients[0]["patient"].as_str().unwrap();
     assert!(
         text(&table).contains("Dice per patient") && text(&table).contains(first),
@@ -285,6 +304,18 @@ fn bad_inputs_get_clear_errors() {
         "medseg",
         &["eval", "--model", "none.onnx", "--data", d],
         "none.onnx",
+    );
+    fails_mentioning(
+        "medseg",
+        &[
+            "segment",
+            "--model",
+            model,
+            broken,
+            "--no-cleanup",
+            "--fill-holes",
+        ],
+        "--no-cleanup",
     );
     fails_mentioning(
         "medseg-train",

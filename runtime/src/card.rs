@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use crate::cleanup::Cleanup;
+
 /// The ONNX metadata key that holds the card.
 pub const CARD_KEY: &str = "medseg.card";
 /// Version of the card schema; bump on incompatible changes.
@@ -29,6 +31,10 @@ pub struct ModelCard {
     pub parameters: usize,
     /// sha256 of the weights (all initializers in graph order), hex.
     pub weights_sha256: String,
+    /// Clean-up of the predicted mask the runtime applies by default (set at export).
+    /// Absent in cards written before clean-up existed, and when off.
+    #[serde(default, skip_serializing_if = "Cleanup::is_off")]
+    pub cleanup: Cleanup,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

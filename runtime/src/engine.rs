@@ -10,6 +10,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::runtime::RunOptions;
 
 use crate::card::ModelCard;
+use crate::cleanup::Cleanup;
 use crate::error::RuntimeError;
 use crate::onnx;
 use crate::postprocess::{Prediction, logits_to_prediction};
@@ -35,6 +36,7 @@ pub struct Segmenter {
     plan: Plan,
     source: String,
     flip_tta: bool,
+    cleanup: Cleanup,
 }
 
 /// One segmentation with its timing.
@@ -95,10 +97,11 @@ impl Segmenter {
             "model loaded and optimized by tract"
         );
         Ok(Self {
-            card,
             plan,
             source: source.to_string(),
             flip_tta: false,
+            cleanup: card.cleanup,
+            card,
         })
     }
 
@@ -108,6 +111,17 @@ impl Segmenter {
     pub fn with_flip_tta(mut self, on: bool) -> Self {
         self.flip_tta = on;
         self
+    }
+
+    /// Replaces the clean-up the model card asks for (`Cleanup::default()`: none).
+    pub fn with_cleanup(mut self, cleanup: Cleanup) -> Self {
+        self.cleanup = cleanup;
+        self
+    }
+
+    /// The clean-up applied to every mask.
+    pub fn cleanup(&self) -> Cleanup {
+        self.cleanup
     }
 
     /// Raw logits `[classes, h, w]` for a prepared input `[channels, h, w]`.
@@ -168,6 +182,7 @@ impl Segmenter {
             self.card.classes.len(),
             (spec.width, spec.height),
             (img.width() as usize, img.height() as usize),
+            &self.cleanup,
         );
         Ok(Segmentation {
             prediction,

@@ -3,6 +3,7 @@
 //! No training framework may enter this crate's dependency tree.
 
 pub mod card;
+pub mod cleanup;
 pub mod dataset;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -20,5 +21,6 @@ pub mod review;
 pub mod slice_table;
 
 pub use card::{InputSpec, ModelCard};
+pub use cleanup::Cleanup;
 pub use engine::{Segmentation, Segmenter};
 pub use error::RuntimeError;

@@ -4,6 +4,7 @@
 use image::{DynamicImage, Rgb, RgbImage};
 use serde::Serialize;
 
+use crate::cleanup::Cleanup;
 use crate::image_io::Mask;
 
 /// A segmentation at the size of the original image.
@@ -14,13 +15,14 @@ pub struct Prediction {
     pub confidence: Vec<f32>,
 }
 
-/// Up-samples each class's logits bilinearly to `out_w x out_h`, then takes the softmax argmax.
-/// `logits` is `[classes, h, w]` row-major.
+/// Up-samples each class's logits bilinearly to `out_w x out_h`, takes the softmax argmax and
+/// applies `cleanup` to the mask. `logits` is `[classes, h, w]` row-major.
 pub fn logits_to_prediction(
     logits: &[f32],
     classes: usize,
     (w, h): (usize, usize),
     (out_w, out_h): (usize, usize),
+    cleanup: &Cleanup,
 ) -> Prediction {
     assert_eq!(
         logits.len(),
@@ -51,14 +53,24 @@ pub fn logits_to_prediction(
         data[i] = best as u8;
         confidence[i] = 1.0 / denom;
     }
-    Prediction {
-        mask: Mask {
-            width: out_w,
-            height: out_h,
-            data,
-        },
-        confidence,
+    let mut mask = Mask {
+        width: out_w,
+        height: out_h,
+        data,
+    };
+    if !cleanup.is_off() {
+        let argmax = mask.data.clone();
+        cleanup.apply(&mut mask, w * h);
+        // Pixels the clean-up relabelled report the probability of their new class.
+        for (i, (&new, &old)) in mask.data.iter().zip(&argmax).enumerate() {
+            if new != old {
+                let chosen = planes[new as usize][i];
+                let denom: f32 = planes.iter().map(|p| (p[i] - chosen).exp()).sum();
+                confidence[i] = 1.0 / denom;
+            }
+        }
     }
+    Prediction { mask, confidence }
 }
 
 /// Bilinear resize of one float plane with half-pixel centres (PyTorch's `align_corners=False`).
@@ -185,10 +197,24 @@ mod tests {
     fn argmax_and_confidence_at_same_size() {
         // Two classes on a 2x1 image: pixel 0 favours class 0, pixel 1 class 1.
         let logits = [2.0, 0.0, 0.0, 1.0];
-        let p = logits_to_prediction(&logits, 2, (2, 1), (2, 1));
+        let p = logits_to_prediction(&logits, 2, (2, 1), (2, 1), &Cleanup::default());
         assert_eq!(p.mask.data, vec![0, 1]);
         let expect0 = 1.0 / (1.0 + (-2.0f32).exp());
         assert!((p.confidence[0] - expect0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn cleaned_pixels_report_the_probability_of_their_new_class() {
+        // A 3x1 image; the middle pixel alone favours class 1 and is dropped as an island.
+        let logits = [2.0, 0.0, 2.0, 0.0, 1.0, 0.0];
+        let drop = Cleanup {
+            min_component_px: 2,
+            fill_holes: false,
+        };
+        let p = logits_to_prediction(&logits, 2, (3, 1), (3, 1), &drop);
+        assert_eq!(p.mask.data, vec![0, 0, 0]);
+        let background = 1.0 / (1.0 + 1.0f32.exp());
+        assert!((p.confidence[1] - background).abs() < 1e-6);
     }
 
     #[test]
@@ -204,7 +230,7 @@ mod tests {
         // A 4x4 logit map with class 1 in the top-left 2x2 block, up-sampled to 8x8.
         let mut logits = vec![1.0f32; 16];
         logits.extend((0..16).map(|i| if i % 4 < 2 && i / 4 < 2 { 3.0 } else { -3.0 }));
-        let p = logits_to_prediction(&logits, 2, (4, 4), (8, 8));
+        let p = logits_to_prediction(&logits, 2, (4, 4), (8, 8), &Cleanup::default());
         assert_eq!(p.mask.data[0], 1);
         assert_eq!(p.mask.data[8 * 7 + 7], 0);
         let area = p.mask.data.iter().filter(|&&v| v == 1).count();

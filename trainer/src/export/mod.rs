@@ -11,11 +11,11 @@ use anyhow::{Context, bail};
 use burn::tensor::backend::Backend;
 
 use medseg_models::{Architecture, Graph};
-use medseg_runtime::InputSpec;
 use medseg_runtime::card::{CARD_VERSION, ModelCard, TrainingInfo};
 use medseg_runtime::dataset::Dataset;
 use medseg_runtime::metrics::SplitSummary;
 use medseg_runtime::onnx::pb;
+use medseg_runtime::{Cleanup, InputSpec};
 use medseg_runtime::{Segmenter, onnx as onnx_io};
 
 use crate::data::load_split;
@@ -28,6 +28,9 @@ pub struct ExportOptions {
     pub evaluate: bool,
     /// Also score the Burn model on the same splits and report the difference.
     pub compare_burn: bool,
+    /// Clean-up the runtime applies by default, written into the card (the test scores in
+    /// the card include it).
+    pub cleanup: Cleanup,
 }
 
 /// What export measured, for the caller to print.
@@ -56,6 +59,7 @@ pub fn export<B: Backend>(
     let spec = cfg.input.clone();
     let graph = model.export();
     let mut card = bare_card(&cfg.architecture, spec.clone(), cfg.classes.clone())?;
+    card.cleanup = opts.cleanup;
     card.parameters = graph.parameter_count();
     card.training = TrainingInfo {
         dataset: cfg.dataset_name.clone(),
@@ -187,6 +191,7 @@ pub fn bare_card(
         quantization: String::new(),
         parameters: 0,
         weights_sha256: String::new(),
+        cleanup: Cleanup::default(),
     })
 }
 

@@ -5,6 +5,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use medseg_models::SegModel;
+use medseg_runtime::Cleanup;
 use medseg_runtime::InputSpec;
 use medseg_runtime::evaluate::UNIT_SPACING;
 use medseg_runtime::metrics::{SplitReport, SplitSummary};
@@ -41,6 +42,7 @@ pub fn score_split<B: Backend>(
                 classes.len(),
                 (spec.width, spec.height),
                 (truth.width, truth.height),
+                &Cleanup::default(), // validation scores the network, not the clean-up
             );
             report.add(
                 &split.patients[start + i],

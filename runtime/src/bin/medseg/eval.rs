@@ -6,6 +6,8 @@ use anyhow::{Context, bail};
 use indicatif::ProgressBar;
 
 use medseg_runtime::Segmenter;
+
+use crate::cleanup_args::{CleanupArgs, describe};
 use medseg_runtime::dataset::Dataset;
 use medseg_runtime::dataset::Sample;
 use medseg_runtime::evaluate::{check_same_size, evaluate_split};
@@ -39,13 +41,17 @@ pub struct Args {
     /// Test-time augmentation: average with the left-right mirrored image (2x inference time).
     #[arg(long)]
     flip_tta: bool,
+    #[command(flatten)]
+    cleanup: CleanupArgs,
     /// Also print each patient's Dice (the patient's slices pooled); --json always has it.
     #[arg(long)]
     per_patient: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let seg = Segmenter::from_file(&args.model)?.with_flip_tta(args.flip_tta);
+    let seg = args
+        .cleanup
+        .configure(Segmenter::from_file(&args.model)?.with_flip_tta(args.flip_tta));
     let ds = Dataset::open(&args.data)?;
     if ds.classes.len() != seg.card.classes.len() {
         bail!(
@@ -79,10 +85,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .as_deref()
             .unwrap_or_else(|| ds.default_domain());
         println!(
-            "{} / {domain} / {}: {} images",
+            "{} / {domain} / {}: {} images ({})",
             ds.name,
             args.split,
-            samples.len()
+            samples.len(),
+            describe(seg.cleanup())
         );
         println!("{summary}");
         if args.per_patient {

@@ -1,5 +1,6 @@
 //! `medseg`: segment images with an exported model, score it on a data set, or run the demo.
 
+mod cleanup_args;
 mod demo;
 mod eval;
 mod segment;

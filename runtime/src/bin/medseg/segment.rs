@@ -7,6 +7,8 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use medseg_runtime::Segmenter;
+
+use crate::cleanup_args::{CleanupArgs, describe};
 use medseg_runtime::dataset::IMAGE_EXTS;
 use medseg_runtime::image_io::load_image;
 
@@ -29,10 +31,14 @@ pub struct Args {
     /// Test-time augmentation: average with the left-right mirrored image (2x inference time).
     #[arg(long)]
     flip_tta: bool,
+    #[command(flatten)]
+    cleanup: CleanupArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let seg = Segmenter::from_file(&args.model)?.with_flip_tta(args.flip_tta);
+    let seg = args
+        .cleanup
+        .configure(Segmenter::from_file(&args.model)?.with_flip_tta(args.flip_tta));
     let files = collect_inputs(&args.inputs)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -82,9 +88,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     println!(
-        "wrote {} result(s) to {}",
+        "wrote {} result(s) to {} ({})",
         files.len() - failed,
-        args.out.display()
+        args.out.display(),
+        describe(seg.cleanup())
     );
     if failed > 0 {
         bail!("{failed} of {} input(s) failed (see above)", files.len());

@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use medseg_runtime::Cleanup;
 use medseg_trainer::backend;
 use medseg_trainer::export::onnx::WeightFormat;
 use medseg_trainer::export::{ExportOptions, export};
@@ -26,6 +27,13 @@ pub struct Args {
     /// Also score the Burn model on the test splits and show the Burn-tract difference.
     #[arg(long)]
     compare_burn: bool,
+    /// Clean-up for the card: the runtime drops islands of a class smaller than PX pixels of
+    /// the model's input grid (try `medseg eval --min-component` first to pick PX).
+    #[arg(long, value_name = "PX", default_value_t = 0)]
+    min_component: u32,
+    /// Clean-up for the card: the runtime fills background that one class encloses.
+    #[arg(long)]
+    fill_holes: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -40,6 +48,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         weights: args.weights,
         evaluate: !args.no_eval,
         compare_burn: args.compare_burn,
+        cleanup: Cleanup {
+            min_component_px: args.min_component,
+            fill_holes: args.fill_holes,
+        },
     };
     let report = export::<backend::Inner>(&args.run, &args.out, &opts, &backend::device())?;
     println!(
