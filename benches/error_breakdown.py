@@ -8,6 +8,10 @@ Slices are matched by file name (<name>_mask.png in --pred, <name>.png in --trut
 ending in a slice number (myo47_sag020) are grouped by the part before the first '_' (the
 patient), and each slice is placed by its distance from that patient's area-weighted centre
 slice, in five bins from central (0) to outermost (4).
+
+With --levels (masks numbering the structures 1..K from top to bottom, e.g. the data set's
+masks_level/), added structures are split by where they sit: above level 1 or below level K
+(the network counted wrong: T12 or the sacrum taken for a lumbar body) or in between.
 """
 import argparse
 import collections
@@ -27,6 +31,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pred", type=pathlib.Path, required=True)
     ap.add_argument("--truth", type=pathlib.Path, required=True)
+    ap.add_argument("--levels", type=pathlib.Path,
+                    help="optional folder of level masks (1..K top to bottom), same file names as --truth")
     ap.add_argument("--min-overlap", type=float, default=0.2,
                     help="a structure overlapping the other mask by less than this share counts as missed / added")
     args = ap.parse_args()
@@ -42,7 +48,12 @@ def main():
         if p.shape != g.shape:
             raise SystemExit(f"{f}: shape {p.shape}, ground truth {truth_file} has {g.shape}")
         number = re.search(r"(\d+)$", name)
-        slices.append((name.split("_")[0], int(number.group(1)) if number else 0, p, g))
+        levels = None
+        if args.levels:
+            levels = np.array(Image.open(args.levels / f"{name}.png").convert("L"))
+            if levels.shape != g.shape:
+                raise SystemExit(f"{args.levels / (name + '.png')}: shape {levels.shape}, ground truth has {g.shape}")
+        slices.append((name.split("_")[0], int(number.group(1)) if number else 0, p, g, levels))
     if not slices:
         raise SystemExit(f"{args.pred}: no *_mask.png files (the output of `medseg segment`)")
 
@@ -51,7 +62,10 @@ def main():
     missed = added = structures = 0
     bounds = {"truth eroded 1 px": np.zeros(3), "truth dilated 1 px": np.zeros(3),
               "truth shifted 1 px": np.zeros(3)}
-    for _, _, p, g in slices:
+    added_where = collections.Counter()  # with --levels: above / below / between, in pixels
+    edges = (1.5, 2.5, 5.5)
+    by_distance = np.zeros(len(edges) + 1)  # error pixels by distance to the other mask
+    for _, _, p, g, levels in slices:
         totals += [p.sum(), g.sum(), (p & g).sum()]
         fp += (p & ~g).sum()
         fn += (g & ~p).sum()
@@ -68,6 +82,17 @@ def main():
             if (c & g).sum() < args.min_overlap * c.sum():
                 added += 1
                 added_px += (c & ~g).sum()
+                if levels is not None and levels.max() > 0:
+                    top = np.nonzero((levels == levels[levels > 0].min()).any(1))[0].min()
+                    bottom = np.nonzero((levels == levels.max()).any(1))[0].max()
+                    centre = np.nonzero(c)[0].mean()
+                    where = "above" if centre < top else "below" if centre > bottom else "between"
+                    added_where[where] += (c & ~g).sum()
+        # How far each wrong pixel is from the other mask: 1 px is a boundary disagreement.
+        for wrong, other in ((g & ~p, p), (p & ~g, g)):
+            if wrong.any():
+                dist = ndimage.distance_transform_edt(~other) if other.any() else np.full(g.shape, np.inf)
+                by_distance += np.histogram(dist[wrong], [0, *edges, np.inf])[0]
         for key, q in zip(bounds, (ndimage.binary_erosion(g), ndimage.binary_dilation(g), np.roll(g, 1, 0))):
             bounds[key] += [q.sum(), g.sum(), (q & g).sum()]
 
@@ -75,8 +100,16 @@ def main():
     print(f"{len(slices)} slices, Dice {dice(*totals):.4f}; error pixels: {fp} false positive, {fn} false negative")
     print(f"whole structures missed: {missed} of {structures}, {missed_px / errors:.0%} of the error pixels")
     print(f"structures added where there is none: {added}, {added_px / errors:.0%} of the error pixels")
+    if added_where:
+        print("  of which (--levels) above the top level in the slice {:.0%}, below the bottom one {:.0%}, between {:.0%}".format(
+            *(added_where[k] / errors for k in ("above", "below", "between"))))
     rest = (errors - missed_px - added_px) / errors
     print(f"the rest, {rest:.0%}, is in structures both masks have: boundaries and partial misses")
+    print("error pixels by distance to the other mask: 1 px {:.0%}, 2 px {:.0%}, 3-5 px {:.0%}, "
+          "more {:.0%}".format(*(by_distance / errors)))
+    # Dice = 2I / (2I + E): keeping only the one-pixel disagreements leaves E * share.
+    both2 = 2 * totals[2]
+    print(f"Dice with every error beyond 1 px fixed: {both2 / (both2 + by_distance[0]):.4f}")
 
     by_patient = collections.defaultdict(list)
     for s in slices:
@@ -87,7 +120,7 @@ def main():
         areas = np.array([r[3].sum() for r in rows], float)
         centre = (numbers * areas).sum() / max(areas.sum(), 1)
         half = max(np.abs(numbers - centre).max(), 1e-9)
-        for (_, k, p, g) in rows:
+        for (_, k, p, g, _) in rows:
             b = min(int(abs(k - centre) / half * 5), 4)
             bins[b] += [p.sum(), g.sum(), (p & g).sum()]
     print("slice position (0 central .. 4 outermost): Dice, precision, recall, share of the error pixels")

@@ -128,6 +128,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=120.0, help="training time budget")
     ap.add_argument("--max-epochs", type=int, default=1000)
     ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--depth", type=int, default=4, help="poolings (medseg-train's --depth)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--rotate", type=float, default=10.0)
@@ -154,7 +155,7 @@ def main():
     dev = torch.device(args.device)
     xtr, ytr, xva, yva, xte = (t.to(dev) for t in (xtr, ytr, xva, yva, xte))
     classes = json.load(open(os.path.join(args.data, "splits.json")))["classes"]
-    model = torch_unet(torch, width=args.width, classes=len(classes)).to(dev)
+    model = torch_unet(torch, width=args.width, depth=args.depth, classes=len(classes)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     steps_per_epoch = len(xtr) // args.batch
     planned, epoch_times, log = args.max_epochs, [], []
