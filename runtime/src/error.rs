@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("cannot read {path}: {source}")]
+    // The io error is part of the message, not a `source`: `{:#}` would print it twice.
+    #[error("cannot read {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("model {path}: {reason}")]
     BadModel { path: String, reason: String },
@@ -28,10 +28,10 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

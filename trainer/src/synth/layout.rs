@@ -125,14 +125,14 @@ fn write_dataset(
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(SynthError::RemoveStale {
                 path: manifest_path,
-                source: e,
+                cause: e,
             });
         }
         _ => {}
     }
     for dir in ["images", "masks"] {
         let path = out.join(dir);
-        std::fs::create_dir_all(&path).map_err(|source| SynthError::CreateDir { path, source })?;
+        std::fs::create_dir_all(&path).map_err(|cause| SynthError::CreateDir { path, cause })?;
     }
     let jobs: Vec<Job> = patients
         .iter()
@@ -206,11 +206,11 @@ fn write_png(path: &Path, img: &GrayImage) -> Result<(), SynthError> {
         )
         .map_err(|e| SynthError::Write {
             path: path.to_path_buf(),
-            source: std::io::Error::other(e),
+            cause: std::io::Error::other(e),
         })?;
-    std::fs::write(path, bytes).map_err(|source| SynthError::Write {
+    std::fs::write(path, bytes).map_err(|cause| SynthError::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
@@ -241,13 +241,13 @@ fn write_manifest(
     let json =
         serde_json::to_vec_pretty(&manifest).expect("manifest of strings and numbers serialises");
     let tmp: PathBuf = path.with_extension("json.tmp");
-    std::fs::write(&tmp, json).map_err(|source| SynthError::Write {
+    std::fs::write(&tmp, json).map_err(|cause| SynthError::Write {
         path: tmp.clone(),
-        source,
+        cause,
     })?;
-    std::fs::rename(&tmp, path).map_err(|source| SynthError::Write {
+    std::fs::rename(&tmp, path).map_err(|cause| SynthError::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 

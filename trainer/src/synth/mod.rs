@@ -55,6 +55,8 @@ pub struct SynthSummary {
     pub patients: usize,
 }
 
+/// io errors are part of each message, not a `source`: the CLI prints the chain with `{:#}`,
+/// which would repeat them.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
     #[error("invalid scale {0}: expected a finite number > 0")]
@@ -68,23 +70,20 @@ pub enum SynthError {
         split: &'static str,
         patients: usize,
     },
-    #[error("cannot create directory {}: {source}", path.display())]
+    #[error("cannot create directory {}: {cause}", path.display())]
     CreateDir {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot remove stale {}: {source}", path.display())]
+    #[error("cannot remove stale {}: {cause}", path.display())]
     RemoveStale {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {cause}", path.display())]
     Write {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 

@@ -35,17 +35,25 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
     medseg_runtime::logging::init(cli.verbose);
-    match cli.command {
+    let result = match cli.command {
         Command::Segment(args) => segment::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Demo(args) => demo::run(args),
-        Command::Info { model } => {
-            let seg = medseg_runtime::Segmenter::from_file(&model)?;
-            println!("{}", serde_json::to_string_pretty(&seg.card)?);
-            Ok(())
-        }
+        Command::Info { model } => info(&model),
+    };
+    // The error chain on one line, as medseg-host prints it; not anyhow's Debug form, which
+    // adds a stack backtrace whenever RUST_BACKTRACE is set in the user's environment.
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
+}
+
+fn info(model: &std::path::Path) -> anyhow::Result<()> {
+    let seg = medseg_runtime::Segmenter::from_file(model)?;
+    println!("{}", serde_json::to_string_pretty(&seg.card)?);
+    Ok(())
 }

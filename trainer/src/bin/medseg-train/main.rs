@@ -32,14 +32,20 @@ enum Command {
     BenchLosses(cmd_bench_losses::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
     medseg_runtime::logging::init(cli.verbose);
-    match cli.command {
+    let result = match cli.command {
         Command::Synth(a) => cmd_synth::run(a),
         Command::Train(a) => cmd_train::run(a),
         Command::Export(a) => cmd_export::run(a),
         Command::Import(a) => cmd_import::run(*a),
         Command::BenchLosses(a) => cmd_bench_losses::run(a),
+    };
+    // The error chain on one line, as medseg-host prints it; not anyhow's Debug form, which
+    // adds a stack backtrace whenever RUST_BACKTRACE is set in the user's environment.
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
 }
