@@ -6,13 +6,13 @@ use anyhow::{Context, bail};
 use indicatif::ProgressBar;
 
 use medseg_runtime::Segmenter;
-
-use crate::cleanup_args::{CleanupArgs, describe};
 use medseg_runtime::dataset::Dataset;
 use medseg_runtime::dataset::Sample;
 use medseg_runtime::evaluate::{check_same_size, evaluate_split};
 use medseg_runtime::image_io::{load_image, load_mask};
 use medseg_runtime::review::{overlay_with_truth, strip};
+
+use crate::cleanup_args::{CleanupArgs, describe};
 
 /// Score a model on a data set split (folder or JMedSeg layout).
 ///

@@ -7,12 +7,12 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use medseg_runtime::Segmenter;
-
-use crate::cleanup_args::{CleanupArgs, describe};
 use medseg_runtime::dataset::IMAGE_EXTS;
 use medseg_runtime::image_io::load_image;
 
 use medseg_runtime::outputs::write_outputs;
+
+use crate::cleanup_args::{CleanupArgs, describe};
 
 /// Segment images (PNG/JPEG, any size, gray or RGB; EXIF orientation applied).
 ///
