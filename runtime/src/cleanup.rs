@@ -49,7 +49,7 @@ impl Cleanup {
     }
 }
 
-/// Connected regions of equal class (background excluded), labelled 1.. in `labels`.
+/// Pixel count of each label of `labels` (index = label; 0 is the unlabelled colour).
 fn region_sizes(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>) -> Vec<usize> {
     let mut sizes = Vec::new();
     for &l in labels.as_raw() {
@@ -77,11 +77,12 @@ fn drop_small_islands(image: &GrayImage, mask: &mut Mask, min_px: usize) {
 fn fill_enclosed_background(image: &GrayImage, mask: &mut Mask) {
     let (w, h) = (mask.width, mask.height);
     // Background regions, 4-connected: a hole is a background region off the border whose
-    // every outside neighbour belongs to one and the same class.
+    // every outside neighbour belongs to one and the same class. Every region is labelled
+    // (255 is no class index), so background pixels always have a label of their own.
     let labels = connected_components(image, Connectivity::Four, Luma([255u8]));
     let raw = labels.as_raw();
-    let n = region_sizes(&labels).len();
-    // Per region: None = not (yet) a hole candidate, Some(c) = enclosed by class c so far.
+    let n = raw.iter().max().map_or(0, |&m| m as usize) + 1;
+    // Per region: the class enclosing it so far, or one of these two markers.
     const UNSEEN: u16 = u16::MAX;
     const NOT_A_HOLE: u16 = u16::MAX - 1;
     let mut encloser = vec![UNSEEN; n];
