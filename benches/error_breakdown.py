@@ -76,15 +76,18 @@ def main():
             if (c & p).sum() < args.min_overlap * c.sum():
                 missed += 1
                 missed_px += (c & ~p).sum()
+        if levels is not None and levels.max() > 0:  # rows of the top and bottom level present
+            top = np.nonzero((levels == levels[levels > 0].min()).any(1))[0].min()
+            bottom = np.nonzero((levels == levels.max()).any(1))[0].max()
+        else:
+            top = bottom = None
         labels, n = ndimage.label(p)
         for i in range(1, n + 1):
             c = labels == i
             if (c & g).sum() < args.min_overlap * c.sum():
                 added += 1
                 added_px += (c & ~g).sum()
-                if levels is not None and levels.max() > 0:
-                    top = np.nonzero((levels == levels[levels > 0].min()).any(1))[0].min()
-                    bottom = np.nonzero((levels == levels.max()).any(1))[0].max()
+                if top is not None:
                     centre = np.nonzero(c)[0].mean()
                     where = "above" if centre < top else "below" if centre > bottom else "between"
                     added_where[where] += (c & ~g).sum()

@@ -81,12 +81,16 @@ def loss_fn(logits, y, torch, F):
     return 0.5 * ce + 0.5 * (1 - ((2 * inter + 1) / (total + 1)).mean())
 
 
-def predict(model, x, torch, batch=16):
+def logits(model, x, torch, batch=16):
     model.eval()
     with torch.no_grad():
-        out = torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+        out = torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
     model.train()
     return out
+
+
+def predict(model, x, torch, batch=16):
+    return logits(model, x, torch, batch).argmax(1)
 
 
 def dice(pred, truth):
@@ -192,14 +196,12 @@ def main():
         print(json.dumps(log[-1]), flush=True)
 
     model.load_state_dict(best_state)
-    if args.save_test_probs:
-        model.eval()  # slices in slices.csv's order of the test split
-        with torch.no_grad():
-            probs = torch.cat([torch.softmax(model(xte[i:i + 16]), 1)[:, 1:].sum(1).cpu()
-                               for i in range(0, len(xte), 16)])
+    test_logits = logits(model, xte, torch)
+    if args.save_test_probs:  # slices in slices.csv's order of the test split
+        probs = torch.softmax(test_logits, 1)[:, 1:].sum(1).cpu()
         np.save(args.save_test_probs, probs.numpy().astype(np.float16))
     result = {"args": vars(args), "torch": torch.__version__, "epochs": log, "best_val_dice": best,
-              "test": scores(predict(model, xte, torch).cpu(), yte, pte, classes),
+              "test": scores(test_logits.argmax(1).cpu(), yte, pte, classes),
               "minutes": (time.time() - start) / 60}
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
