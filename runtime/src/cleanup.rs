@@ -136,6 +136,18 @@ mod tests {
         }
     }
 
+    const FILL: Cleanup = Cleanup {
+        min_component_px: 0,
+        fill_holes: true,
+    };
+
+    fn drop_under(px: u32) -> Cleanup {
+        Cleanup {
+            min_component_px: px,
+            fill_holes: false,
+        }
+    }
+
     fn apply(cleanup: Cleanup, rows: &[&str]) -> Mask {
         let mut m = mask(rows);
         let px = m.data.len();
@@ -145,12 +157,8 @@ mod tests {
 
     #[test]
     fn small_islands_of_each_class_become_background() {
-        let drop3 = Cleanup {
-            min_component_px: 3,
-            fill_holes: false,
-        };
         let out = apply(
-            drop3,
+            drop_under(3),
             &[
                 "110002", //
                 "110002", //
@@ -168,34 +176,22 @@ mod tests {
 
     #[test]
     fn islands_touching_diagonally_count_as_one() {
-        let drop3 = Cleanup {
-            min_component_px: 3,
-            fill_holes: false,
-        };
         let rows = ["1000", "0100", "0010", "0000"];
-        assert_eq!(apply(drop3, &rows), mask(&rows));
+        assert_eq!(apply(drop_under(3), &rows), mask(&rows));
     }
 
     #[test]
     fn the_threshold_scales_with_the_output_size() {
         // 4 px of a 2x2 model grid: on this 4x4 output that is 16 px, so a 4 px island goes.
         let mut m = mask(&["1100", "1100", "0000", "0000"]);
-        Cleanup {
-            min_component_px: 4,
-            fill_holes: false,
-        }
-        .apply(&mut m, 4);
+        drop_under(4).apply(&mut m, 4);
         assert!(m.data.iter().all(|&v| v == 0));
     }
 
     #[test]
     fn enclosed_background_takes_the_enclosing_class() {
-        let fill = Cleanup {
-            min_component_px: 0,
-            fill_holes: true,
-        };
         let out = apply(
-            fill,
+            FILL,
             &[
                 "0000000", //
                 "0111000", //
@@ -212,10 +208,6 @@ mod tests {
 
     #[test]
     fn holes_open_to_the_border_or_between_classes_stay() {
-        let fill = Cleanup {
-            min_component_px: 0,
-            fill_holes: true,
-        };
         // Left: a gap open to the border. Right: a gap between class 1 and class 2.
         let rows = [
             "0101011220", //
@@ -223,18 +215,14 @@ mod tests {
             "0111011220", //
             "0000000000",
         ];
-        assert_eq!(apply(fill, &rows), mask(&rows));
+        assert_eq!(apply(FILL, &rows), mask(&rows));
     }
 
     #[test]
     fn a_ring_closed_only_diagonally_still_encloses() {
         // Foreground is 8-connected, background 4-connected: background cannot leak through a
         // diagonal step, so the diamond's centre is a hole.
-        let fill = Cleanup {
-            min_component_px: 0,
-            fill_holes: true,
-        };
-        let out = apply(fill, &["00000", "00100", "01010", "00100", "00000"]);
+        let out = apply(FILL, &["00000", "00100", "01010", "00100", "00000"]);
         assert_eq!(out, mask(&["00000", "00100", "01110", "00100", "00000"]));
     }
 
