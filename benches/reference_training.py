@@ -141,6 +141,8 @@ def main():
     ap.add_argument("--gamma", type=float, default=0.3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
+    ap.add_argument("--bf16", action="store_true", help="on cuda: bf16 autocast for the forward passes "
+                    "(about twice the speed; the recipe is otherwise unchanged)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", required=True, help="JSON results file")
     ap.add_argument("--save-test-probs", help="also write the best epoch's foreground probabilities "
@@ -157,6 +159,9 @@ def main():
     xva, yva, pva = load_split(args.data, "val", torch)
     xte, yte, pte = load_split(args.data, "test", torch)
     dev = torch.device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one input shape: pick the fastest kernels once
+    autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.bf16)  # noqa: E731
     xtr, ytr, xva, yva, xte = (t.to(dev) for t in (xtr, ytr, xva, yva, xte))
     classes = json.load(open(os.path.join(args.data, "splits.json")))["classes"]
     model = torch_unet(torch, width=args.width, depth=args.depth, classes=len(classes)).to(dev)
@@ -175,7 +180,9 @@ def main():
                 group["lr"] = args.lr * max(0.0, 1 - step / total) ** 0.9
             ids = order[b * args.batch:(b + 1) * args.batch]
             x, y = augment(xtr[ids].clone(), ytr[ids].clone(), args, torch, F, gen)
-            loss = loss_fn(model(x), y, torch, F)
+            with autocast():
+                out = model(x)
+            loss = loss_fn(out.float(), y, torch, F)
             opt.zero_grad()
             loss.backward()
             opt.step()
