@@ -34,18 +34,19 @@ impl Cleanup {
         if self.is_off() || mask.data.is_empty() {
             return;
         }
-        let image = GrayImage::from_raw(mask.width as u32, mask.height as u32, mask.data.clone())
+        // The mask's buffer moves into the image imageproc labels, and back: no copies.
+        let (w, h) = (mask.width as u32, mask.height as u32);
+        let mut image = GrayImage::from_raw(w, h, std::mem::take(&mut mask.data))
             .expect("mask buffer matches its size");
         if self.min_component_px > 0 {
-            let scale = mask.data.len() as f64 / model_px.max(1) as f64;
+            let scale = image.len() as f64 / model_px.max(1) as f64;
             let min_px = (self.min_component_px as f64 * scale).round() as usize;
-            drop_small_islands(&image, mask, min_px);
+            drop_small_islands(&mut image, min_px);
         }
         if self.fill_holes {
-            let cleaned = GrayImage::from_raw(image.width(), image.height(), mask.data.clone())
-                .expect("mask buffer matches its size");
-            fill_enclosed_background(&cleaned, mask);
+            fill_enclosed_background(&mut image);
         }
+        mask.data = image.into_raw();
     }
 }
 
@@ -62,24 +63,24 @@ fn region_sizes(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>) -> Vec<usize> 
     sizes
 }
 
-fn drop_small_islands(image: &GrayImage, mask: &mut Mask, min_px: usize) {
+fn drop_small_islands(image: &mut GrayImage, min_px: usize) {
     // connected_components joins neighbours of equal value only, so every class's islands are
     // labelled separately in one pass.
-    let labels = connected_components(image, Connectivity::Eight, Luma([0u8]));
+    let labels = connected_components(&*image, Connectivity::Eight, Luma([0u8]));
     let sizes = region_sizes(&labels);
-    for (v, &l) in mask.data.iter_mut().zip(labels.as_raw()) {
+    for (v, &l) in image.iter_mut().zip(labels.as_raw()) {
         if l != 0 && sizes[l as usize] < min_px {
             *v = 0;
         }
     }
 }
 
-fn fill_enclosed_background(image: &GrayImage, mask: &mut Mask) {
-    let (w, h) = (mask.width, mask.height);
+fn fill_enclosed_background(image: &mut GrayImage) {
+    let (w, h) = (image.width() as usize, image.height() as usize);
     // Background regions, 4-connected: a hole is a background region off the border whose
     // every outside neighbour belongs to one and the same class. Every region is labelled
     // (255 is no class index), so background pixels always have a label of their own.
-    let labels = connected_components(image, Connectivity::Four, Luma([255u8]));
+    let labels = connected_components(&*image, Connectivity::Four, Luma([255u8]));
     let raw = labels.as_raw();
     let n = raw.iter().max().map_or(0, |&m| m as usize) + 1;
     // Per region: the class enclosing it so far, or one of these two markers.
@@ -110,7 +111,7 @@ fn fill_enclosed_background(image: &GrayImage, mask: &mut Mask) {
             }
         }
     }
-    for (i, v) in mask.data.iter_mut().enumerate() {
+    for (i, v) in image.iter_mut().enumerate() {
         if *v == 0 {
             let e = encloser[raw[i] as usize];
             if e != UNSEEN && e != NOT_A_HOLE {
