@@ -533,3 +533,52 @@ fn msd_task_takes_classes_from_dataset_json_and_a_channel_of_4d_images() {
         "{err}"
     );
 }
+
+/// Overwrites bytes of a written file at `offset` (NIfTI-1 header fields, little-endian).
+fn patch(path: &Path, offset: usize, bytes: &[u8]) {
+    let mut b = std::fs::read(path).unwrap();
+    b[offset..offset + bytes.len()].copy_from_slice(bytes);
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn corrupt_volumes_are_refused_naming_the_file_not_a_panic() {
+    // datatype (offset 70) and bitpix (72) disagreeing, or a voxel type nifti's decoder does
+    // not convert, made the nifti crate panic; a truncated file printed io errors twice.
+    let cases: [(&str, Box<dyn Fn(&Path)>, &str); 4] = [
+        (
+            "bitpix",
+            Box::new(|p| patch(p, 72, &3i16.to_le_bytes())),
+            "bitpix is 3, but datatype",
+        ),
+        (
+            "complex",
+            Box::new(|p| patch(p, 70, &32i16.to_le_bytes())),
+            "voxel type Complex64 is not supported",
+        ),
+        (
+            "rgb",
+            Box::new(|p| patch(p, 70, &128i16.to_le_bytes())),
+            "voxel type Rgb24 is not supported",
+        ),
+        (
+            "truncated",
+            Box::new(|p| {
+                let b = std::fs::read(p).unwrap();
+                std::fs::write(p, &b[..200]).unwrap(); // inside the 348-byte header
+            }),
+            "the file ends before the header's data does",
+        ),
+    ];
+    for (name, corrupt, expected) in cases {
+        let src = Src::new();
+        src.write_pair("p.nii", &header(RAS));
+        corrupt(&src.root.join("img/p.nii"));
+        let err = src.import("out", &window()).unwrap_err();
+        assert!(
+            err.contains("img/p.nii") && err.contains(expected),
+            "{name}: {err}"
+        );
+        assert!(!err.contains("Io("), "{name}: {err}");
+    }
+}

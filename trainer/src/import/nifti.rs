@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, anyhow, bail, ensure};
 use ndarray::{Axis, Ix3};
 use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions, Unit};
 use regex::Regex;
@@ -38,8 +38,10 @@ pub fn read_volume(path: &Path, channel: Option<usize>) -> anyhow::Result<Volume
     let shown = path.display();
     let obj = ReaderOptions::new()
         .read_file(path)
+        .map_err(readable)
         .with_context(|| format!("cannot read NIfTI file {shown}"))?;
     let header = obj.header().clone();
+    check_voxel_type(&header).with_context(|| format!("cannot decode the voxels of {shown}"))?;
     let mut arr = obj
         .into_volume()
         .into_ndarray::<f32>()
@@ -83,6 +85,41 @@ pub fn read_volume(path: &Path, channel: Option<usize>) -> anyhow::Result<Volume
     let data: Vec<f32> = arr.t().iter().copied().collect();
     let affine = affine(&header).with_context(|| format!("{shown}: bad orientation header"))?;
     Volume::new(dims, data, affine).with_context(|| format!("{shown}: unusable geometry"))
+}
+
+/// nifti prints an io error in its Debug form and then once more as the error's source; one
+/// plain sentence reads better, and a short file is the usual cause.
+fn readable(e: nifti::NiftiError) -> anyhow::Error {
+    match e {
+        nifti::NiftiError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            anyhow!("the file ends before the header's data does (truncated, or not NIfTI)")
+        }
+        nifti::NiftiError::Io(io) => anyhow!("{io}"),
+        e => anyhow::Error::new(e),
+    }
+}
+
+/// The voxel types `into_ndarray::<f32>` decodes. The nifti crate panics, rather than
+/// erring, on complex or RGB voxels and on a bitpix that disagrees with the datatype, so
+/// those are refused here first.
+fn check_voxel_type(h: &NiftiHeader) -> anyhow::Result<()> {
+    use nifti::NiftiType::*;
+    let t = h.data_type()?;
+    ensure!(
+        matches!(
+            t,
+            Uint8 | Int8 | Uint16 | Int16 | Uint32 | Int32 | Uint64 | Int64 | Float32 | Float64
+        ),
+        "voxel type {t:?} is not supported; expected integer or real scalars (not complex, \
+         RGB or 128-bit floats)"
+    );
+    let bits = t.size_of() * 8;
+    ensure!(
+        usize::try_from(h.bitpix) == Ok(bits),
+        "header field bitpix is {}, but datatype {t:?} has {bits} bits per voxel",
+        h.bitpix
+    );
+    Ok(())
 }
 
 /// Voxel-to-RAS affine in mm: sform when set, else qform, else the voxel sizes alone (the
