@@ -314,3 +314,42 @@ fn label_volume_of_another_shape_names_the_series_and_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn a_degenerate_orientation_and_short_pixel_data_are_refused_by_name() {
+    // All-zero direction vectors put every slice at one position: that was reported as a
+    // mixed series. Short pixel data got dicom-pixeldata's "Frame #0 is out of range".
+    let src = Src::new();
+    src.nifti_labels([COLS, ROWS, SLICES]);
+    for k in 0..SLICES {
+        let mut obj = ct_slice(k, "1.2.3.4");
+        obj.put(DataElement::new(
+            tags::IMAGE_ORIENTATION_PATIENT,
+            VR::DS,
+            ds(&[0.0; 6]),
+        ));
+        save(obj, &src.root.join(format!("series/p1/IM{}", 9 - k)));
+    }
+    let err = src.import("out", &VolumeArgs::default()).unwrap_err();
+    assert!(
+        err.contains("series/p1/IM") && err.contains("is not two orthogonal unit vectors"),
+        "{err}"
+    );
+
+    let src = Src::new();
+    src.nifti_labels([COLS, ROWS, SLICES]);
+    let mut obj = ct_slice(2, "1.2.3.4");
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16([0u16; 3].into_iter().collect()),
+    ));
+    save(obj, &src.root.join("series/p1/IM7"));
+    let err = src.import("out2", &VolumeArgs::default()).unwrap_err();
+    assert!(
+        err.contains("series/p1/IM7")
+            && err.contains("PixelData holds 6 bytes")
+            && err.contains("need 40"),
+        "{err}"
+    );
+}

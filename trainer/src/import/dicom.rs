@@ -162,6 +162,14 @@ pub fn read_series(dir: &Path) -> anyhow::Result<Series> {
     );
     let row_dir = [iop[0], iop[1], iop[2]];
     let col_dir = [iop[3], iop[4], iop[5]];
+    // Zero or skewed vectors would put every slice at one position along the normal, which
+    // would then be reported as a mixed series.
+    let unit = |v: [f64; 3]| v.iter().all(|x| x.is_finite()) && (dot(v, v) - 1.0).abs() < 1e-2;
+    ensure!(
+        unit(row_dir) && unit(col_dir) && dot(row_dir, col_dir).abs() < 1e-2,
+        "{}: ImageOrientationPatient {iop:?} is not two orthogonal unit vectors",
+        first_path.display()
+    );
     let normal = cross(row_dir, col_dir);
     let series_uid = text(&first, tags::SERIES_INSTANCE_UID).unwrap_or_default();
     let mut slices = Vec::with_capacity(files.len());
@@ -242,6 +250,15 @@ pub fn read_series(dir: &Path) -> anyhow::Result<Series> {
                 s.path.display()
             );
         }
+        // dicom-pixeldata's "Frame #0 is out of range" does not say what is short.
+        let need = (r * c * usize::from(px.bits_allocated())).div_ceil(8);
+        ensure!(
+            px.data().len() >= need,
+            "{}: PixelData holds {} bytes, but {c}x{r} pixels of {} bits need {need}",
+            s.path.display(),
+            px.data().len(),
+            px.bits_allocated()
+        );
         // Modality LUT (rescale slope/intercept) is applied by default: values in HU for CT.
         let values: Vec<f32> = px
             .to_vec()

@@ -271,7 +271,8 @@ impl LayoutWriter {
     pub fn finish(self) -> anyhow::Result<ImportSummary> {
         ensure!(
             !self.rows.is_empty(),
-            "nothing was imported: no slice matched"
+            "nothing was imported: no slice matched (from volumes, only slices with a label \
+             are taken unless `--slices all`)"
         );
         let duplicates = self.duplicates.found();
         if let Some(leak) = duplicates.iter().find(|d| d.crosses_splits() && !d.dropped) {
