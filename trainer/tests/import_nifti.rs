@@ -545,28 +545,29 @@ fn patch(path: &Path, offset: usize, bytes: &[u8]) {
 fn corrupt_volumes_are_refused_naming_the_file_not_a_panic() {
     // datatype (offset 70) and bitpix (72) disagreeing, or a voxel type nifti's decoder does
     // not convert, made the nifti crate panic; a truncated file printed io errors twice.
-    let cases: [(&str, Box<dyn Fn(&Path)>, &str); 4] = [
+    type Corrupt = fn(&Path);
+    let cases: [(&str, Corrupt, &str); 4] = [
         (
             "bitpix",
-            Box::new(|p| patch(p, 72, &3i16.to_le_bytes())),
+            |p| patch(p, 72, &3i16.to_le_bytes()),
             "bitpix is 3, but datatype",
         ),
         (
             "complex",
-            Box::new(|p| patch(p, 70, &32i16.to_le_bytes())),
+            |p| patch(p, 70, &32i16.to_le_bytes()),
             "voxel type Complex64 is not supported",
         ),
         (
             "rgb",
-            Box::new(|p| patch(p, 70, &128i16.to_le_bytes())),
+            |p| patch(p, 70, &128i16.to_le_bytes()),
             "voxel type Rgb24 is not supported",
         ),
         (
             "truncated",
-            Box::new(|p| {
+            |p| {
                 let b = std::fs::read(p).unwrap();
                 std::fs::write(p, &b[..200]).unwrap(); // inside the 348-byte header
-            }),
+            },
             "the file ends before the header's data does",
         ),
     ];
