@@ -4,11 +4,19 @@ use std::path::Path;
 
 use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader};
 
+use crate::bit_depth::gray_to_8_bits;
 use crate::error::RuntimeError;
 
 /// Decodes PNG or JPEG (any bit depth, gray or colour), applying EXIF orientation so that
-/// phone photos come out the right way up.
+/// phone photos come out the right way up. 16-bit gray comes back as 8-bit gray stretched
+/// between its own percentiles ([`gray_to_8_bits`]), so training, import and the bedside
+/// runtime all see the same 8 bits of such a file.
 pub fn load_image(path: &Path) -> Result<DynamicImage, RuntimeError> {
+    decode(path).map(gray_to_8_bits)
+}
+
+/// Decodes at the file's own bit depth (masks hold class indices, not intensities).
+fn decode(path: &Path) -> Result<DynamicImage, RuntimeError> {
     let bad = |reason: String| RuntimeError::BadImage {
         path: path.to_path_buf(),
         reason,
@@ -68,22 +76,44 @@ pub fn load_mask(path: &Path, num_classes: usize) -> Result<Mask, RuntimeError> 
     let mask = if is_npy {
         load_npy_mask(path)?
     } else {
-        let img = load_image(path).map_err(|e| bad(e.to_string()))?;
+        let img = decode(path).map_err(|e| bad(e.to_string()))?;
         if img.color().has_color() {
             return Err(bad(
                 "colour PNG; expected a single-channel image whose pixel values are class indices"
                     .into(),
             ));
         }
-        Mask::from_gray(img.into_luma8())
+        match img {
+            // 16-bit masks hold the indices themselves; into_luma8 would divide them by 257.
+            DynamicImage::ImageLuma16(_) | DynamicImage::ImageLumaA16(_) => {
+                let (w, h) = (img.width() as usize, img.height() as usize);
+                let values = img.into_luma16().into_raw();
+                if let Some(&v) = values.iter().find(|&&v| usize::from(v) >= num_classes) {
+                    return Err(out_of_range(path, v.into(), num_classes));
+                }
+                Mask {
+                    width: w,
+                    height: h,
+                    data: values.into_iter().map(|v| v as u8).collect(),
+                }
+            }
+            other => Mask::from_gray(other.into_luma8()),
+        }
     };
     if let Some(&v) = mask.data.iter().find(|&&v| v as usize >= num_classes) {
-        return Err(bad(format!(
-            "label value {v} but the data set has {num_classes} classes (expected 0..={})",
-            num_classes - 1
-        )));
+        return Err(out_of_range(path, v.into(), num_classes));
     }
     Ok(mask)
+}
+
+fn out_of_range(path: &Path, value: u64, num_classes: usize) -> RuntimeError {
+    RuntimeError::BadMask {
+        path: path.to_path_buf(),
+        reason: format!(
+            "label value {value} but the data set has {num_classes} classes (expected 0..={})",
+            num_classes - 1
+        ),
+    }
 }
 
 fn load_npy_mask(path: &Path) -> Result<Mask, RuntimeError> {
@@ -282,5 +312,33 @@ mod tests {
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let err = load_image(&path).unwrap_err().to_string();
         assert!(err.contains("img.png"), "{err}");
+    }
+
+    #[test]
+    fn sixteen_bit_images_are_stretched_and_sixteen_bit_masks_keep_their_indices() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ct16.png");
+        let scan = image::ImageBuffer::from_fn(64, 4, |x, _| image::Luma([1000 + 30 * x as u16]));
+        image::DynamicImage::ImageLuma16(scan).save(&path).unwrap();
+        let img = load_image(&path).unwrap().into_luma8();
+        assert_eq!(img.get_pixel(0, 0).0[0], 0);
+        assert_eq!(img.get_pixel(63, 0).0[0], 255);
+
+        let path = dir.path().join("mask16.png");
+        let labels = image::ImageBuffer::from_fn(4, 4, |x, _| image::Luma([(x % 3) as u16]));
+        image::DynamicImage::ImageLuma16(labels)
+            .save(&path)
+            .unwrap();
+        let mask = load_mask(&path, 3).unwrap();
+        assert_eq!(&mask.data[..4], &[0, 1, 2, 0]);
+        let err = load_mask(&path, 2).unwrap_err().to_string();
+        assert!(
+            err.contains("mask16.png") && err.contains("label value 2"),
+            "{err}"
+        );
+        let big = image::ImageBuffer::from_pixel(2, 2, image::Luma([300u16]));
+        image::DynamicImage::ImageLuma16(big).save(&path).unwrap();
+        let err = load_mask(&path, 2).unwrap_err().to_string();
+        assert!(err.contains("label value 300"), "{err}");
     }
 }

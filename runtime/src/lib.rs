@@ -2,6 +2,7 @@
 //! card, image decoding, pre/post-processing, and the metrics the trainer also uses.
 //! No training framework may enter this crate's dependency tree.
 
+pub mod bit_depth;
 pub mod card;
 pub mod cleanup;
 pub mod dataset;
