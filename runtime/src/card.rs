@@ -64,6 +64,37 @@ pub struct TrainingInfo {
     pub seed: u64,
 }
 
+impl ModelCard {
+    /// What the runtime relies on and serde cannot check: a card edited by hand, or written
+    /// by another tool, fails here with the field named instead of later as NaN inputs or a
+    /// mismatched buffer.
+    pub fn check(&self) -> Result<(), String> {
+        let i = &self.input;
+        if i.channels != 1 && i.channels != 3 {
+            return Err(format!("input.channels is {}, expected 1 or 3", i.channels));
+        }
+        if i.height == 0 || i.width == 0 {
+            return Err(format!(
+                "input size is {}x{}, expected both > 0",
+                i.width, i.height
+            ));
+        }
+        if !i.mean.is_finite() || !i.std.is_finite() || i.std <= 0.0 {
+            return Err(format!(
+                "input normalization mean {} / std {}: expected finite numbers and std > 0",
+                i.mean, i.std
+            ));
+        }
+        if !(2..=256).contains(&self.classes.len()) {
+            return Err(format!(
+                "{} classes listed, expected 2 to 256 (background first)",
+                self.classes.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl InputSpec {
     /// Normalizes an 8-bit value as the model was trained.
     pub fn normalize(&self, v: u8) -> f32 {

@@ -89,6 +89,23 @@ impl Segmenter {
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable_with_options(&run_options(threads)))
             .map_err(fail)?;
+        // Post-processing reads the logits as [classes, h, w] of the card: a card that does
+        // not describe this graph must fail here, not as a mismatched buffer per image.
+        let expected = [1, card.classes.len(), spec.height, spec.width];
+        let output = plan.model().output_fact(0).map_err(fail)?;
+        if output.shape.as_concrete() != Some(&expected[..]) {
+            return Err(RuntimeError::BadModel {
+                path: source.to_string(),
+                reason: format!(
+                    "the graph outputs {:?}, but the card's {} classes and {}x{} input need \
+                     {expected:?}",
+                    output.shape,
+                    card.classes.len(),
+                    spec.width,
+                    spec.height
+                ),
+            });
+        }
         tracing::info!(
             model = source,
             input = ?shape,
@@ -188,5 +205,41 @@ impl Segmenter {
             prediction,
             inference_ms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::MODEL;
+
+    /// The demo model with its card changed by `edit`, as a hand-edited file would be.
+    fn with_card(edit: impl Fn(&mut ModelCard)) -> Vec<u8> {
+        let mut proto = onnx::decode(MODEL, "demo").unwrap();
+        let mut card = onnx::read_card(&proto, "demo").unwrap();
+        edit(&mut card);
+        onnx::write_card(&mut proto, &card);
+        onnx::encode(&proto)
+    }
+
+    fn load_error(bytes: &[u8]) -> String {
+        match Segmenter::from_bytes_with_threads(bytes, "edited.onnx", 1) {
+            Ok(_) => panic!("an inconsistent card was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_card_that_does_not_describe_the_graph_is_refused_at_load() {
+        // One class too many made post-processing panic on the first image.
+        let err = load_error(&with_card(|c| c.classes.push("extra".into())));
+        assert!(
+            err.contains("edited.onnx") && err.contains("the graph outputs"),
+            "{err}"
+        );
+        let err = load_error(&with_card(|c| c.input.std = 0.0));
+        assert!(err.contains("std 0"), "{err}");
+        let err = load_error(&with_card(|c| c.input.channels = 5));
+        assert!(err.contains("input.channels is 5"), "{err}");
     }
 }

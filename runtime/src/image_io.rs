@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader};
+use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, Limits};
 
 use crate::bit_depth::gray_to_8_bits;
 use crate::error::RuntimeError;
@@ -14,6 +14,11 @@ use crate::error::RuntimeError;
 pub fn load_image(path: &Path) -> Result<DynamicImage, RuntimeError> {
     decode(path).map(gray_to_8_bits)
 }
+
+/// Larger than any phone photo (200 MP sensors give 16320 px) or scanned film.
+const MAX_SIDE_PX: u32 = 20_000;
+/// A 20000x8000 px colour photo; twice image's default decoder limit.
+const MAX_DECODED_BYTES: u64 = 1 << 30;
 
 /// Decodes at the file's own bit depth (masks hold class indices, not intensities).
 fn decode(path: &Path) -> Result<DynamicImage, RuntimeError> {
@@ -28,6 +33,22 @@ fn decode(path: &Path) -> Result<DynamicImage, RuntimeError> {
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| bad(format!("not a decodable PNG/JPEG image ({e})")))?;
+    // `into_decoder` leaves the decoder without the limits `ImageReader::decode` would set:
+    // a small PNG of zeros claiming 60000x60000 px took 18 GB here before.
+    let (w, h) = decoder.dimensions();
+    if w.max(h) > MAX_SIDE_PX || decoder.total_bytes() > MAX_DECODED_BYTES {
+        return Err(bad(format!(
+            "image is {w}x{h} px ({} MB decoded); this runtime reads at most {MAX_SIDE_PX} px a \
+             side and {} MB, downscale it first",
+            decoder.total_bytes() >> 20,
+            MAX_DECODED_BYTES >> 20
+        )));
+    }
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    decoder
+        .set_limits(limits)
+        .map_err(|e| bad(format!("cannot decode within the memory limit ({e})")))?;
     let orientation = decoder
         .orientation()
         .map_err(|e| bad(format!("unreadable EXIF orientation ({e})")))?;
@@ -340,5 +361,17 @@ mod tests {
         image::DynamicImage::ImageLuma16(big).save(&path).unwrap();
         let err = load_mask(&path, 2).unwrap_err().to_string();
         assert!(err.contains("label value 300"), "{err}");
+    }
+
+    #[test]
+    fn images_beyond_the_size_limit_are_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.png");
+        GrayImage::new(MAX_SIDE_PX + 1, 1).save(&path).unwrap();
+        let err = load_image(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("wide.png") && err.contains("20001x1 px") && err.contains("downscale"),
+            "{err}"
+        );
     }
 }

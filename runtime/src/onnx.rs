@@ -40,10 +40,16 @@ pub fn read_card(proto: &pb::ModelProto, source: &str) -> Result<ModelCard, Runt
                 "no model card (metadata key '{CARD_KEY}'); export models with `medseg-train export`"
             ),
         })?;
-    serde_json::from_str(&entry.value).map_err(|e| RuntimeError::BadModel {
+    let card: ModelCard =
+        serde_json::from_str(&entry.value).map_err(|e| RuntimeError::BadModel {
+            path: source.to_string(),
+            reason: format!("model card is not valid JSON for this runtime: {e}"),
+        })?;
+    card.check().map_err(|reason| RuntimeError::BadModel {
         path: source.to_string(),
-        reason: format!("model card is not valid JSON for this runtime: {e}"),
-    })
+        reason: format!("model card: {reason}"),
+    })?;
+    Ok(card)
 }
 
 /// sha256 over every initializer's raw data, in graph order: the identity of the weights.
