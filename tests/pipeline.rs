@@ -77,6 +77,19 @@ fn synth_train_export_segment_eval() {
     );
     // --resume reads the data set from run.json; with every epoch done it only reports.
     run("medseg-train", &["train", "--out", &runp, "--resume"], true);
+    // Settings the run's run.json overrides are refused by name rather than ignored.
+    let ignored = run(
+        "medseg-train",
+        &[
+            "train", "--out", &runp, "--resume", "--lr", "1e-4", "--rotate", "5",
+        ],
+        false,
+    );
+    assert!(
+        !ignored.status.success() && text(&ignored).contains("--lr, --rotate would be ignored"),
+        "{}",
+        text(&ignored)
+    );
     let log_after = std::fs::read_to_string(dir.path().join("run/log.csv")).unwrap();
     assert_eq!(log_after, log, "a finished run is left as it was");
 

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 
 use medseg_models::{Architecture, Upsampling};
 use medseg_runtime::InputSpec;
@@ -118,6 +118,45 @@ pub struct Args {
 
 pub(crate) const DEFAULT_EPOCHS: usize = 6;
 
+/// The flags a resumed run reads (`--data` only to check it is the run's); it takes every
+/// other setting from its run.json.
+const READ_ON_RESUME: &[&str] = &[
+    "out",
+    "resume",
+    "epochs",
+    "time_budget",
+    "max_val_images",
+    "data",
+];
+
+/// With `--resume`, a typed flag that the run's saved settings override would be ignored
+/// without a word (a lower `--lr` that never applies): refuse it, naming it. `command` is the
+/// `train` subcommand, `m` its matches.
+pub fn refuse_flags_resume_ignores(
+    command: &clap::Command,
+    m: &clap::ArgMatches,
+) -> anyhow::Result<()> {
+    if !m.get_flag("resume") {
+        return Ok(());
+    }
+    let ignored: Vec<String> = command
+        .get_arguments()
+        .filter(|a| !a.is_global_set())
+        .map(|a| a.get_id().as_str())
+        .filter(|id| !READ_ON_RESUME.contains(id))
+        .filter(|id| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if !ignored.is_empty() {
+        bail!(
+            "--resume continues the run with the settings in its run.json, so {} would be \
+             ignored; drop them, or start a new run from this one with --init-from",
+            ignored.join(", ")
+        );
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub(crate) enum UpsamplingArg {
     Transposed,
@@ -128,6 +167,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let dir = RunDir::new(&args.out);
     let cfg = if args.resume {
         let mut cfg = dir.config().context("--resume: no run to continue")?;
+        if let Some(data) = &args.data {
+            let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+            ensure!(
+                canonical(data) == canonical(&cfg.data),
+                "--data {}: the run in {} was trained on {}, and --resume keeps its data set",
+                data.display(),
+                args.out.display(),
+                cfg.data.display()
+            );
+        }
         if let Some(epochs) = args.epochs {
             cfg.epochs = epochs;
         }

@@ -6,7 +6,7 @@ mod cmd_import;
 mod cmd_synth;
 mod cmd_train;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -33,11 +33,24 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // The matches as well as the parsed flags: `train --resume` needs to know which flags
+    // were typed, not only their values.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     medseg_runtime::logging::init(cli.verbose);
     let result = match cli.command {
         Command::Synth(a) => cmd_synth::run(a),
-        Command::Train(a) => cmd_train::run(a),
+        Command::Train(a) => {
+            let command = Cli::command();
+            let typed = command
+                .find_subcommand("train")
+                .zip(matches.subcommand_matches("train"));
+            typed
+                .map_or(Ok(()), |(c, m)| {
+                    cmd_train::refuse_flags_resume_ignores(c, m)
+                })
+                .and_then(|()| cmd_train::run(a))
+        }
         Command::Export(a) => cmd_export::run(a),
         Command::Import(a) => cmd_import::run(*a),
         Command::BenchLosses(a) => cmd_bench_losses::run(a),
