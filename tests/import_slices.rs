@@ -84,6 +84,23 @@ fn slices_import_to_a_dataset_split_by_patient() {
 }
 
 #[test]
+fn a_flag_of_another_format_is_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    write_slices(&src, &[("s01_a.png", 1), ("s03_a.png", 1)]);
+    let out = dir.path().join("set");
+    let mut args = import_args(&src, &out);
+    args.extend(["--window".into(), "40,400".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails_mentioning(
+        "medseg-train",
+        &args,
+        "--window applies to --from nifti, msd, dicom, not --from slices",
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn a_label_outside_the_classes_names_the_mask_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");

@@ -120,7 +120,7 @@ pub(crate) const DEFAULT_EPOCHS: usize = 6;
 
 /// The flags a resumed run reads (`--data` only to check it is the run's); it takes every
 /// other setting from its run.json.
-const READ_ON_RESUME: &[&str] = &[
+pub(crate) const READ_ON_RESUME: &[&str] = &[
     "out",
     "resume",
     "epochs",
@@ -128,34 +128,6 @@ const READ_ON_RESUME: &[&str] = &[
     "max_val_images",
     "data",
 ];
-
-/// With `--resume`, a typed flag that the run's saved settings override would be ignored
-/// without a word (a lower `--lr` that never applies): refuse it, naming it. `command` is the
-/// `train` subcommand, `m` its matches.
-pub fn refuse_flags_resume_ignores(
-    command: &clap::Command,
-    m: &clap::ArgMatches,
-) -> anyhow::Result<()> {
-    if !m.get_flag("resume") {
-        return Ok(());
-    }
-    let ignored: Vec<String> = command
-        .get_arguments()
-        .filter(|a| !a.is_global_set())
-        .map(|a| a.get_id().as_str())
-        .filter(|id| !READ_ON_RESUME.contains(id))
-        .filter(|id| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
-        .map(|id| format!("--{}", id.replace('_', "-")))
-        .collect();
-    if !ignored.is_empty() {
-        bail!(
-            "--resume continues the run with the settings in its run.json, so {} would be \
-             ignored; drop them, or start a new run from this one with --init-from",
-            ignored.join(", ")
-        );
-    }
-    Ok(())
-}
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub(crate) enum UpsamplingArg {

@@ -5,6 +5,7 @@ mod cmd_export;
 mod cmd_import;
 mod cmd_synth;
 mod cmd_train;
+mod typed_flags;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -33,26 +34,30 @@ enum Command {
 }
 
 fn main() {
-    // The matches as well as the parsed flags: `train --resume` needs to know which flags
-    // were typed, not only their values.
+    // The matches as well as the parsed flags: `train --resume` and `import` need to know
+    // which flags were typed, not only their values.
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let command = Cli::command();
+    let typed = |name: &str| {
+        command
+            .find_subcommand(name)
+            .zip(matches.subcommand_matches(name))
+    };
     medseg_runtime::logging::init(cli.verbose);
     let result = match cli.command {
         Command::Synth(a) => cmd_synth::run(a),
-        Command::Train(a) => {
-            let command = Cli::command();
-            let typed = command
-                .find_subcommand("train")
-                .zip(matches.subcommand_matches("train"));
-            typed
-                .map_or(Ok(()), |(c, m)| {
-                    cmd_train::refuse_flags_resume_ignores(c, m)
-                })
-                .and_then(|()| cmd_train::run(a))
-        }
+        Command::Train(a) => typed("train")
+            .map_or(Ok(()), |(c, m)| {
+                typed_flags::refuse_ignored_by_resume(c, m, cmd_train::READ_ON_RESUME)
+            })
+            .and_then(|()| cmd_train::run(a)),
         Command::Export(a) => cmd_export::run(a),
-        Command::Import(a) => cmd_import::run(*a),
+        Command::Import(a) => typed("import")
+            .map_or(Ok(()), |(c, m)| {
+                typed_flags::refuse_other_formats(c, m, a.format_name(), cmd_import::FORMATS)
+            })
+            .and_then(|()| cmd_import::run(*a)),
         Command::BenchLosses(a) => cmd_bench_losses::run(a),
     };
     // The error chain on one line, as medseg-host prints it; not anyhow's Debug form, which
