@@ -17,6 +17,9 @@ pub struct Prediction {
 
 /// Up-samples each class's logits bilinearly to `out_w x out_h`, takes the softmax argmax and
 /// applies `cleanup` to the mask. `logits` is `[classes, h, w]` row-major.
+///
+/// Works one output row at a time: full-size logit planes of a 24 MP phone photo would take
+/// 4 bytes x classes x 24 M, and a bedside board may have 2 GB in all.
 pub fn logits_to_prediction(
     logits: &[f32],
     classes: usize,
@@ -29,29 +32,27 @@ pub fn logits_to_prediction(
         classes * w * h,
         "logits size does not match [classes, h, w]"
     );
-    let planes: Vec<Vec<f32>> = logits
-        .chunks_exact(w * h)
-        .map(|plane| {
-            if (w, h) == (out_w, out_h) {
-                return plane.to_vec();
-            }
-            resize_bilinear(plane, (w, h), (out_w, out_h))
-        })
-        .collect();
-    let n = out_w * out_h;
-    let mut data = vec![0u8; n];
-    let mut confidence = vec![0f32; n];
-    for i in 0..n {
-        let (mut best, mut best_v) = (0usize, f32::NEG_INFINITY);
-        for (c, plane) in planes.iter().enumerate() {
-            if plane[i] > best_v {
-                best = c;
-                best_v = plane[i];
-            }
+    let planes: Vec<&[f32]> = logits.chunks_exact(w * h).collect();
+    let up = Bilinear::new((w, h), (out_w, out_h));
+    let mut rows = vec![vec![0f32; out_w]; classes];
+    let mut data = vec![0u8; out_w * out_h];
+    let mut confidence = vec![0f32; out_w * out_h];
+    for y in 0..out_h {
+        for (row, plane) in rows.iter_mut().zip(&planes) {
+            up.row(plane, y, row);
         }
-        let denom: f32 = planes.iter().map(|p| (p[i] - best_v).exp()).sum();
-        data[i] = best as u8;
-        confidence[i] = 1.0 / denom;
+        for x in 0..out_w {
+            let (mut best, mut best_v) = (0usize, f32::NEG_INFINITY);
+            for (c, row) in rows.iter().enumerate() {
+                if row[x] > best_v {
+                    best = c;
+                    best_v = row[x];
+                }
+            }
+            let denom: f32 = rows.iter().map(|r| (r[x] - best_v).exp()).sum();
+            data[y * out_w + x] = best as u8;
+            confidence[y * out_w + x] = 1.0 / denom;
+        }
     }
     let mut mask = Mask {
         width: out_w,
@@ -64,8 +65,9 @@ pub fn logits_to_prediction(
         // Pixels the clean-up relabelled report the probability of their new class.
         for (i, (&new, &old)) in mask.data.iter().zip(&argmax).enumerate() {
             if new != old {
-                let chosen = planes[new as usize][i];
-                let denom: f32 = planes.iter().map(|p| (p[i] - chosen).exp()).sum();
+                let (x, y) = (i % out_w, i / out_w);
+                let chosen = up.at(planes[new as usize], x, y);
+                let denom: f32 = planes.iter().map(|p| (up.at(p, x, y) - chosen).exp()).sum();
                 confidence[i] = 1.0 / denom;
             }
         }
@@ -73,37 +75,59 @@ pub fn logits_to_prediction(
     Prediction { mask, confidence }
 }
 
-/// Bilinear resize of one float plane with half-pixel centres (PyTorch's `align_corners=False`).
+/// Bilinear sampling of a `w x h` float plane on an output grid, with half-pixel centres
+/// (PyTorch's `align_corners=False`); at equal sizes it returns the plane's own values.
 /// Written here because `image`'s resize clamps float pixels to [0, 1], which would flatten
 /// logits.
-pub fn resize_bilinear(
-    src: &[f32],
-    (w, h): (usize, usize),
-    (out_w, out_h): (usize, usize),
-) -> Vec<f32> {
-    // For each output coordinate: the two source indices and the weight of the second.
-    let taps = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
-        let scale = n_in as f32 / n_out as f32;
-        (0..n_out)
-            .map(|o| {
-                let x = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
-                let i0 = (x.floor() as usize).min(n_in - 1);
-                let i1 = (i0 + 1).min(n_in - 1);
-                (i0, i1, x - i0 as f32)
-            })
-            .collect()
-    };
-    let (xs, ys) = (taps(w, out_w), taps(h, out_h));
-    let mut out = Vec::with_capacity(out_w * out_h);
-    for &(y0, y1, fy) in &ys {
-        let (r0, r1) = (&src[y0 * w..(y0 + 1) * w], &src[y1 * w..(y1 + 1) * w]);
-        for &(x0, x1, fx) in &xs {
-            let top = r0[x0] + (r0[x1] - r0[x0]) * fx;
-            let bottom = r1[x0] + (r1[x1] - r1[x0]) * fx;
-            out.push(top + (bottom - top) * fy);
+struct Bilinear {
+    w: usize,
+    /// Per output column and row: the two source indices and the weight of the second.
+    xs: Vec<(usize, usize, f32)>,
+    ys: Vec<(usize, usize, f32)>,
+}
+
+impl Bilinear {
+    fn new((w, h): (usize, usize), (out_w, out_h): (usize, usize)) -> Self {
+        let taps = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
+            let scale = n_in as f32 / n_out as f32;
+            (0..n_out)
+                .map(|o| {
+                    let x = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
+                    let i0 = (x.floor() as usize).min(n_in - 1);
+                    let i1 = (i0 + 1).min(n_in - 1);
+                    (i0, i1, x - i0 as f32)
+                })
+                .collect()
+        };
+        Self {
+            w,
+            xs: taps(w, out_w),
+            ys: taps(h, out_h),
         }
     }
-    out
+
+    /// Output row `y` of `plane`, written into `out` (one value per output column).
+    fn row(&self, plane: &[f32], y: usize, out: &mut [f32]) {
+        let (y0, y1, fy) = self.ys[y];
+        let (r0, r1) = (
+            &plane[y0 * self.w..(y0 + 1) * self.w],
+            &plane[y1 * self.w..(y1 + 1) * self.w],
+        );
+        for (o, &(x0, x1, fx)) in out.iter_mut().zip(&self.xs) {
+            let top = r0[x0] + (r0[x1] - r0[x0]) * fx;
+            let bottom = r1[x0] + (r1[x1] - r1[x0]) * fx;
+            *o = top + (bottom - top) * fy;
+        }
+    }
+
+    /// The output pixel `(x, y)` of `plane`.
+    fn at(&self, plane: &[f32], x: usize, y: usize) -> f32 {
+        let ((x0, x1, fx), (y0, y1, fy)) = (self.xs[x], self.ys[y]);
+        let v = |xx: usize, yy: usize| plane[yy * self.w + xx];
+        let top = v(x0, y0) + (v(x1, y0) - v(x0, y0)) * fx;
+        let bottom = v(x0, y1) + (v(x1, y1) - v(x0, y1)) * fx;
+        top + (bottom - top) * fy
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -217,12 +241,31 @@ mod tests {
         assert!((p.confidence[1] - background).abs() < 1e-6);
     }
 
+    /// The whole plane resized, row by row, and checked against `at` pixel by pixel.
+    fn resized(src: &[f32], from: (usize, usize), (out_w, out_h): (usize, usize)) -> Vec<f32> {
+        let up = Bilinear::new(from, (out_w, out_h));
+        let mut out = vec![0.0; out_w * out_h];
+        for (y, row) in out.chunks_exact_mut(out_w).enumerate() {
+            up.row(src, y, row);
+            for (x, &v) in row.iter().enumerate() {
+                assert_eq!(up.at(src, x, y), v);
+            }
+        }
+        out
+    }
+
     #[test]
     fn bilinear_resize_keeps_values_outside_unit_range_and_interpolates_at_half_pixels() {
         // 2x1 -> 4x1: output centres at source x = -0.25, 0.25, 0.75, 1.25.
-        let out = resize_bilinear(&[-4.0, 4.0], (2, 1), (4, 1));
+        let out = resized(&[-4.0, 4.0], (2, 1), (4, 1));
         assert_eq!(out, vec![-4.0, -2.0, 2.0, 4.0]);
-        assert_eq!(resize_bilinear(&[5.0; 4], (2, 2), (3, 5)), vec![5.0; 15]);
+        assert_eq!(resized(&[5.0; 4], (2, 2), (3, 5)), vec![5.0; 15]);
+        let plane: Vec<f32> = (0..12).map(|v| v as f32 * 1.7 - 9.0).collect();
+        assert_eq!(
+            resized(&plane, (4, 3), (4, 3)),
+            plane,
+            "equal sizes copy the plane"
+        );
     }
 
     #[test]
