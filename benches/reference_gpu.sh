@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The PyTorch twin of medseg's UNet (reference_training.py) trained for hundreds of epochs on one
-# GPU: what this network and recipe reach on the real MRI when compute is not the limit.
+# The PyTorch twin of medseg's UNet (reference_training.py) trained on one GPU for as many epochs
+# as MINUTES allow: what this network and recipe reach on the real MRI when compute is not the
+# limit (docs/REAL_DATA.md, "The PyTorch twin for 50 to 91 epochs").
 #
 #   benches/reference_gpu.sh VB_DATA LEVELS_DATA RESULTS_DIR MINUTES
 #
 # VB_DATA and LEVELS_DATA are the two imported layouts of docs/REAL_DATA.md. Four runs share the
-# GPU at once (a small UNet with batch 8 leaves an H200 mostly idle, so they barely slow each
-# other), each for MINUTES of training with bf16 autocast, then score their best validation
-# epoch on the test split:
+# GPU at once, each for MINUTES of training with bf16 autocast, then score their best validation
+# epoch on the test split. At batch 8 Python's kernel launches bound the speed: on an H200 the
+# four together ran 600 images/s, the w16 one alone 502.
 #   vb-w16     binary, the default width        vb-w32   binary, width 32
 #   vb-w32-d5  binary, width 32, five poolings  levels-w32  background + L1..L5, width 32
 # Every log goes to RESULTS_DIR as the runs go; the binary runs also leave their test

@@ -141,8 +141,8 @@ def main():
     ap.add_argument("--gamma", type=float, default=0.3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
-    ap.add_argument("--bf16", action="store_true", help="on cuda: bf16 autocast for the forward passes "
-                    "(about twice the speed; the recipe is otherwise unchanged)")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward passes (the "
+                    "recipe is otherwise unchanged)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", required=True, help="JSON results file")
     ap.add_argument("--save-test-probs", help="also write the best epoch's foreground probabilities "

@@ -17,7 +17,7 @@ pub fn load_image(path: &Path) -> Result<DynamicImage, RuntimeError> {
 
 /// Larger than any phone photo (200 MP sensors give 16320 px) or scanned film.
 const MAX_SIDE_PX: u32 = 20_000;
-/// A 20000x8000 px colour photo; twice image's default decoder limit.
+/// Room for a 200 MP colour photo (600 MB decoded); twice image's default decoder limit.
 const MAX_DECODED_BYTES: u64 = 1 << 30;
 
 /// Decodes at the file's own bit depth (masks hold class indices, not intensities).

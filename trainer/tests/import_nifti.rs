@@ -568,7 +568,7 @@ fn corrupt_volumes_are_refused_naming_the_file_not_a_panic() {
                 let b = std::fs::read(p).unwrap();
                 std::fs::write(p, &b[..200]).unwrap(); // inside the 348-byte header
             },
-            "the file ends before the header's data does",
+            "the file ends before the data its header describes",
         ),
     ];
     for (name, corrupt, expected) in cases {

@@ -92,7 +92,7 @@ pub fn read_volume(path: &Path, channel: Option<usize>) -> anyhow::Result<Volume
 fn readable(e: nifti::NiftiError) -> anyhow::Error {
     match e {
         nifti::NiftiError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            anyhow!("the file ends before the header's data does (truncated, or not NIfTI)")
+            anyhow!("the file ends before the data its header describes (truncated, or not NIfTI)")
         }
         nifti::NiftiError::Io(io) => anyhow!("{io}"),
         e => anyhow::Error::new(e),

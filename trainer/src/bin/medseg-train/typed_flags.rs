@@ -53,7 +53,12 @@ pub fn refuse_other_formats(
     formats: &[&str],
 ) -> anyhow::Result<()> {
     for a in typed(command, m) {
-        let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+        // The long help is the whole doc comment where it has several paragraphs.
+        let help = a
+            .get_long_help()
+            .or(a.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
         let Some(tag) = help
             .trim_end()
             .strip_suffix(']')
