@@ -101,6 +101,32 @@ fn a_flag_of_another_format_is_refused_not_ignored() {
 }
 
 #[test]
+fn patients_from_a_file_name_pattern_under_either_flag_name() {
+    // --patient-pattern is shared with --from nifti, whose flag was --patient-regex.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    write_slices(
+        &src,
+        &[("s01_a.png", 1), ("s01_b.png", 1), ("s03_a.png", 1)],
+    );
+    for (i, flag) in ["--patient-pattern", "--patient-regex"].iter().enumerate() {
+        let out = dir.path().join(format!("set{i}"));
+        let args = import_args(&src, &out);
+        // The manifest names the patients too: leave it out so the pattern must.
+        let at = args.iter().position(|a| a == "--manifest").unwrap();
+        let mut args: Vec<String> = [&args[..at], &args[at + 2..]].concat();
+        args.extend([flag.to_string(), "^(s\\d+)_".into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run("medseg-train", &args, true);
+        assert!(
+            text(&o).contains("train: 1 patients, 2 slices"),
+            "{}",
+            text(&o)
+        );
+    }
+}
+
+#[test]
 fn a_label_outside_the_classes_names_the_mask_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");

@@ -26,9 +26,9 @@ pub struct NiftiArgs {
     /// with p01_seg.nii.gz [nifti].
     #[arg(long, default_value = "")]
     pub label_suffix: String,
-    /// Regular expression whose first group is the patient in an image volume's stem, e.g.
-    /// '^(sub-\d+)_' (default: the whole stem) [nifti].
-    #[arg(long)]
+    /// Regular expression whose first group is the patient in an image volume's stem
+    /// (default: the whole stem). Set from the import's shared `--patient-pattern`.
+    #[arg(skip)]
     pub patient_regex: Option<String>,
 }
 

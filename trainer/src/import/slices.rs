@@ -25,9 +25,9 @@ pub struct SlicesArgs {
     /// (subject/patient); optional slice_index, spacing_y_mm, spacing_x_mm [slices].
     #[arg(long)]
     pub manifest: Option<PathBuf>,
-    /// Regular expression whose first group is the patient in an image's file name, e.g.
-    /// '^(myo\d+)_' (used when there is no manifest) [slices].
-    #[arg(long)]
+    /// Regular expression whose first group is the patient in an image's file name (used
+    /// when there is no manifest). Set from the import's shared `--patient-pattern`.
+    #[arg(skip)]
     pub patient_pattern: Option<String>,
     /// Pixel spacing in mm, 'S' or 'ROWxCOL', for every slice (overridden by the manifest's
     /// spacing columns) [slices].

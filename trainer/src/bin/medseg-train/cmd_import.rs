@@ -57,6 +57,11 @@ pub struct Args {
     /// slices, 2D slices the adjacent imported ones of the patient by slice index.
     #[arg(long)]
     stack_neighbours: bool,
+    /// Regular expression whose first group is the patient in an image's file name (slices,
+    /// when there is no manifest) or an image volume's stem (nifti; default: the whole stem),
+    /// e.g. '^(myo\d+)_' [slices, nifti].
+    #[arg(long, alias = "patient-regex")]
+    patient_pattern: Option<String>,
     #[command(flatten)]
     slices: slices::SlicesArgs,
     #[command(flatten)]
@@ -139,7 +144,10 @@ fn split_rule(args: &Args) -> anyhow::Result<SplitRule> {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(mut args: Args) -> anyhow::Result<()> {
+    // One flag for both formats that name patients by a pattern (nifti's was --patient-regex).
+    args.slices.patient_pattern = args.patient_pattern.clone();
+    args.nifti.patient_regex = args.patient_pattern.clone();
     let source = match args.from {
         Format::Slices => Source::Slices,
         Format::Nifti => Source::Nifti,
