@@ -12,3 +12,13 @@ pub fn init(verbosity: u8) {
         .with_writer(std::io::stderr)
         .init();
 }
+
+/// Ends a binary: on error, the chain on one line (`error: a: b: c`) and exit status 1. Not
+/// anyhow's Debug form, which adds a stack backtrace whenever RUST_BACKTRACE is set in the
+/// user's environment.
+pub fn exit_on_error(result: anyhow::Result<()>) {
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -43,8 +43,5 @@ fn main() {
         Command::Screenshot(a) => cmd::screenshot::run(a),
         Command::BenchLink(a) => cmd::bench::run(a),
     };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    medseg_runtime::logging::exit_on_error(result);
 }

@@ -44,12 +44,7 @@ fn main() {
         Command::Demo(args) => demo::run(args),
         Command::Info { model } => info(&model),
     };
-    // The error chain on one line, as medseg-host prints it; not anyhow's Debug form, which
-    // adds a stack backtrace whenever RUST_BACKTRACE is set in the user's environment.
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    medseg_runtime::logging::exit_on_error(result);
 }
 
 fn info(model: &std::path::Path) -> anyhow::Result<()> {

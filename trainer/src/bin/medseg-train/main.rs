@@ -60,10 +60,5 @@ fn main() {
             .and_then(|()| cmd_import::run(*a)),
         Command::BenchLosses(a) => cmd_bench_losses::run(a),
     };
-    // The error chain on one line, as medseg-host prints it; not anyhow's Debug form, which
-    // adds a stack backtrace whenever RUST_BACKTRACE is set in the user's environment.
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    medseg_runtime::logging::exit_on_error(result);
 }
