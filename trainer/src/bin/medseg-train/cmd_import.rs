@@ -90,22 +90,6 @@ enum Format {
     Dicom,
 }
 
-/// Every `--from` value, as typed (the format tags in the flags' help use these names).
-pub const FORMATS: &[&str] = &["slices", "nifti", "msd", "jmedseg", "dicom"];
-
-impl Args {
-    /// The `--from` value as typed.
-    pub fn format_name(&self) -> &'static str {
-        match self.from {
-            Format::Slices => FORMATS[0],
-            Format::Nifti => FORMATS[1],
-            Format::Msd => FORMATS[2],
-            Format::Jmedseg => FORMATS[3],
-            Format::Dicom => FORMATS[4],
-        }
-    }
-}
-
 /// Class names given by the source, renamed by --classes when given (same count only).
 fn source_classes(
     found: Vec<String>,

@@ -36,9 +36,9 @@ enum Command {
 fn main() {
     // The matches as well as the parsed flags: `train --resume` and `import` need to know
     // which flags were typed, not only their values.
-    let matches = Cli::command().get_matches();
+    let mut command = Cli::command();
+    let matches = command.get_matches_mut();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let command = Cli::command();
     let typed = |name: &str| {
         command
             .find_subcommand(name)
@@ -54,9 +54,7 @@ fn main() {
             .and_then(|()| cmd_train::run(a)),
         Command::Export(a) => cmd_export::run(a),
         Command::Import(a) => typed("import")
-            .map_or(Ok(()), |(c, m)| {
-                typed_flags::refuse_other_formats(c, m, a.format_name(), cmd_import::FORMATS)
-            })
+            .map_or(Ok(()), |(c, m)| typed_flags::refuse_other_formats(c, m))
             .and_then(|()| cmd_import::run(*a)),
         Command::BenchLosses(a) => cmd_bench_losses::run(a),
     };

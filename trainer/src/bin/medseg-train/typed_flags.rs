@@ -44,14 +44,26 @@ pub fn refuse_ignored_by_resume(
 
 /// `import`: a flag whose help ends in a format tag such as `[nifti, msd, dicom]` applies to
 /// those `--from` formats only; typed with another one it would be ignored, so it is refused.
-/// The tags are what `--help` shows, so the help and this check cannot disagree. A bracket
-/// that names anything but `formats` is not a tag.
-pub fn refuse_other_formats(
-    command: &Command,
-    m: &ArgMatches,
-    from: &str,
-    formats: &[&str],
-) -> anyhow::Result<()> {
+/// The tags are what `--help` shows, and the format names are `--from`'s own values, so the
+/// help and this check cannot disagree. A bracket that names anything else is not a tag.
+pub fn refuse_other_formats(command: &Command, m: &ArgMatches) -> anyhow::Result<()> {
+    let Some(from) = m
+        .get_raw("from")
+        .and_then(|mut v| v.next())
+        .and_then(|v| v.to_str())
+    else {
+        return Ok(());
+    };
+    let formats: Vec<String> = command
+        .get_arguments()
+        .find(|a| a.get_id() == "from")
+        .map(|a| {
+            a.get_possible_values()
+                .iter()
+                .map(|v| v.get_name().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
     for a in typed(command, m) {
         // The long help is the whole doc comment where it has several paragraphs.
         let help = a
@@ -68,7 +80,7 @@ pub fn refuse_other_formats(
             continue;
         };
         let named: Vec<&str> = tag.split(',').map(str::trim).collect();
-        if named.iter().all(|f| formats.contains(f)) && !named.contains(&from) {
+        if named.iter().all(|f| formats.iter().any(|g| g == f)) && !named.contains(&from) {
             bail!(
                 "{} applies to --from {}, not --from {from}",
                 flag(a),
