@@ -106,16 +106,20 @@ pub fn load_mask(path: &Path, num_classes: usize) -> Result<Mask, RuntimeError> 
         }
         match img {
             // 16-bit masks hold the indices themselves; into_luma8 would divide them by 257.
+            // Values beyond a byte are out of range for any class count; the rest are checked
+            // below with every other mask.
             DynamicImage::ImageLuma16(_) | DynamicImage::ImageLumaA16(_) => {
                 let (w, h) = (img.width() as usize, img.height() as usize);
-                let values = img.into_luma16().into_raw();
-                if let Some(&v) = values.iter().find(|&&v| usize::from(v) >= num_classes) {
-                    return Err(out_of_range(path, v.into(), num_classes));
-                }
+                let data = img
+                    .into_luma16()
+                    .into_raw()
+                    .into_iter()
+                    .map(|v| u8::try_from(v).map_err(|_| out_of_range(path, v.into(), num_classes)))
+                    .collect::<Result<_, _>>()?;
                 Mask {
                     width: w,
                     height: h,
-                    data: values.into_iter().map(|v| v as u8).collect(),
+                    data,
                 }
             }
             other => Mask::from_gray(other.into_luma8()),
