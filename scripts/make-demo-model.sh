@@ -12,7 +12,7 @@ train=$root/target/release/medseg-train
 [ -f "$work/phantom/splits.json" ] || "$train" synth --out "$work/phantom" --seed 42
 [ -f "$work/run/best.bin" ] || "$train" train --data "$work/phantom" --model unet --out "$work/run" --seed 42
 # int8 weights keep the embedded model under 2 MB; export scores it on every test split.
-"$train" export --run "$work/run" --out "$assets/model.onnx" --weights int8
+"$train" export --run "$work/run" --out "$assets/model.onnx" --weights int8 --force
 for name in xh_test_p000_s003 xh_test_p001_s008 zs-big_test_p001_s002 zs-small_test_p002_s002; do
   cp "$work/phantom/images/$name.png" "$assets/samples/$name.png"
   cp "$work/phantom/masks/$name.png" "$assets/samples/${name}_mask.png"

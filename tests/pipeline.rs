@@ -208,6 +208,14 @@ fn synth_train_export_segment_eval() {
     );
     assert!(text(&out).contains("parity"), "{}", text(&out));
     assert!(text(&out).contains("xh/test: Dice"), "{}", text(&out));
+    // An existing model is not replaced without --force, and stays as it was.
+    let exported = std::fs::read(&model).unwrap();
+    fails_mentioning(
+        "medseg-train",
+        &["export", "--run", &runp, "--out", &model],
+        "pass --force to replace it",
+    );
+    assert_eq!(std::fs::read(&model).unwrap(), exported);
 
     let info = run("medseg", &["info", "--model", &model], true);
     let card: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();

@@ -15,6 +15,9 @@ pub struct Args {
     run: PathBuf,
     #[arg(long)]
     out: PathBuf,
+    /// Replace --out when it exists (otherwise an existing model is never overwritten).
+    #[arg(long)]
+    force: bool,
     /// Which checkpoint: best (by validation Dice) or last.
     #[arg(long, default_value = "best")]
     checkpoint: String,
@@ -41,6 +44,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!(
             "--checkpoint must be 'best' or 'last', not '{}'",
             args.checkpoint
+        );
+    }
+    // Checked before the minutes of parity checks and scoring, not after them.
+    if args.out.exists() && !args.force {
+        anyhow::bail!(
+            "{} already exists; pass --force to replace it, or choose another --out",
+            args.out.display()
         );
     }
     let opts = ExportOptions {
