@@ -37,7 +37,7 @@ pub fn write_outputs(
         width: pred.mask.width,
         height: pred.mask.height,
         classes: class_stats(pred, class_names),
-        mean_confidence: pred.confidence.iter().sum::<f32>() / pred.confidence.len() as f32,
+        mean_confidence: pred.mean_confidence(),
         inference_ms: seg.inference_ms,
     };
     let mask_path = out.join(format!("{stem}_mask.png"));
