@@ -126,14 +126,11 @@ def scores(pred, truth, patients, classes):
             "dice_per_class": class_dice(pred, truth, classes)}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_recipe_args(ap):
+    """The options the 2D and the 3D twin share."""
     ap.add_argument("--data", required=True, help="an imported data set (images/, masks/, slices.csv, splits.json)")
     ap.add_argument("--minutes", type=float, default=120.0, help="training time budget")
-    ap.add_argument("--max-epochs", type=int, default=1000)
     ap.add_argument("--width", type=int, default=16)
-    ap.add_argument("--depth", type=int, default=4, help="poolings (medseg-train's --depth)")
-    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--rotate", type=float, default=10.0)
     ap.add_argument("--zoom", type=float, default=0.15)
@@ -146,7 +143,39 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", required=True, help="JSON results file")
     ap.add_argument("--save-test-probs", help="also write the best epoch's foreground probabilities "
-                    "on the test split here (.npy, slices x H x W) for ensembling or post-processing studies")
+                    "on the test split here (.npy, slices x H x W, slices.csv order) for ensembling "
+                    "or post-processing studies")
+
+
+def planned_epochs(args, epoch, epoch_times, start):
+    """Replan like `train --time-budget`: as many more epochs as the median epoch time fits."""
+    left = args.minutes * 60 - (time.time() - start)
+    return min(args.max_epochs, epoch + max(0, int(left // float(np.median(epoch_times)))))
+
+
+def report(args, torch, log, best, test_logits, truth, patients, classes, start):
+    """Write the results JSON (and the test probabilities if asked) and print the test scores."""
+    if args.save_test_probs:  # slices in slices.csv's order of the test split
+        probs = torch.softmax(test_logits, 1)[:, 1:].sum(1).cpu()
+        np.save(args.save_test_probs, probs.numpy().astype(np.float16))
+    result = {"args": vars(args), "torch": torch.__version__, "epochs": log, "best_val_dice": best,
+              "test": scores(test_logits.argmax(1).cpu(), truth, patients, classes),
+              "minutes": (time.time() - start) / 60}
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    t = result["test"]
+    print(f"test: Dice split {t['dice_split']:.4f}, mean over patients {t['dice_mean_over_patients']:.4f}, "
+          f"mean over slices {t['dice_mean_over_slices']:.4f} (best val {best:.4f})")
+    if len(classes) > 2:
+        print("per class: " + ", ".join(f"{k} {v:.4f}" for k, v in t["dice_per_class"].items()))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_recipe_args(ap)
+    ap.add_argument("--max-epochs", type=int, default=1000)
+    ap.add_argument("--depth", type=int, default=4, help="poolings (medseg-train's --depth)")
+    ap.add_argument("--batch", type=int, default=8)
     args = ap.parse_args()
 
     import torch
@@ -195,29 +224,13 @@ def main():
         epoch_times.append(time.time() - t0)
         if val > best:
             best, best_state = val, {k: v.clone() for k, v in model.state_dict().items()}
-        # Replan like `train --time-budget`: as many epochs as the median epoch time fits.
-        left = args.minutes * 60 - (time.time() - start)
-        planned = min(args.max_epochs, epoch + max(0, int(left // float(np.median(epoch_times)))))
+        planned = planned_epochs(args, epoch, epoch_times, start)
         log.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_dice": val,
                     "images_per_s": steps_per_epoch * args.batch / train_s, "planned": planned})
         print(json.dumps(log[-1]), flush=True)
 
     model.load_state_dict(best_state)
-    test_logits = logits(model, xte, torch)
-    if args.save_test_probs:  # slices in slices.csv's order of the test split
-        probs = torch.softmax(test_logits, 1)[:, 1:].sum(1).cpu()
-        np.save(args.save_test_probs, probs.numpy().astype(np.float16))
-    result = {"args": vars(args), "torch": torch.__version__, "epochs": log, "best_val_dice": best,
-              "test": scores(test_logits.argmax(1).cpu(), yte, pte, classes),
-              "minutes": (time.time() - start) / 60}
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    t = result["test"]
-    print(f"test: Dice split {t['dice_split']:.4f}, mean over patients {t['dice_mean_over_patients']:.4f}, "
-          f"mean over slices {t['dice_mean_over_slices']:.4f} (best val {best:.4f})")
-    if len(classes) > 2:
-        print("per class: " + ", ".join(f"{k} {v:.4f}" for k, v in t["dice_per_class"].items()))
-
+    report(args, torch, log, best, logits(model, xte, torch), yte, pte, classes, start)
 
 if __name__ == "__main__":
     main()
