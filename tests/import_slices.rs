@@ -127,6 +127,23 @@ fn patients_from_a_file_name_pattern_under_either_flag_name() {
 }
 
 #[test]
+fn a_pattern_without_a_group_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    write_slices(&src, &[("s01_a.png", 1)]);
+    let out = dir.path().join("set");
+    let mut args = import_args(&src, &out);
+    args.extend(["--patient-pattern".into(), "^s\\d+".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails_mentioning(
+        "medseg-train",
+        &args,
+        "'^s\\d+' needs a group ( ) around the patient",
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn a_label_outside_the_classes_names_the_mask_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");

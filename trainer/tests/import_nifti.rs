@@ -13,7 +13,7 @@ use medseg_trainer::import::msd::{self, MsdArgs};
 use medseg_trainer::import::nifti::{self as nifti_import, NiftiArgs};
 use medseg_trainer::import::volume::Plane;
 use medseg_trainer::import::volume_slices::{SliceSelection, VolumeArgs};
-use medseg_trainer::import::{LayoutWriter, SplitRule};
+use medseg_trainer::import::{LayoutWriter, PatientPattern, SplitRule};
 
 const DIMS: [usize; 3] = [6, 5, 4];
 /// RAS storage, 0.8 x 0.7 x 2.5 mm voxels.
@@ -139,18 +139,25 @@ impl Src {
 
     /// Imports every patient into train; returns the output folder or the error text.
     fn import(&self, out: &str, vol: &VolumeArgs) -> Result<PathBuf, String> {
-        self.import_with(out, vol, false)
+        self.import_with(out, vol, false, None)
     }
 
-    /// As `import`, with each slice written between its neighbours (`--stack-neighbours`).
-    fn import_with(&self, out: &str, vol: &VolumeArgs, stack: bool) -> Result<PathBuf, String> {
+    /// As `import`, with each slice written between its neighbours (`--stack-neighbours`) and
+    /// patients named by `pattern` on the volume stems.
+    fn import_with(
+        &self,
+        out: &str,
+        vol: &VolumeArgs,
+        stack: bool,
+        pattern: Option<&PatientPattern>,
+    ) -> Result<PathBuf, String> {
         let out = self.root.join(out);
         let classes = vec!["background".to_string(), "organ".to_string()];
         let mut w = LayoutWriter::create(&out, "t", classes, "default")
             .unwrap()
             .stack_neighbours(stack);
         let rule = SplitRule::fractions("train=1", 0).unwrap();
-        nifti_import::import(&self.nifti_args(), vol, &rule, &mut w)
+        nifti_import::import(&self.nifti_args(), pattern, vol, &rule, &mut w)
             .map_err(|e| format!("{e:#}"))?;
         w.finish().map_err(|e| format!("{e:#}"))?;
         Ok(out)
@@ -253,13 +260,13 @@ fn stacked_slices_take_their_neighbours_from_the_volume() {
     };
     // Only the labelled slices (k = 1, 2) are imported; their neighbours k = 0 and 3 are not,
     // yet they are what the red and blue channels hold.
-    let labelled = src.import_with("labelled", &window(), true).unwrap();
+    let labelled = src.import_with("labelled", &window(), true, None).unwrap();
     check(&labelled, 1, 0, 2);
     check(&labelled, 2, 1, 3);
     assert!(!labelled.join("images/p_ax000.png").exists());
     assert!(Dataset::open(&labelled).unwrap().stacked_neighbours);
     // At the volume's ends the slice stands in for its missing neighbour.
-    let every = src.import_with("every", &all, true).unwrap();
+    let every = src.import_with("every", &all, true, None).unwrap();
     check(&every, 0, 0, 1);
     check(&every, 3, 2, 3);
 }
@@ -423,6 +430,28 @@ fn mismatched_label_volume_names_both_files() {
     );
     let err = src.import("out2", &window()).unwrap_err();
     assert!(err.contains("6x5x3") && err.contains("6x5x4"), "{err}");
+}
+
+#[test]
+fn a_patient_pattern_groups_volumes_and_names_one_it_does_not_match() {
+    let src = Src::new();
+    src.write_pair("p01_t1.nii", &header(RAS));
+    src.write_pair("p01_t2.nii", &header(RAS));
+    let pattern = PatientPattern::parse(r"^(p\d+)_").unwrap();
+    let out = src
+        .import_with("out", &window(), false, Some(&pattern))
+        .unwrap();
+    let set = Dataset::open(&out).unwrap();
+    let train = set.split(None, "train").unwrap();
+    let names: Vec<_> = train.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.iter().any(|n| n.starts_with("p01_t1")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("p01_t2")), "{names:?}");
+    assert!(train.iter().all(|s| s.patient == "p01"));
+    src.write_pair("q.nii", &header(RAS));
+    let err = src
+        .import_with("out2", &window(), false, Some(&pattern))
+        .unwrap_err();
+    assert!(err.contains("does not match volume 'q'"), "{err}");
 }
 
 #[test]

@@ -15,10 +15,12 @@ pub mod layout_writer;
 pub mod msd;
 pub mod neighbours;
 pub mod nifti;
+pub mod patient_pattern;
 pub mod slices;
 pub mod split_rule;
 pub mod volume;
 pub mod volume_slices;
 
 pub use layout_writer::{ImportSummary, LayoutWriter, SliceMeta};
+pub use patient_pattern::PatientPattern;
 pub use split_rule::SplitRule;

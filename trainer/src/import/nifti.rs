@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail, ensure};
 use ndarray::{Axis, Ix3};
 use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions, Unit};
-use regex::Regex;
 
 use super::layout_writer::LayoutWriter;
+use super::patient_pattern::PatientPattern;
 use super::split_rule::SplitRule;
 use super::volume::Volume;
 use super::volume_slices::{LabelledVolume, VolumeArgs, write_volume};
@@ -26,10 +26,6 @@ pub struct NiftiArgs {
     /// with p01_seg.nii.gz [nifti].
     #[arg(long, default_value = "")]
     pub label_suffix: String,
-    /// Regular expression whose first group is the patient in an image volume's stem
-    /// (default: the whole stem). Set from the import's shared `--patient-pattern`.
-    #[arg(skip)]
-    pub patient_regex: Option<String>,
 }
 
 /// Reads a NIfTI volume. `channel` picks one volume of a 4D file (MSD multi-modal images);
@@ -218,8 +214,10 @@ pub fn find_label(dir: &Path, stem: &str, suffix: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// One patient per image volume: the volume's stem, or what `pattern` finds in it.
 pub fn import(
     args: &NiftiArgs,
+    pattern: Option<&PatientPattern>,
     vol: &VolumeArgs,
     rule: &SplitRule,
     writer: &mut LayoutWriter,
@@ -233,19 +231,6 @@ pub fn import(
         "no .nii or .nii.gz files in {}",
         volumes.display()
     );
-    let re = match &args.patient_regex {
-        Some(p) => {
-            let re = Regex::new(p).with_context(|| {
-                format!("--patient-regex '{p}' is not a valid regular expression")
-            })?;
-            ensure!(
-                re.captures_len() >= 2,
-                "--patient-regex '{p}' needs a group ( ) around the patient"
-            );
-            Some(re)
-        }
-        None => None,
-    };
     let mut cases = Vec::new();
     for (stem, path) in images {
         // A label folder that is the image folder holds the labels too: skip them as images.
@@ -253,12 +238,11 @@ pub fn import(
         {
             continue;
         }
-        let patient = match &re {
-            Some(re) => re
-                .captures(&stem)
-                .and_then(|c| c.get(1))
-                .map(|m| m.as_str().to_string())
-                .with_context(|| format!("--patient-regex does not match volume '{stem}'"))?,
+        let patient = match pattern {
+            Some(p) => p
+                .patient(&stem)
+                .with_context(|| format!("--patient-pattern '{p}' does not match volume '{stem}'"))?
+                .to_string(),
             None => stem.clone(),
         };
         let label = find_label(labels, &stem, &args.label_suffix).with_context(|| {

@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
-use regex::Regex;
 
 use medseg_runtime::dataset::IMAGE_EXTS;
 use medseg_runtime::image_io::{load_image, load_mask};
 
 use super::layout_writer::{LayoutWriter, SliceMeta};
+use super::patient_pattern::PatientPattern;
 use super::split_rule::SplitRule;
 
 #[derive(clap::Args, Debug, Default)]
@@ -25,10 +25,6 @@ pub struct SlicesArgs {
     /// (subject/patient); optional slice_index, spacing_y_mm, spacing_x_mm [slices].
     #[arg(long)]
     pub manifest: Option<PathBuf>,
-    /// Regular expression whose first group is the patient in an image's file name (used
-    /// when there is no manifest). Set from the import's shared `--patient-pattern`.
-    #[arg(skip)]
-    pub patient_pattern: Option<String>,
     /// Pixel spacing in mm, 'S' or 'ROWxCOL', for every slice (overridden by the manifest's
     /// spacing columns) [slices].
     #[arg(long, value_parser = parse_spacing)]
@@ -62,9 +58,11 @@ struct Entry {
 }
 
 /// Imports every listed image whose patient the split rule assigns; returns the patients it
-/// left out because no split names them.
+/// left out because no split names them. Patients come from the manifest or, without one, from
+/// `pattern` on the file names.
 pub fn import(
     args: &SlicesArgs,
+    pattern: Option<&PatientPattern>,
     rule: &SplitRule,
     writer: &mut LayoutWriter,
 ) -> anyhow::Result<Vec<String>> {
@@ -76,7 +74,7 @@ pub fn import(
         .masks
         .as_deref()
         .context("--from slices needs --masks DIR")?;
-    let entries = match (&args.manifest, &args.patient_pattern) {
+    let entries = match (&args.manifest, pattern) {
         (Some(manifest), _) => read_manifest(manifest, args.spacing)?,
         (None, Some(pattern)) => list_by_pattern(images, pattern, args.spacing)?,
         (None, None) => bail!(
@@ -204,16 +202,9 @@ fn read_manifest(path: &Path, spacing: Option<(f64, f64)>) -> anyhow::Result<Vec
 
 fn list_by_pattern(
     images: &Path,
-    pattern: &str,
+    pattern: &PatientPattern,
     spacing: Option<(f64, f64)>,
 ) -> anyhow::Result<Vec<Entry>> {
-    let re = Regex::new(pattern).with_context(|| {
-        format!("--patient-pattern '{pattern}' is not a valid regular expression")
-    })?;
-    ensure!(
-        re.captures_len() >= 2,
-        "--patient-pattern '{pattern}' needs a group ( ) around the patient"
-    );
     let mut files: Vec<String> = std::fs::read_dir(images)
         .with_context(|| format!("cannot read image folder {}", images.display()))?
         .filter_map(|e| e.ok())
@@ -227,13 +218,12 @@ fn list_by_pattern(
     files
         .into_iter()
         .map(|file| {
-            let patient = re
-                .captures(&file)
-                .and_then(|c| c.get(1))
-                .map(|m| m.as_str().to_string())
+            let patient = pattern
+                .patient(&file)
                 .with_context(|| {
                     format!("--patient-pattern '{pattern}' does not match image '{file}'")
-                })?;
+                })?
+                .to_string();
             Ok(Entry {
                 file,
                 patient,
@@ -293,10 +283,9 @@ mod tests {
             masks: Some(dir.path().join("msk")),
             manifest: Some(dir.path().join("m.csv")),
             spacing: Some((0.5, 0.5)),
-            ..Default::default()
         };
         let rule = SplitRule::named(&["train=a01".into(), "test=a02-a02".into()]).unwrap();
-        let left = import(&args, &rule, &mut w).unwrap();
+        let left = import(&args, None, &rule, &mut w).unwrap();
         assert_eq!(left, vec!["a03".to_string()]);
         w.finish().unwrap();
         let ds = Dataset::open(&out).unwrap();
@@ -326,7 +315,7 @@ mod tests {
             manifest: Some(dir.path().join("m.csv")),
             ..Default::default()
         };
-        import(&args, &rule, &mut w).unwrap();
+        import(&args, None, &rule, &mut w).unwrap();
         w.finish().unwrap();
         let again = dir.path().join("again");
         let mut w = LayoutWriter::create(&again, "t", classes(), "default").unwrap();
@@ -336,7 +325,7 @@ mod tests {
             manifest: Some(first.join("slices.csv")),
             ..Default::default()
         };
-        import(&args, &rule, &mut w).unwrap();
+        import(&args, None, &rule, &mut w).unwrap();
         w.finish().unwrap();
         let table = std::fs::read_to_string(again.join("slices.csv")).unwrap();
         assert!(table.contains("a02_s1,a02,default,test"), "{table}");
@@ -355,11 +344,13 @@ mod tests {
         let args = SlicesArgs {
             images: Some(dir.path().join("img")),
             masks: Some(dir.path().join("msk")),
-            patient_pattern: Some("^(p\\d)_".into()),
             ..Default::default()
         };
+        let pattern = PatientPattern::parse("^(p\\d)_").unwrap();
         let rule = SplitRule::fractions("train=0.5,test=0.5", 1).unwrap();
-        let err = import(&args, &rule, &mut w).unwrap_err().to_string();
+        let err = import(&args, Some(&pattern), &rule, &mut w)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("p2_a.png"), "{err}");
     }
 

@@ -4,7 +4,9 @@ use anyhow::Context;
 
 use medseg_runtime::dataset::Dataset;
 use medseg_trainer::import::volume_slices::VolumeArgs;
-use medseg_trainer::import::{LayoutWriter, SplitRule, dicom, jmedseg, msd, nifti, slices};
+use medseg_trainer::import::{
+    LayoutWriter, PatientPattern, SplitRule, dicom, jmedseg, msd, nifti, slices,
+};
 
 /// Bring a data set in another format into the folder layout (images/, masks/, splits.json by
 /// patient, slices.csv with pixel spacing) that `train` and `medseg eval` read.
@@ -60,8 +62,8 @@ pub struct Args {
     /// Regular expression whose first group is the patient in an image's file name (slices,
     /// when there is no manifest) or an image volume's stem (nifti; default: the whole stem),
     /// e.g. '^(myo\d+)_' [slices, nifti].
-    #[arg(long, alias = "patient-regex")]
-    patient_pattern: Option<String>,
+    #[arg(long, alias = "patient-regex", value_parser = PatientPattern::parse)]
+    patient_pattern: Option<PatientPattern>,
     #[command(flatten)]
     slices: slices::SlicesArgs,
     #[command(flatten)]
@@ -128,10 +130,7 @@ fn split_rule(args: &Args) -> anyhow::Result<SplitRule> {
     }
 }
 
-pub fn run(mut args: Args) -> anyhow::Result<()> {
-    // One flag for both formats that name patients by a pattern (nifti's was --patient-regex).
-    args.slices.patient_pattern = args.patient_pattern.clone();
-    args.nifti.patient_regex = args.patient_pattern.clone();
+pub fn run(args: Args) -> anyhow::Result<()> {
     let source = match args.from {
         Format::Slices => Source::Slices,
         Format::Nifti => Source::Nifti,
@@ -201,8 +200,16 @@ fn import_into(
             jmedseg::import(d, writer)?;
             Vec::new()
         }
-        (Source::Slices, Some(rule)) => slices::import(&args.slices, rule, writer)?,
-        (Source::Nifti, Some(rule)) => nifti::import(&args.nifti, &args.volume, rule, writer)?,
+        (Source::Slices, Some(rule)) => {
+            slices::import(&args.slices, args.patient_pattern.as_ref(), rule, writer)?
+        }
+        (Source::Nifti, Some(rule)) => nifti::import(
+            &args.nifti,
+            args.patient_pattern.as_ref(),
+            &args.volume,
+            rule,
+            writer,
+        )?,
         (Source::Msd(task), Some(rule)) => msd::import(task, &args.volume, rule, writer)?,
         (Source::Dicom, Some(rule)) => dicom::import(&args.dicom, &args.volume, rule, writer)?,
         (_, None) => anyhow::bail!("internal error: no split rule for --from {:?}", args.from),
