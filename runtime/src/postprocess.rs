@@ -58,9 +58,8 @@ pub fn logits_to_prediction(
                     best_v = row[x];
                 }
             }
-            let denom: f32 = rows.iter().map(|r| (r[x] - best_v).exp()).sum();
             data[y * out_w + x] = best as u8;
-            confidence[y * out_w + x] = 1.0 / denom;
+            confidence[y * out_w + x] = softmax_of(best_v, rows.iter().map(|r| r[x]));
         }
     }
     let mut mask = Mask {
@@ -76,12 +75,17 @@ pub fn logits_to_prediction(
             if new != old {
                 let (x, y) = (i % out_w, i / out_w);
                 let chosen = up.at(planes[new as usize], x, y);
-                let denom: f32 = planes.iter().map(|p| (up.at(p, x, y) - chosen).exp()).sum();
-                confidence[i] = 1.0 / denom;
+                confidence[i] = softmax_of(chosen, planes.iter().map(|p| up.at(p, x, y)));
             }
         }
     }
     Prediction { mask, confidence }
+}
+
+/// The softmax probability of the class whose logit is `chosen`, among all classes' `logits`
+/// (which include it), as 1 / sum(exp(l - chosen)): no exp() of a raw logit, which could overflow.
+fn softmax_of(chosen: f32, logits: impl Iterator<Item = f32>) -> f32 {
+    1.0 / logits.map(|l| (l - chosen).exp()).sum::<f32>()
 }
 
 /// Bilinear sampling of a `w x h` float plane on an output grid, with half-pixel centres
