@@ -83,21 +83,25 @@ fn slices_import_to_a_dataset_split_by_patient() {
     assert!(Dataset::open(&out).is_ok());
 }
 
-#[test]
-fn a_flag_of_another_format_is_refused_not_ignored() {
+/// An import of two slices with `extra` flags fails mentioning `message` and writes nothing.
+fn refused_before_anything_is_written(extra: &[&str], message: &str) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     write_slices(&src, &[("s01_a.png", 1), ("s03_a.png", 1)]);
     let out = dir.path().join("set");
     let mut args = import_args(&src, &out);
-    args.extend(["--window".into(), "40,400".into()]);
+    args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    fails_mentioning(
-        "medseg-train",
-        &args,
+    fails_mentioning("medseg-train", &args, message);
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_flag_of_another_format_is_refused_not_ignored() {
+    refused_before_anything_is_written(
+        &["--window", "40,400"],
         "--window applies to --from nifti, msd, dicom, not --from slices",
     );
-    assert!(!out.exists());
 }
 
 #[test]
@@ -128,19 +132,10 @@ fn patients_from_a_file_name_pattern_under_either_flag_name() {
 
 #[test]
 fn a_pattern_without_a_group_is_refused_before_anything_is_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    write_slices(&src, &[("s01_a.png", 1)]);
-    let out = dir.path().join("set");
-    let mut args = import_args(&src, &out);
-    args.extend(["--patient-pattern".into(), "^s\\d+".into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    fails_mentioning(
-        "medseg-train",
-        &args,
+    refused_before_anything_is_written(
+        &["--patient-pattern", "^s\\d+"],
         "'^s\\d+' needs a group ( ) around the patient",
     );
-    assert!(!out.exists());
 }
 
 #[test]
