@@ -167,32 +167,9 @@ impl Segmenter {
     /// Segments an image of any size; the mask comes back at the image's own size.
     pub fn segment(&self, img: &DynamicImage) -> Result<Segmentation, RuntimeError> {
         let spec = &self.card.input;
-        // A gray image would be copied into all three channels: the 2.5D model would read it
-        // as a slice whose neighbours are identical to it and answer without complaint.
-        if spec.stacked_neighbours && !img.color().has_color() {
-            return Err(RuntimeError::UnsuitableImage {
-                model: self.source.clone(),
-                reason: "the model reads each slice between its neighbours (RGB: previous, \
-                         this, next slice, as `medseg-train import --stack-neighbours` writes \
-                         them), but this is a single gray slice"
-                    .into(),
-            });
-        }
-        let input = to_model_input(img, spec);
+        let input = self.model_input(img)?;
         let start = Instant::now();
-        let logits = if self.flip_tta {
-            let mut mirrored = input.clone();
-            mirror_rows(&mut mirrored, spec.width);
-            let mut back = self.logits(mirrored)?;
-            mirror_rows(&mut back, spec.width);
-            let mut logits = self.logits(input)?;
-            for (l, b) in logits.iter_mut().zip(&back) {
-                *l = (*l + *b) / 2.0;
-            }
-            logits
-        } else {
-            self.logits(input)?
-        };
+        let logits = self.tta_logits(input)?;
         let inference_ms = start.elapsed().as_secs_f64() * 1e3;
         let prediction = logits_to_prediction(
             &logits,
@@ -205,6 +182,46 @@ impl Segmenter {
             prediction,
             inference_ms,
         })
+    }
+
+    /// The logits `[classes, h, w]` at the model's size that [`Self::segment`] makes its mask
+    /// from (averaged with the mirrored pass under flip TTA).
+    pub fn segment_logits(&self, img: &DynamicImage) -> Result<Vec<f32>, RuntimeError> {
+        self.tta_logits(self.model_input(img)?)
+    }
+
+    /// The image prepared as the card says, or refused when the model cannot read it.
+    fn model_input(&self, img: &DynamicImage) -> Result<Vec<f32>, RuntimeError> {
+        let spec = &self.card.input;
+        // A gray image would be copied into all three channels: the 2.5D model would read it
+        // as a slice whose neighbours are identical to it and answer without complaint.
+        if spec.stacked_neighbours && !img.color().has_color() {
+            return Err(RuntimeError::UnsuitableImage {
+                model: self.source.clone(),
+                reason: "the model reads each slice between its neighbours (RGB: previous, \
+                         this, next slice, as `medseg-train import --stack-neighbours` writes \
+                         them), but this is a single gray slice"
+                    .into(),
+            });
+        }
+        Ok(to_model_input(img, spec))
+    }
+
+    /// [`Self::logits`], averaged with the mirrored pass (mirrored back) under flip TTA.
+    fn tta_logits(&self, input: Vec<f32>) -> Result<Vec<f32>, RuntimeError> {
+        if !self.flip_tta {
+            return self.logits(input);
+        }
+        let width = self.card.input.width;
+        let mut mirrored = input.clone();
+        mirror_rows(&mut mirrored, width);
+        let mut back = self.logits(mirrored)?;
+        mirror_rows(&mut back, width);
+        let mut logits = self.logits(input)?;
+        for (l, b) in logits.iter_mut().zip(&back) {
+            *l = (*l + *b) / 2.0;
+        }
+        Ok(logits)
     }
 }
 

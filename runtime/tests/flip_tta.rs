@@ -1,6 +1,7 @@
 //! Flip test-time augmentation makes the segmentation mirror-equivariant: segmenting the
 //! mirrored image gives exactly the mirrored result. A plain CNN does not have this property,
-//! which the test checks too, so it cannot pass by accident.
+//! which the test checks too, so it cannot pass by accident. Compared: the logits the
+//! prediction is made from, the mask, and the per-class confidence sums.
 
 use image::{DynamicImage, imageops};
 use medseg_runtime::Segmenter;
@@ -27,8 +28,9 @@ fn flip_tta_is_exactly_mirror_equivariant() {
         );
     let flipped = img.fliph();
 
-    let conf = |seg: &Segmenter, im: &DynamicImage| seg.segment(im).unwrap().prediction.confidence;
-    let (a, b) = (conf(&plain, &img), conf(&plain, &flipped));
+    // The logits segment() makes its mask from; mirror_rows mirrors every row of every plane.
+    let logits = |seg: &Segmenter, im: &DynamicImage| seg.segment_logits(im).unwrap();
+    let (a, b) = (logits(&plain, &img), logits(&plain, &flipped));
     assert_ne!(
         mirrored(&a, spec.width),
         b,
@@ -38,10 +40,14 @@ fn flip_tta_is_exactly_mirror_equivariant() {
     let tta = Segmenter::from_bytes(MODEL, "demo")
         .unwrap()
         .with_flip_tta(true);
-    let (a, b) = (conf(&tta, &img), conf(&tta, &flipped));
+    let (a, b) = (logits(&tta, &img), logits(&tta, &flipped));
     assert_eq!(mirrored(&a, spec.width), b);
-    let masks = |im: &DynamicImage| tta.segment(im).unwrap().prediction.mask.data;
-    let (ma, mb) = (masks(&img), masks(&flipped));
-    assert_eq!(mirrored(&ma, spec.width), mb);
-    assert!(mb.contains(&1), "the sample's label is found");
+    let pred = |im: &DynamicImage| tta.segment(im).unwrap().prediction;
+    let (pa, pb) = (pred(&img), pred(&flipped));
+    assert_eq!(mirrored(&pa.mask.data, spec.width), pb.mask.data);
+    assert!(pb.mask.data.contains(&1), "the sample's label is found");
+    // Same pixels, summed in another order.
+    for (sa, sb) in pa.confidence_sums.iter().zip(&pb.confidence_sums) {
+        assert!((sa - sb).abs() <= 1e-9 * sa.abs().max(1.0), "{sa} vs {sb}");
+    }
 }

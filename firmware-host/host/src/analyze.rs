@@ -32,14 +32,7 @@ impl Analyzer for Segmenter {
             .iter()
             .map(|s| s.area_pixels as u32)
             .collect::<Vec<_>>();
-        let (mut sum, mut n) = (0f64, 0usize);
-        for (&c, &p) in pred.mask.data.iter().zip(&pred.confidence) {
-            if c != 0 {
-                sum += p as f64;
-                n += 1;
-            }
-        }
-        let confidence = if n > 0 { (sum / n as f64) as f32 } else { 0.0 };
+        let confidence = pred.foreground_mean_confidence().unwrap_or(0.0);
         let result = to_result(
             image_id,
             &areas,
