@@ -2,14 +2,17 @@
 //! Each file is written to a temporary name and renamed, so an interrupted run never leaves
 //! a half-written file under a final name.
 
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
-use image::DynamicImage;
+use image::{DynamicImage, ExtendedColorType, GrayImage, ImageFormat};
 use serde::Serialize;
 
 use crate::Segmentation;
 use crate::error::RuntimeError;
-use crate::postprocess::{ClassStats, class_stats, overlay};
+use crate::image_io::Mask;
+use crate::postprocess::{ClassStats, class_stats, overlay_rows};
 
 #[derive(Serialize)]
 pub struct ImageReport {
@@ -40,26 +43,46 @@ pub fn write_outputs(
         mean_confidence: pred.mean_confidence(),
         inference_ms: seg.inference_ms,
     };
-    let mask_path = out.join(format!("{stem}_mask.png"));
-    let encode = |e: image::ImageError| std::io::Error::other(e.to_string());
-    atomic_write(&mask_path, |tmp| {
-        pred.mask
-            .to_gray()
-            .save_with_format(tmp, image::ImageFormat::Png)
-            .map_err(encode)
+    let mask = &pred.mask;
+    atomic_write(&out.join(format!("{stem}_mask.png")), |tmp| {
+        let (w, h) = (mask.width as u32, mask.height as u32);
+        image::save_buffer_with_format(
+            tmp,
+            &mask.data,
+            w,
+            h,
+            ExtendedColorType::L8,
+            ImageFormat::Png,
+        )
+        .map_err(std::io::Error::other)
     })?;
-    let overlay_path = out.join(format!("{stem}_overlay.png"));
-    let picture = overlay(img, &pred.mask);
-    atomic_write(&overlay_path, |tmp| {
-        picture
-            .save_with_format(tmp, image::ImageFormat::Png)
-            .map_err(encode)
+    let gray = img.to_luma8();
+    atomic_write(&out.join(format!("{stem}_overlay.png")), |tmp| {
+        write_overlay_png(tmp, &gray, mask)
     })?;
     let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
     atomic_write(&out.join(format!("{stem}.json")), |tmp| {
         std::fs::write(tmp, &json)
     })?;
     Ok(report)
+}
+
+/// The overlay encoded row by row as it is drawn. Fast compression: on a 24 MP photo it
+/// writes what image's own encoder wrote (2.2 MB, same speed); `Balanced` here halves the
+/// file but costs 0.3 s more.
+fn write_overlay_png(path: &Path, gray: &GrayImage, mask: &Mask) -> std::io::Result<()> {
+    let file = BufWriter::new(File::create(path)?);
+    let mut encoder = png::Encoder::new(file, mask.width as u32, mask.height as u32);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(png::Compression::Fast);
+    encoder.set_filter(png::Filter::Adaptive);
+    let mut png = encoder.write_header().map_err(std::io::Error::other)?;
+    let mut rows = png.stream_writer().map_err(std::io::Error::other)?;
+    overlay_rows(gray, mask, |row| rows.write_all(row))?;
+    rows.finish().map_err(std::io::Error::other)?;
+    // Writes the end chunk and flushes the file, reporting what a drop would swallow.
+    png.finish().map_err(std::io::Error::other)
 }
 
 fn atomic_write(
@@ -69,4 +92,49 @@ fn atomic_write(
     let tmp: PathBuf = path.with_extension("partial");
     write(&tmp).map_err(|e| RuntimeError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| RuntimeError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use image::{GrayImage, Luma};
+
+    use super::*;
+    use crate::postprocess::{Prediction, overlay};
+
+    #[test]
+    fn the_files_hold_the_mask_and_the_overlay_drawn_in_memory() {
+        // An odd size, two classes and a block touching the border: every edge case of the
+        // row-by-row overlay encoder.
+        let (w, h) = (37, 23);
+        let img = DynamicImage::ImageLuma8(GrayImage::from_fn(w, h, |x, y| {
+            Luma([(x * 7 + y * 3) as u8])
+        }));
+        let data = (0..w * h)
+            .map(|i| match (i % w, i / w) {
+                (x, y) if x < 9 && y < 6 => 2,
+                (x, y) if (12..30).contains(&x) && (5..20).contains(&y) => 1,
+                _ => 0,
+            })
+            .collect();
+        let mask = Mask {
+            width: w as usize,
+            height: h as usize,
+            data,
+        };
+        let seg = Segmentation {
+            prediction: Prediction {
+                mask: mask.clone(),
+                confidence_sums: vec![0.0; 3],
+            },
+            inference_ms: 0.0,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["bg".to_string(), "a".into(), "b".into()];
+        write_outputs(dir.path(), "s", Path::new("s.png"), &img, &seg, &names).unwrap();
+        let written = image::open(dir.path().join("s_overlay.png")).unwrap();
+        assert_eq!(written.into_rgb8(), overlay(&img, &mask));
+        let written = image::open(dir.path().join("s_mask.png")).unwrap();
+        assert_eq!(written.into_luma8().into_raw(), mask.data);
+        assert!(!dir.path().join("s_overlay.partial").exists());
+    }
 }

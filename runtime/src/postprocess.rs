@@ -1,7 +1,9 @@
 //! From logits to what a person sees: class mask and confidence at the input's own size,
 //! per-class areas and boxes, and an overlay picture.
 
-use image::{DynamicImage, Rgb, RgbImage};
+use std::convert::Infallible;
+
+use image::{DynamicImage, GrayImage, RgbImage};
 use serde::Serialize;
 
 use crate::cleanup::Cleanup;
@@ -209,15 +211,33 @@ const PALETTE: [[u8; 3]; 6] = [
 
 /// The image in gray with each class tinted and its outline drawn in full colour.
 pub fn overlay(img: &DynamicImage, mask: &Mask) -> RgbImage {
-    let gray = img.to_luma8();
+    let mut data = Vec::with_capacity(3 * mask.width * mask.height);
+    overlay_rows(&img.to_luma8(), mask, |row| {
+        data.extend_from_slice(row);
+        Ok::<(), Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {});
+    RgbImage::from_raw(mask.width as u32, mask.height as u32, data)
+        .expect("one RGB row per mask row")
+}
+
+/// The [`overlay`]'s rows, top to bottom, `3 * width` bytes each, handed to `emit` one at a
+/// time: a 24 MP photo's overlay can then be encoded as it is drawn instead of held whole
+/// (72 MB). `gray` is the image in gray, at the mask's size.
+pub fn overlay_rows<E>(
+    gray: &GrayImage,
+    mask: &Mask,
+    mut emit: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
     let (w, h) = (mask.width, mask.height);
-    let mut out = RgbImage::new(w as u32, h as u32);
+    let gray = gray.as_raw();
     let at = |x: usize, y: usize| mask.data[y * w + x];
+    let mut row = vec![0u8; 3 * w];
     for y in 0..h {
-        for x in 0..w {
-            let g = gray.get_pixel(x as u32, y as u32).0[0];
+        for (x, px) in row.chunks_exact_mut(3).enumerate() {
+            let g = gray[y * w + x];
             let c = at(x, y);
-            let px = if c == 0 {
+            let rgb = if c == 0 {
                 [g, g, g]
             } else {
                 let colour = PALETTE[(c as usize - 1) % PALETTE.len()];
@@ -236,10 +256,11 @@ pub fn overlay(img: &DynamicImage, mask: &Mask) -> RgbImage {
                     colour.map(|v| ((v as u16 * 3 + g as u16 * 7) / 10) as u8)
                 }
             };
-            out.put_pixel(x as u32, y as u32, Rgb(px));
+            px.copy_from_slice(&rgb);
         }
+        emit(&row)?;
     }
-    out
+    Ok(())
 }
 
 #[cfg(test)]
