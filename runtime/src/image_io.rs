@@ -1,8 +1,9 @@
 //! Decoding images and masks from files, with errors that name the file.
 
+use std::borrow::Cow;
 use std::path::Path;
 
-use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, Limits};
+use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, Limits, RgbImage};
 
 use crate::bit_depth::gray_to_8_bits;
 use crate::error::RuntimeError;
@@ -59,6 +60,23 @@ fn decode(path: &Path) -> Result<DynamicImage, RuntimeError> {
         return Err(bad("image has zero size".into()));
     }
     Ok(img)
+}
+
+/// The image as 8-bit gray: borrowed when it already is, converted otherwise. A copy of a
+/// 24 MP photo is 24 MB (gray) or 72 MB (RGB); converted or borrowed, the values are the same.
+pub fn as_gray(img: &DynamicImage) -> Cow<'_, GrayImage> {
+    match img.as_luma8() {
+        Some(gray) => Cow::Borrowed(gray),
+        None => Cow::Owned(img.to_luma8()),
+    }
+}
+
+/// The image as 8-bit RGB: borrowed when it already is, converted otherwise (see [`as_gray`]).
+pub fn as_rgb(img: &DynamicImage) -> Cow<'_, RgbImage> {
+    match img.as_rgb8() {
+        Some(rgb) => Cow::Borrowed(rgb),
+        None => Cow::Owned(img.to_rgb8()),
+    }
 }
 
 /// A class-index mask: one byte per pixel, row-major.
@@ -255,6 +273,18 @@ fn float_labels(values: impl Iterator<Item = f64>) -> Result<Vec<i64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn views_borrow_an_image_of_their_format_and_convert_any_other() {
+        let rgb =
+            image::RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8 * 40, y as u8 * 70, 9]));
+        let colour = DynamicImage::ImageRgb8(rgb.clone());
+        let gray = DynamicImage::ImageLuma8(colour.to_luma8());
+        assert!(matches!(as_rgb(&colour), Cow::Borrowed(r) if *r == rgb));
+        assert!(matches!(as_gray(&gray), Cow::Borrowed(_)));
+        assert!(matches!(as_gray(&colour), Cow::Owned(g) if g == colour.to_luma8()));
+        assert!(matches!(as_rgb(&gray), Cow::Owned(r) if r == gray.to_rgb8()));
+    }
 
     #[test]
     fn png_mask_with_out_of_range_label_is_rejected_naming_the_value() {

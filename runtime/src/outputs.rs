@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::Segmentation;
 use crate::error::RuntimeError;
-use crate::image_io::Mask;
+use crate::image_io::{Mask, as_gray};
 use crate::postprocess::{ClassStats, class_stats, overlay_rows};
 
 #[derive(Serialize)]
@@ -56,7 +56,7 @@ pub fn write_outputs(
         )
         .map_err(std::io::Error::other)
     })?;
-    let gray = img.to_luma8();
+    let gray = as_gray(img);
     atomic_write(&out.join(format!("{stem}_overlay.png")), |tmp| {
         write_overlay_png(tmp, &gray, mask)
     })?;

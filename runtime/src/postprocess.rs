@@ -7,7 +7,7 @@ use image::{DynamicImage, GrayImage, RgbImage};
 use serde::Serialize;
 
 use crate::cleanup::Cleanup;
-use crate::image_io::Mask;
+use crate::image_io::{Mask, as_gray};
 
 /// A segmentation at the size of the original image.
 #[derive(Debug, Clone)]
@@ -212,7 +212,7 @@ const PALETTE: [[u8; 3]; 6] = [
 /// The image in gray with each class tinted and its outline drawn in full colour.
 pub fn overlay(img: &DynamicImage, mask: &Mask) -> RgbImage {
     let mut data = Vec::with_capacity(3 * mask.width * mask.height);
-    overlay_rows(&img.to_luma8(), mask, |row| {
+    overlay_rows(&as_gray(img), mask, |row| {
         data.extend_from_slice(row);
         Ok::<(), Infallible>(())
     })

@@ -5,15 +5,16 @@ use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage};
 
 use crate::card::InputSpec;
+use crate::image_io::{as_gray, as_rgb};
 
 /// `[channels, height, width]` values (row-major) for a `[1, C, H, W]` input.
 pub fn to_model_input(img: &DynamicImage, spec: &InputSpec) -> Vec<f32> {
     let (w, h) = (spec.width as u32, spec.height as u32);
     let plane = spec.width * spec.height;
     match spec.channels {
-        1 => gray_to_model_input(&img.to_luma8(), spec),
+        1 => gray_to_model_input(&as_gray(img), spec),
         _ => {
-            let rgb = image::imageops::resize(&img.to_rgb8(), w, h, FilterType::Triangle);
+            let rgb = image::imageops::resize(&*as_rgb(img), w, h, FilterType::Triangle);
             let mut out = vec![0.0; plane * 3];
             for (i, p) in rgb.pixels().enumerate() {
                 for c in 0..3 {

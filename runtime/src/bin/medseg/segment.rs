@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use image::DynamicImage;
 use medseg_runtime::Segmenter;
+use medseg_runtime::card::InputSpec;
 use medseg_runtime::dataset::IMAGE_EXTS;
 use medseg_runtime::image_io::load_image;
 
@@ -51,6 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // One bad file must not stop the batch: report it and go on.
         let result = load_image(path)
             .map_err(anyhow::Error::from)
+            .map(|img| gray_for_gray_models(img, &seg.card.input))
             .and_then(|img| {
                 let s = seg
                     .segment(&img)
@@ -97,6 +100,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("{failed} of {} input(s) failed (see above)", files.len());
     }
     Ok(())
+}
+
+/// A one-channel model reads the image's luma and the overlay is drawn in gray, so a colour
+/// photo is kept as gray from the start: 24 MB instead of 72 for a 24 MP photo.
+fn gray_for_gray_models(img: DynamicImage, spec: &InputSpec) -> DynamicImage {
+    if spec.channels == 1 && img.as_luma8().is_none() {
+        DynamicImage::ImageLuma8(img.into_luma8())
+    } else {
+        img
+    }
 }
 
 /// Expands folders (non-recursively) to their images; output stems must be unique.
