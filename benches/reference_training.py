@@ -74,10 +74,13 @@ def augment(x, y, args, torch, F, gen):
 
 
 def loss_fn(logits, y, torch, F):
+    """0.5 CE + 0.5 soft Dice over the foreground classes, summed over the batch and every
+    spatial axis: the same loss for 2D slices (N, C, H, W) and 3D stacks (N, C, S, H, W)."""
     ce = F.cross_entropy(logits, y)
     p = logits.softmax(1)[:, 1:]
-    g = F.one_hot(y, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].float()
-    inter, total = (p * g).sum((0, 2, 3)), (p + g).sum((0, 2, 3))
+    g = F.one_hot(y, logits.shape[1]).movedim(-1, 1)[:, 1:].float()
+    axes = (0,) + tuple(range(2, logits.ndim))
+    inter, total = (p * g).sum(axes), (p + g).sum(axes)
     return 0.5 * ce + 0.5 * (1 - ((2 * inter + 1) / (total + 1)).mean())
 
 

@@ -31,8 +31,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_training import (add_recipe_args, load_split, planned_epochs, report,  # noqa: E402
-                                selection_dice)
+from reference_training import (add_recipe_args, load_split, loss_fn, planned_epochs,  # noqa: E402
+                                report, selection_dice)
 
 
 def unet3d(torch, width, depth, classes):
@@ -132,14 +132,6 @@ def augment(x, y, depths, args, torch, F, gen):
         xs.append(pv)
         ys.append(pm)
     return torch.stack(xs), torch.stack(ys)
-
-
-def loss_fn(logits, y, torch, F):
-    ce = F.cross_entropy(logits, y)
-    p = logits.softmax(1)[:, 1:]
-    g = F.one_hot(y, logits.shape[1]).permute(0, 4, 1, 2, 3)[:, 1:].float()
-    inter, total = (p * g).sum((0, 2, 3, 4)), (p + g).sum((0, 2, 3, 4))
-    return 0.5 * ce + 0.5 * (1 - ((2 * inter + 1) / (total + 1)).mean())
 
 
 def slice_logits(model, vols, depths, rows, n_slices, autocast, torch):
