@@ -1,10 +1,12 @@
 //! DICOM import on series written here: ordering by position (files named out of order),
 //! rescale + the file's window, radiological display, labels from NIfTI or DICOM SEG, and the
-//! errors for gaps, mixed series, compressed transfer syntaxes and mismatched labels.
+//! errors for gaps, mixed series, undecodable transfer syntaxes and mismatched labels. The same
+//! series compressed by dcmtk and OpenJPEG lies in `fixtures/dicom` (rebuilt by
+//! `scripts/make-dicom-fixtures.sh`).
 
 use std::path::{Path, PathBuf};
 
-use dicom_core::value::DataSetSequence;
+use dicom_core::value::{DataSetSequence, PixelFragmentSequence};
 use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
@@ -17,8 +19,9 @@ use medseg_trainer::import::dicom::{self as dicom_import, DicomArgs};
 use medseg_trainer::import::volume_slices::VolumeArgs;
 use medseg_trainer::import::{LayoutWriter, SplitRule};
 
-const COLS: usize = 5;
-const ROWS: usize = 4;
+/// Non-square, and 32 px or more a side: OpenJPEG's default six wavelet levels need that.
+const COLS: usize = 36;
+const ROWS: usize = 32;
 const SLICES: usize = 4;
 const ORIGIN: [f64; 3] = [-12.0, 30.0, 40.0];
 /// Row spacing, column spacing, slice spacing (mm).
@@ -75,7 +78,11 @@ fn ct_slice(k: usize, series: &str) -> InMemDicomObject {
 }
 
 fn save(obj: InMemDicomObject, path: &Path) {
-    obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+    save_as(obj, path, uids::EXPLICIT_VR_LITTLE_ENDIAN);
+}
+
+fn save_as(obj: InMemDicomObject, path: &Path, transfer_syntax: &str) {
+    obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(transfer_syntax))
         .unwrap()
         .write_to_file(path)
         .unwrap();
@@ -105,6 +112,22 @@ impl Src {
             );
         }
         Self { _dir: dir, root }
+    }
+
+    /// Patient `p1` as a series from `fixtures/dicom/KIND` (the same slices and file names as
+    /// [`Src::new`], compressed).
+    fn from_fixture(kind: &str) -> Self {
+        let src = Self::new();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom");
+        for k in 0..SLICES {
+            let name = format!("IM{}", 9 - k);
+            std::fs::copy(
+                fixtures.join(kind).join(&name),
+                src.root.join("series/p1").join(&name),
+            )
+            .unwrap();
+        }
+        src
     }
 
     /// The labels as a NIfTI volume on the series' grid (voxel order column, row, slice).
@@ -199,9 +222,19 @@ fn series_with_nifti_labels_sorts_by_position_and_uses_the_file_window() {
 }
 
 #[test]
-fn dicom_seg_labels_give_the_same_masks() {
-    let src = Src::new();
-    // Two frames (slices 1 and 2) of segment 1, bits packed across frames.
+fn series_compressed_by_hospital_tools_import_like_the_uncompressed_one() {
+    for kind in ["jpeg-lossless", "rle", "j2k", "deflate"] {
+        let src = Src::from_fixture(kind);
+        src.nifti_labels([COLS, ROWS, SLICES]);
+        let out = src
+            .import("out", &VolumeArgs::default())
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_matches_series(&out);
+    }
+}
+
+/// A binary SEG of segment 1 on slices 1 and 2 ([`label_on`]), bits packed across frames.
+fn binary_seg() -> InMemDicomObject {
     let per = ROWS * COLS;
     let mut bits = vec![0u8; (2 * per).div_ceil(8)];
     let mut frames = Vec::new();
@@ -238,7 +271,7 @@ fn dicom_seg_labels_give_the_same_masks() {
             ),
         ]));
     }
-    let seg = InMemDicomObject::from_element_iter([
+    InMemDicomObject::from_element_iter([
         DataElement::new(tags::SOP_CLASS_UID, VR::UI, uids::SEGMENTATION_STORAGE),
         DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1.99"),
         DataElement::new(tags::SEGMENTATION_TYPE, VR::CS, "BINARY"),
@@ -256,10 +289,34 @@ fn dicom_seg_labels_give_the_same_masks() {
             VR::OB,
             PrimitiveValue::U8(bits.into_iter().collect()),
         ),
-    ]);
+    ])
+}
+
+#[test]
+fn dicom_seg_labels_give_the_same_masks() {
+    let src = Src::new();
+    let seg = binary_seg();
     save(seg, &src.root.join("labels/p1.dcm"));
     let out = src.import("out", &VolumeArgs::default()).unwrap();
     assert_matches_series(&out);
+}
+
+#[test]
+fn a_compressed_seg_is_refused_by_name() {
+    let src = Src::new();
+    let mut seg = binary_seg();
+    // RLE-encapsulated frames (the fragment's content is never decoded).
+    seg.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        PixelFragmentSequence::new(Vec::<u32>::new(), vec![vec![0u8; 64]]),
+    ));
+    save_as(seg, &src.root.join("labels/p1.dcm"), uids::RLE_LOSSLESS);
+    let err = src.import("out", &VolumeArgs::default()).unwrap_err();
+    assert!(
+        err.contains("labels/p1.dcm") && err.contains("compressed PixelData"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -275,7 +332,7 @@ fn a_missing_slice_is_reported_with_the_files_around_the_gap() {
 }
 
 #[test]
-fn mixed_series_and_compressed_files_are_refused_by_name() {
+fn mixed_series_and_undecodable_files_are_refused_by_name() {
     let src = Src::new();
     src.nifti_labels([COLS, ROWS, SLICES]);
     save(ct_slice(1, "1.2.3.5"), &src.root.join("series/p1/IM8"));
@@ -284,24 +341,18 @@ fn mixed_series_and_compressed_files_are_refused_by_name() {
 
     let src = Src::new();
     src.nifti_labels([COLS, ROWS, SLICES]);
-    // Relabel one file as RLE Lossless: same length UID, so only the meta header changes.
-    let path = src.root.join("series/p1/IM7");
-    let bytes = std::fs::read(&path).unwrap();
-    let (from, to) = (
-        uids::EXPLICIT_VR_LITTLE_ENDIAN.as_bytes(),
-        uids::RLE_LOSSLESS.as_bytes(),
-    );
-    assert_eq!(from.len(), to.len());
-    let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
-    let mut patched = bytes.clone();
-    patched[at..at + to.len()].copy_from_slice(to);
-    std::fs::write(&path, patched).unwrap();
+    // One JPEG-LS file (dcmcjpls) in an uncompressed series: no pure-Rust JPEG-LS decoder.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom/jpeg-ls/IM7"),
+        src.root.join("series/p1/IM7"),
+    )
+    .unwrap();
     let err = src.import("out2", &VolumeArgs::default()).unwrap_err();
     assert!(
         err.contains("unsupported transfer syntax") && err.contains("IM7"),
         "{err}"
     );
-    assert!(err.contains(uids::RLE_LOSSLESS), "{err}");
+    assert!(err.contains(uids::JPEGLS_LOSSLESS), "{err}");
 }
 
 #[test]
@@ -349,7 +400,7 @@ fn a_degenerate_orientation_and_short_pixel_data_are_refused_by_name() {
     assert!(
         err.contains("series/p1/IM7")
             && err.contains("PixelData holds 6 bytes")
-            && err.contains("need 40"),
+            && err.contains(&format!("need {}", ROWS * COLS * 2)),
         "{err}"
     );
 }

@@ -3,13 +3,14 @@
 //! ImagePositionPatient projected on the slice normal; pixel values go through the rescale
 //! slope/intercept (HU for CT), and the file's window is used when none is given.
 //!
-//! Only uncompressed transfer syntaxes are decoded (no codec libraries in the build);
-//! compressed series get an error naming the syntax and the file.
+//! Uncompressed, deflated, JPEG (baseline, extended, lossless), JPEG 2000 and RLE Lossless
+//! files are decoded by dicom-rs's pure-Rust codecs; other transfer syntaxes (JPEG-LS, video)
+//! get an error naming the syntax and the file.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
-use dicom_dictionary_std::{tags, uids};
+use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
 use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
@@ -33,31 +34,22 @@ pub struct DicomArgs {
     pub dicom_labels: Option<PathBuf>,
 }
 
-const UNCOMPRESSED: &[&str] = &[
-    uids::IMPLICIT_VR_LITTLE_ENDIAN,
-    uids::EXPLICIT_VR_LITTLE_ENDIAN,
-    // Explicit VR Big Endian: retired from the standard but still found in old archives.
-    "1.2.840.10008.1.2.2",
-];
-
 /// Opens a DICOM file and refuses transfer syntaxes whose pixel data this build cannot decode.
 pub fn open(path: &Path) -> anyhow::Result<DefaultDicomObject> {
     let obj = OpenFileOptions::new()
         .open_file(path)
         .with_context(|| format!("{} is not a readable DICOM file", path.display()))?;
-    let ts = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
-    if !UNCOMPRESSED.contains(&ts) {
-        let name = TransferSyntaxRegistry
-            .get(ts)
-            .map(|t| t.name().to_string())
-            .unwrap_or_else(|| "unknown".into());
-        bail!(
-            "unsupported transfer syntax {name} ({ts}) in {}: only uncompressed DICOM is read; \
-             decompress the series first (e.g. `gdcmconv --raw IN OUT` or `dcmdjpeg IN OUT`)",
+    let uid = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
+    match TransferSyntaxRegistry.get(uid) {
+        Some(ts) if ts.can_decode_all() => Ok(obj),
+        ts => bail!(
+            "unsupported transfer syntax {} ({uid}) in {}: this build reads uncompressed, \
+             deflated, JPEG, JPEG 2000 and RLE Lossless DICOM; decompress the series first \
+             (e.g. `gdcmconv --raw IN OUT` or `dcmdjpls IN OUT`)",
+            ts.map_or("unknown", |t| t.name()),
             path.display()
-        );
+        ),
     }
-    Ok(obj)
 }
 
 pub fn floats(
@@ -171,6 +163,15 @@ pub fn read_series(dir: &Path) -> anyhow::Result<Series> {
         first_path.display()
     );
     let normal = cross(row_dir, col_dir);
+    // Lossy JPEG or JPEG 2000 shifts values (HU on CT) by the codec's error; the importer
+    // reads them all the same, and says so.
+    if text(&first, tags::LOSSY_IMAGE_COMPRESSION).as_deref() == Some("01") {
+        tracing::warn!(
+            "series {} is lossy-compressed (LossyImageCompression 01): its pixel values carry \
+             the codec's error",
+            dir.display()
+        );
+    }
     let series_uid = text(&first, tags::SERIES_INSTANCE_UID).unwrap_or_default();
     let mut slices = Vec::with_capacity(files.len());
     for (n, path) in files.into_iter().enumerate() {

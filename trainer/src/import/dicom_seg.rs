@@ -77,9 +77,17 @@ pub fn read_seg(path: &Path, series: &Series) -> anyhow::Result<Volume> {
         (cols, rows) == (nx, ny),
         "{shown} is {cols}x{rows} pixels but its series is {nx}x{ny}"
     );
-    let bits = obj
+    let pixel_data = obj
         .element(tags::PIXEL_DATA)
-        .with_context(|| format!("{shown}: no PixelData"))?
+        .with_context(|| format!("{shown}: no PixelData"))?;
+    // dicom-rs's codecs decode images, not 1-bit frames: an encapsulated (RLE) SEG would
+    // otherwise fail below as "not a byte string".
+    ensure!(
+        pixel_data.fragments().is_none(),
+        "{shown}: compressed PixelData; only uncompressed SEG objects are read (decompress \
+         first, e.g. `dcmdrle IN OUT`)"
+    );
+    let bits = pixel_data
         .to_bytes()
         .with_context(|| format!("{shown}: PixelData is not a byte string"))?;
     let per_frame = rows * cols;
