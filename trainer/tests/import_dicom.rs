@@ -292,6 +292,130 @@ fn binary_seg() -> InMemDicomObject {
     ])
 }
 
+/// The series as one Enhanced CT file: frames stored from the last slice to the first, each
+/// with its own position and its own rescale (stored value shifted by 5 per slice, intercept
+/// shifted back), orientation, spacing and window in the shared group.
+fn enhanced_ct(positions: &[usize]) -> InMemDicomObject {
+    let item = |elements: Vec<DataElement<InMemDicomObject>>| {
+        DataSetSequence::from(vec![InMemDicomObject::from_element_iter(elements)])
+    };
+    let mut pixels = Vec::new();
+    let mut per_frame = Vec::new();
+    for &k in positions {
+        pixels.extend((0..ROWS * COLS).map(|n| raw(n / COLS, n % COLS, k) + 5 * k as u16));
+        let pos = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + SP.2 * k as f64];
+        per_frame.push(InMemDicomObject::from_element_iter([
+            DataElement::new(
+                tags::PLANE_POSITION_SEQUENCE,
+                VR::SQ,
+                item(vec![DataElement::new(
+                    tags::IMAGE_POSITION_PATIENT,
+                    VR::DS,
+                    ds(&pos),
+                )]),
+            ),
+            DataElement::new(
+                tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+                VR::SQ,
+                item(vec![
+                    DataElement::new(
+                        tags::RESCALE_INTERCEPT,
+                        VR::DS,
+                        ds(&[-1024.0 - 5.0 * k as f64]),
+                    ),
+                    DataElement::new(tags::RESCALE_SLOPE, VR::DS, ds(&[1.0])),
+                ]),
+            ),
+        ]));
+    }
+    let shared = InMemDicomObject::from_element_iter([
+        DataElement::new(
+            tags::PLANE_ORIENTATION_SEQUENCE,
+            VR::SQ,
+            item(vec![DataElement::new(
+                tags::IMAGE_ORIENTATION_PATIENT,
+                VR::DS,
+                ds(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+            )]),
+        ),
+        DataElement::new(
+            tags::PIXEL_MEASURES_SEQUENCE,
+            VR::SQ,
+            item(vec![
+                DataElement::new(tags::PIXEL_SPACING, VR::DS, ds(&[SP.0, SP.1])),
+                DataElement::new(tags::SLICE_THICKNESS, VR::DS, ds(&[SP.2])),
+            ]),
+        ),
+        DataElement::new(
+            tags::FRAME_VOILUT_SEQUENCE,
+            VR::SQ,
+            item(vec![
+                DataElement::new(tags::WINDOW_CENTER, VR::DS, ds(&[100.0])),
+                DataElement::new(tags::WINDOW_WIDTH, VR::DS, ds(&[200.0])),
+            ]),
+        ),
+    ]);
+    InMemDicomObject::from_element_iter([
+        DataElement::new(tags::SOP_CLASS_UID, VR::UI, uids::ENHANCED_CT_IMAGE_STORAGE),
+        DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1.50"),
+        DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.4"),
+        DataElement::new(tags::MODALITY, VR::CS, "CT"),
+        DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, positions.len().to_string()),
+        DataElement::new(tags::ROWS, VR::US, dicom_value!(U16, ROWS as u16)),
+        DataElement::new(tags::COLUMNS, VR::US, dicom_value!(U16, COLS as u16)),
+        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, 1)),
+        DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+        DataElement::new(tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, 16)),
+        DataElement::new(tags::BITS_STORED, VR::US, dicom_value!(U16, 16)),
+        DataElement::new(tags::HIGH_BIT, VR::US, dicom_value!(U16, 15)),
+        DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, dicom_value!(U16, 0)),
+        DataElement::new(
+            tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(vec![shared]),
+        ),
+        DataElement::new(
+            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(per_frame),
+        ),
+        DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::U16(pixels.into_iter().collect()),
+        ),
+    ])
+}
+
+/// A folder holding one Enhanced CT file with frames at these slice positions.
+fn enhanced_src(positions: &[usize]) -> Src {
+    let src = Src::new();
+    let series = src.root.join("series/p1");
+    std::fs::remove_dir_all(&series).unwrap();
+    std::fs::create_dir_all(&series).unwrap();
+    save(enhanced_ct(positions), &series.join("ENH"));
+    src.nifti_labels([COLS, ROWS, SLICES]);
+    src
+}
+
+#[test]
+fn an_enhanced_multi_frame_file_imports_like_the_classic_series() {
+    let src = enhanced_src(&[3, 2, 1, 0]);
+    let out = src.import("out", &VolumeArgs::default()).unwrap();
+    assert_matches_series(&out);
+}
+
+#[test]
+fn frames_at_one_position_are_named_by_file_and_frame() {
+    // Multi-echo enhanced MR stores several images per position: not one volume.
+    let src = enhanced_src(&[3, 2, 2, 1, 0]);
+    let err = src.import("out", &VolumeArgs::default()).unwrap_err();
+    assert!(
+        err.contains("same position") && err.contains("ENH frame 2") && err.contains("ENH frame 3"),
+        "{err}"
+    );
+}
+
 #[test]
 fn dicom_seg_labels_give_the_same_masks() {
     let src = Src::new();

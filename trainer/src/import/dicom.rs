@@ -1,20 +1,23 @@
-//! `--from dicom`: one folder per patient holding one DICOM series (a file per slice), with
-//! labels from a NIfTI label volume or a DICOM SEG object per patient. Slices are ordered by
-//! ImagePositionPatient projected on the slice normal; pixel values go through the rescale
-//! slope/intercept (HU for CT), and the file's window is used when none is given.
+//! `--from dicom`: one folder per patient holding one DICOM series (a file per slice, or
+//! enhanced multi-frame files), with labels from a NIfTI label volume or a DICOM SEG object per
+//! patient. Slices are ordered by ImagePositionPatient projected on the slice normal; pixel
+//! values go through the rescale slope/intercept (HU for CT), and the file's window is used
+//! when none is given. Enhanced files give these per frame in functional groups
+//! ([`super::dicom_frames`]).
 //!
-//! Uncompressed, deflated, JPEG (baseline, extended, lossless), JPEG 2000 and RLE Lossless
-//! files are decoded by dicom-rs's pure-Rust codecs; other transfer syntaxes (JPEG-LS, video)
-//! get an error naming the syntax and the file.
+//! Uncompressed, deflated, JPEG (8-bit baseline and extended, lossless), JPEG 2000 and RLE
+//! Lossless files are decoded by dicom-rs's pure-Rust codecs; other transfer syntaxes
+//! (JPEG-LS, video) get an error naming the syntax and the file.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
-use dicom_pixeldata::PixelDecoder;
+use dicom_pixeldata::{DecodedPixelData, PixelDecoder};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
+use super::dicom_frames::{frame_floats, number_of_frames};
 use super::dicom_seg;
 use super::layout_writer::LayoutWriter;
 use super::nifti::{find_label, read_volume};
@@ -52,18 +55,6 @@ pub fn open(path: &Path) -> anyhow::Result<DefaultDicomObject> {
     }
 }
 
-pub fn floats(
-    obj: &DefaultDicomObject,
-    tag: Tag,
-    name: &str,
-    path: &Path,
-) -> anyhow::Result<Vec<f64>> {
-    obj.element(tag)
-        .with_context(|| format!("{}: no {name}", path.display()))?
-        .to_multi_float64()
-        .with_context(|| format!("{}: {name} is not a list of numbers", path.display()))
-}
-
 pub fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
     obj.element_opt(tag)
         .ok()
@@ -87,11 +78,22 @@ pub struct Series {
     pub window: Option<(f64, f64)>,
 }
 
-struct SliceFile {
-    path: PathBuf,
-    obj: DefaultDicomObject,
+/// One image of the series: a classic file, or one frame of an enhanced multi-frame file.
+struct SliceFrame {
+    /// Index into the series' files.
+    file: usize,
+    frame: usize,
     position: [f64; 3],
     along: f64,
+}
+
+/// A file, or a frame of a multi-frame file, as errors name it.
+fn frame_name(path: &Path, frames: usize, frame: usize) -> String {
+    if frames > 1 {
+        format!("{} frame {}", path.display(), frame + 1)
+    } else {
+        path.display().to_string()
+    }
 }
 
 fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
@@ -106,20 +108,18 @@ pub fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     ]
 }
 
-fn three(v: &[f64], name: &str, path: &Path) -> anyhow::Result<[f64; 3]> {
+/// `v` as a point; `source` (a file or frame) and `name` (the attribute) go into the error.
+fn three(v: &[f64], name: &str, source: &str) -> anyhow::Result<[f64; 3]> {
     match v {
         [a, b, c] => Ok([*a, *b, *c]),
-        _ => bail!(
-            "{}: {name} has {} values, expected 3",
-            path.display(),
-            v.len()
-        ),
+        _ => bail!("{source}: {name} has {} values, expected 3", v.len()),
     }
 }
 
-/// Reads every DICOM file in `dir` as one series.
+/// Reads every DICOM file in `dir` as one series: classic files (an image each) or enhanced
+/// multi-frame files, whose frames are placed by their own positions.
 pub fn read_series(dir: &Path) -> anyhow::Result<Series> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read series folder {}", dir.display()))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
@@ -132,24 +132,31 @@ pub fn read_series(dir: &Path) -> anyhow::Result<Series> {
             !name.starts_with('.') && name != "DICOMDIR"
         })
         .collect();
-    files.sort();
+    paths.sort();
     ensure!(
-        !files.is_empty(),
+        !paths.is_empty(),
         "series folder {} holds no files",
         dir.display()
     );
-    let first_path = files[0].clone();
-    let first = open(&first_path)?;
-    let iop = floats(
-        &first,
-        tags::IMAGE_ORIENTATION_PATIENT,
-        "ImageOrientationPatient",
-        &first_path,
-    )?;
+    let files = paths
+        .into_iter()
+        .map(|p| open(&p).map(|obj| (p, obj)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (first_path, first) = &files[0];
+    let orientation = |obj: &DefaultDicomObject, frame: usize, name: &str| {
+        frame_floats(
+            obj,
+            frame,
+            tags::PLANE_ORIENTATION_SEQUENCE,
+            tags::IMAGE_ORIENTATION_PATIENT,
+        )
+        .with_context(|| format!("{name}: no ImageOrientationPatient (as numbers)"))
+    };
+    let first_name = frame_name(first_path, number_of_frames(first), 0);
+    let iop = orientation(first, 0, &first_name)?;
     ensure!(
         iop.len() == 6,
-        "{}: ImageOrientationPatient has {} values, expected 6",
-        first_path.display(),
+        "{first_name}: ImageOrientationPatient has {} values, expected 6",
         iop.len()
     );
     let row_dir = [iop[0], iop[1], iop[2]];
@@ -159,24 +166,22 @@ pub fn read_series(dir: &Path) -> anyhow::Result<Series> {
     let unit = |v: [f64; 3]| v.iter().all(|x| x.is_finite()) && (dot(v, v) - 1.0).abs() < 1e-2;
     ensure!(
         unit(row_dir) && unit(col_dir) && dot(row_dir, col_dir).abs() < 1e-2,
-        "{}: ImageOrientationPatient {iop:?} is not two orthogonal unit vectors",
-        first_path.display()
+        "{first_name}: ImageOrientationPatient {iop:?} is not two orthogonal unit vectors"
     );
     let normal = cross(row_dir, col_dir);
     // Lossy JPEG or JPEG 2000 shifts values (HU on CT) by the codec's error; the importer
     // reads them all the same, and says so.
-    if text(&first, tags::LOSSY_IMAGE_COMPRESSION).as_deref() == Some("01") {
+    if text(first, tags::LOSSY_IMAGE_COMPRESSION).as_deref() == Some("01") {
         tracing::warn!(
             "series {} is lossy-compressed (LossyImageCompression 01): its pixel values carry \
              the codec's error",
             dir.display()
         );
     }
-    let series_uid = text(&first, tags::SERIES_INSTANCE_UID).unwrap_or_default();
-    let mut slices = Vec::with_capacity(files.len());
-    for (n, path) in files.into_iter().enumerate() {
-        let obj = if n == 0 { first.clone() } else { open(&path)? };
-        let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+    let series_uid = text(first, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+    let mut slices = Vec::new();
+    for (file, (path, obj)) in files.iter().enumerate() {
+        let uid = text(obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
         if uid != series_uid {
             bail!(
                 "mixed series in {}: {} is series {series_uid} but {} is series {uid}; put one series per folder",
@@ -185,61 +190,59 @@ pub fn read_series(dir: &Path) -> anyhow::Result<Series> {
                 path.display()
             );
         }
-        let o = floats(
-            &obj,
-            tags::IMAGE_ORIENTATION_PATIENT,
-            "ImageOrientationPatient",
-            &path,
-        )?;
-        if o.len() != 6 || o.iter().zip(&iop).any(|(a, b)| (a - b).abs() > 1e-4) {
-            bail!(
-                "mixed series in {}: {} and {} have different ImageOrientationPatient",
-                dir.display(),
-                first_path.display(),
-                path.display()
-            );
-        }
-        let position = three(
-            &floats(
-                &obj,
+        let frames = number_of_frames(obj);
+        for frame in 0..frames {
+            let name = frame_name(path, frames, frame);
+            let o = orientation(obj, frame, &name)?;
+            if o.len() != 6 || o.iter().zip(&iop).any(|(a, b)| (a - b).abs() > 1e-4) {
+                bail!(
+                    "mixed series in {}: {first_name} and {name} have different ImageOrientationPatient",
+                    dir.display()
+                );
+            }
+            let position = frame_floats(
+                obj,
+                frame,
+                tags::PLANE_POSITION_SEQUENCE,
                 tags::IMAGE_POSITION_PATIENT,
-                "ImagePositionPatient",
-                &path,
-            )?,
-            "ImagePositionPatient",
-            &path,
-        )?;
-        slices.push(SliceFile {
-            along: dot(position, normal),
-            path,
-            obj,
-            position,
-        });
+            )
+            .with_context(|| format!("{name}: no ImagePositionPatient (as numbers)"))?;
+            let position = three(&position, "ImagePositionPatient", &name)?;
+            slices.push(SliceFrame {
+                file,
+                frame,
+                along: dot(position, normal),
+                position,
+            });
+        }
     }
     slices.sort_by(|a, b| a.along.total_cmp(&b.along));
-    let slice_spacing = check_spacing(dir, &slices, &first)?;
+    let name_of = |s: &SliceFrame| {
+        let (path, obj) = &files[s.file];
+        frame_name(path, number_of_frames(obj), s.frame)
+    };
+    let slice_spacing = check_spacing(dir, &slices, first, name_of)?;
 
-    let ps = floats(&first, tags::PIXEL_SPACING, "PixelSpacing", &first_path)?;
+    let ps = frame_floats(first, 0, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING)
+        .with_context(|| format!("{first_name}: no PixelSpacing (as numbers)"))?;
     ensure!(
         ps.len() == 2 && ps.iter().all(|v| v.is_finite() && *v > 0.0),
-        "{}: PixelSpacing {ps:?} is not two positive numbers",
-        first_path.display()
+        "{first_name}: PixelSpacing {ps:?} is not two positive numbers"
     );
     let pixel_spacing = (ps[0], ps[1]);
     let (mut rows, mut cols) = (0usize, 0usize);
     let mut data = Vec::new();
+    // A multi-frame file is decoded once for all its frames; classic files one at a time.
+    let mut decoded: Option<(usize, DecodedPixelData<'_>)> = None;
     for (n, s) in slices.iter().enumerate() {
-        let px = s
-            .obj
-            .decode_pixel_data()
-            .with_context(|| format!("cannot decode the pixel data of {}", s.path.display()))?;
-        ensure!(
-            px.samples_per_pixel() == 1 && px.number_of_frames() == 1,
-            "{}: {} samples per pixel, {} frames; expected one grey frame per file",
-            s.path.display(),
-            px.samples_per_pixel(),
-            px.number_of_frames()
-        );
+        let (path, obj) = &files[s.file];
+        let px = match &decoded {
+            Some((file, px)) if *file == s.file => px,
+            _ => {
+                let px = decode(path, obj)?;
+                &decoded.insert((s.file, px)).1
+            }
+        };
         let (r, c) = (px.rows() as usize, px.columns() as usize);
         if n == 0 {
             (rows, cols) = (r, c);
@@ -247,23 +250,15 @@ pub fn read_series(dir: &Path) -> anyhow::Result<Series> {
             bail!(
                 "mixed series in {}: {} is {cols}x{rows} but {} is {c}x{r}",
                 dir.display(),
-                slices[0].path.display(),
-                s.path.display()
+                name_of(&slices[0]),
+                name_of(s)
             );
         }
-        // dicom-pixeldata's "Frame #0 is out of range" does not say what is short.
-        let need = (r * c * usize::from(px.bits_allocated())).div_ceil(8);
-        ensure!(
-            px.data().len() >= need,
-            "{}: PixelData holds {} bytes, but {c}x{r} pixels of {} bits need {need}",
-            s.path.display(),
-            px.data().len(),
-            px.bits_allocated()
-        );
-        // Modality LUT (rescale slope/intercept) is applied by default: values in HU for CT.
+        // Modality LUT (rescale slope/intercept, the frame's own in enhanced files) is applied
+        // by default: values in HU for CT.
         let values: Vec<f32> = px
-            .to_vec()
-            .with_context(|| format!("cannot convert the pixel data of {}", s.path.display()))?;
+            .to_vec_frame(s.frame as u32)
+            .with_context(|| format!("cannot convert the pixel data of {}", name_of(s)))?;
         data.extend(values);
     }
     // Voxel axes: i = column, j = row, k = slice; LPS to RAS negates x and y.
@@ -279,11 +274,14 @@ pub fn read_series(dir: &Path) -> anyhow::Result<Series> {
     });
     let volume = Volume::new([cols, rows, slices.len()], data, affine)
         .with_context(|| format!("series {}: unusable geometry", dir.display()))?;
+    let window_value = |tag| {
+        frame_floats(first, 0, tags::FRAME_VOILUT_SEQUENCE, tag).and_then(|v| v.first().copied())
+    };
     let window = match (
-        floats(&first, tags::WINDOW_CENTER, "WindowCenter", &first_path),
-        floats(&first, tags::WINDOW_WIDTH, "WindowWidth", &first_path),
+        window_value(tags::WINDOW_CENTER),
+        window_value(tags::WINDOW_WIDTH),
     ) {
-        (Ok(c), Ok(w)) if !c.is_empty() && !w.is_empty() && w[0] > 0.0 => Some((c[0], w[0])),
+        (Some(c), Some(w)) if w > 0.0 => Some((c, w)),
         _ => None,
     };
     Ok(Series {
@@ -298,20 +296,52 @@ pub fn read_series(dir: &Path) -> anyhow::Result<Series> {
     })
 }
 
+/// Decodes every frame of a file, checking it holds grey images and all the pixels it claims.
+fn decode<'a>(path: &Path, obj: &'a DefaultDicomObject) -> anyhow::Result<DecodedPixelData<'a>> {
+    let px = obj
+        .decode_pixel_data()
+        .with_context(|| format!("cannot decode the pixel data of {}", path.display()))?;
+    ensure!(
+        px.samples_per_pixel() == 1,
+        "{}: {} samples per pixel; expected grey images",
+        path.display(),
+        px.samples_per_pixel()
+    );
+    // dicom-pixeldata's "Frame #0 is out of range" does not say what is short.
+    let (r, c, frames) = (
+        px.rows() as usize,
+        px.columns() as usize,
+        px.number_of_frames() as usize,
+    );
+    let need = (r * c * usize::from(px.bits_allocated())).div_ceil(8) * frames;
+    ensure!(
+        px.data().len() >= need,
+        "{}: PixelData holds {} bytes, but {frames} frame(s) of {c}x{r} pixels of {} bits need {need}",
+        path.display(),
+        px.data().len(),
+        px.bits_allocated()
+    );
+    Ok(px)
+}
+
 /// The distance between sorted slices; a gap wider than 1.5 slices means missing files, two
-/// files at one position a mixed series.
+/// images at one position a mixed series (or several images per position, as multi-echo
+/// enhanced files hold).
 fn check_spacing(
     dir: &Path,
-    slices: &[SliceFile],
+    slices: &[SliceFrame],
     first: &DefaultDicomObject,
+    name_of: impl Fn(&SliceFrame) -> String,
 ) -> anyhow::Result<f64> {
     if slices.len() == 1 {
-        let t = first
-            .element_opt(tags::SLICE_THICKNESS)
-            .ok()
-            .flatten()
-            .and_then(|e| e.to_float64().ok())
-            .filter(|t| *t > 0.0);
+        let t = frame_floats(
+            first,
+            0,
+            tags::PIXEL_MEASURES_SEQUENCE,
+            tags::SLICE_THICKNESS,
+        )
+        .and_then(|v| v.first().copied())
+        .filter(|t| *t > 0.0);
         return Ok(t.unwrap_or(1.0));
     }
     let gaps: Vec<f64> = slices.windows(2).map(|w| w[1].along - w[0].along).collect();
@@ -319,8 +349,8 @@ fn check_spacing(
         bail!(
             "mixed series in {}: {} and {} are at the same position; put one series per folder",
             dir.display(),
-            slices[n].path.display(),
-            slices[n + 1].path.display()
+            name_of(&slices[n]),
+            name_of(&slices[n + 1])
         );
     }
     let mut sorted = gaps.clone();
@@ -333,8 +363,8 @@ fn check_spacing(
             "missing slices in series {}: {:.2} mm between {} and {}, but slices are {typical:.2} mm apart",
             dir.display(),
             gaps[n],
-            slices[n].path.display(),
-            slices[n + 1].path.display()
+            name_of(&slices[n]),
+            name_of(&slices[n + 1])
         );
     }
     // The mean over the whole stack is the most accurate spacing for the affine.

@@ -6,43 +6,28 @@ use std::path::Path;
 
 use anyhow::{Context, ensure};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::{DefaultDicomObject, InMemDicomObject};
+use dicom_object::DefaultDicomObject;
 
 use super::dicom::{Series, cross, open, text};
+use super::dicom_frames::{frame_element, frame_floats};
 use super::volume::Volume;
-
-fn item_float3(item: &InMemDicomObject, tag: dicom_object::Tag) -> Option<[f64; 3]> {
-    let v = item.element(tag).ok()?.to_multi_float64().ok()?;
-    (v.len() == 3).then(|| [v[0], v[1], v[2]])
-}
-
-fn first_item(obj: &InMemDicomObject, seq: dicom_object::Tag) -> Option<&InMemDicomObject> {
-    obj.element(seq).ok()?.items()?.first()
-}
 
 /// Position and segment number of frame `f`, from its per-frame group or the shared one.
 fn frame_info(obj: &DefaultDicomObject, f: usize) -> (Option<[f64; 3]>, Option<u16>) {
-    let per_frame = obj
-        .element(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
-        .ok()
-        .and_then(|e| e.items())
-        .and_then(|items| items.get(f));
-    let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
-    let lookup_pos = |g: &InMemDicomObject| {
-        first_item(g, tags::PLANE_POSITION_SEQUENCE)
-            .and_then(|p| item_float3(p, tags::IMAGE_POSITION_PATIENT))
-    };
-    let lookup_seg = |g: &InMemDicomObject| {
-        first_item(g, tags::SEGMENT_IDENTIFICATION_SEQUENCE)
-            .and_then(|s| s.element(tags::REFERENCED_SEGMENT_NUMBER).ok())
-            .and_then(|e| e.to_int::<u16>().ok())
-    };
-    let pos = per_frame
-        .and_then(lookup_pos)
-        .or_else(|| shared.and_then(lookup_pos));
-    let seg = per_frame
-        .and_then(lookup_seg)
-        .or_else(|| shared.and_then(lookup_seg));
+    let pos = frame_floats(
+        obj,
+        f,
+        tags::PLANE_POSITION_SEQUENCE,
+        tags::IMAGE_POSITION_PATIENT,
+    )
+    .and_then(|v| <[f64; 3]>::try_from(v).ok());
+    let seg = frame_element(
+        obj,
+        f,
+        tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+        tags::REFERENCED_SEGMENT_NUMBER,
+    )
+    .and_then(|e| e.to_int::<u16>().ok());
     (pos, seg)
 }
 

@@ -7,6 +7,7 @@
 //! ([`duplicates`]) and writes the files.
 
 pub mod dicom;
+pub mod dicom_frames;
 pub mod dicom_seg;
 pub mod duplicates;
 pub mod intensity;
