@@ -88,9 +88,10 @@ fn save_as(obj: InMemDicomObject, path: &Path, transfer_syntax: &str) {
         .unwrap();
 }
 
-/// Label 1 on slices 1 and 2 in the top-left 2x2 pixels (as stored, row-major).
+/// Label 1 on slices 1 and 2 in the top-left 2 rows x 3 columns (as stored, row-major; not
+/// square, so that swapped axes show).
 fn label_on(r: usize, c: usize, k: usize) -> bool {
-    (1..3).contains(&k) && r < 2 && c < 2
+    (1..3).contains(&k) && r < 2 && c < 3
 }
 
 struct Src {
@@ -423,6 +424,97 @@ fn dicom_seg_labels_give_the_same_masks() {
     save(seg, &src.root.join("labels/p1.dcm"));
     let out = src.import("out", &VolumeArgs::default()).unwrap();
     assert_matches_series(&out);
+}
+
+/// An RT Structure Set: ROI 7 named `organ_name` outlines [`label_on`]'s pixels on slices 1 and
+/// 2 (a rectangle through the pixel edges), ROI 3 "BODY" outlines the whole slice 0, and ROI 7
+/// also has a POINT contour on slice 0 (which encloses nothing).
+fn rtstruct(organ_name: &str) -> InMemDicomObject {
+    let square = |k: usize, (c0, c1): (f64, f64), (r0, r1): (f64, f64)| {
+        let z = ORIGIN[2] + SP.2 * k as f64;
+        let corners = [(c0, r0), (c1, r0), (c1, r1), (c0, r1)];
+        let xyz: Vec<f64> = corners
+            .iter()
+            .flat_map(|&(c, r)| [ORIGIN[0] + c * SP.1, ORIGIN[1] + r * SP.0, z])
+            .collect();
+        (xyz, "CLOSED_PLANAR")
+    };
+    let contours = |list: Vec<(Vec<f64>, &str)>| {
+        let items: Vec<InMemDicomObject> = list
+            .into_iter()
+            .map(|(xyz, kind)| {
+                InMemDicomObject::from_element_iter([
+                    DataElement::new(tags::CONTOUR_GEOMETRIC_TYPE, VR::CS, kind),
+                    DataElement::new(
+                        tags::NUMBER_OF_CONTOUR_POINTS,
+                        VR::IS,
+                        (xyz.len() / 3).to_string(),
+                    ),
+                    DataElement::new(tags::CONTOUR_DATA, VR::DS, ds(&xyz)),
+                ])
+            })
+            .collect();
+        DataSetSequence::from(items)
+    };
+    let roi = |number: &str, name: &str| {
+        InMemDicomObject::from_element_iter([
+            DataElement::new(tags::ROI_NUMBER, VR::IS, number),
+            DataElement::new(tags::ROI_NAME, VR::LO, name),
+        ])
+    };
+    let roi_contour = |number: &str, list| {
+        InMemDicomObject::from_element_iter([
+            DataElement::new(tags::REFERENCED_ROI_NUMBER, VR::IS, number),
+            DataElement::new(tags::CONTOUR_SEQUENCE, VR::SQ, contours(list)),
+        ])
+    };
+    let (organ_cols, organ_rows) = ((-0.5, 2.5), (-0.5, 1.5));
+    let whole = (-0.5, COLS as f64 - 0.5);
+    let point = (vec![ORIGIN[0], ORIGIN[1], ORIGIN[2]], "POINT");
+    InMemDicomObject::from_element_iter([
+        DataElement::new(tags::SOP_CLASS_UID, VR::UI, uids::RT_STRUCTURE_SET_STORAGE),
+        DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1.98"),
+        DataElement::new(tags::MODALITY, VR::CS, "RTSTRUCT"),
+        DataElement::new(
+            tags::STRUCTURE_SET_ROI_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(vec![roi("3", "BODY"), roi("7", organ_name)]),
+        ),
+        DataElement::new(
+            tags::ROI_CONTOUR_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(vec![
+                roi_contour("3", vec![square(0, whole, (-0.5, ROWS as f64 - 0.5))]),
+                roi_contour(
+                    "7",
+                    vec![
+                        square(1, organ_cols, organ_rows),
+                        square(2, organ_cols, organ_rows),
+                        point,
+                    ],
+                ),
+            ]),
+        ),
+    ])
+}
+
+#[test]
+fn rt_structure_set_labels_give_the_same_masks() {
+    let src = Src::new();
+    save(rtstruct("Organ"), &src.root.join("labels/p1.dcm"));
+    let out = src.import("out", &VolumeArgs::default()).unwrap();
+    assert_matches_series(&out);
+}
+
+#[test]
+fn an_rt_structure_set_without_a_class_roi_lists_its_rois() {
+    let src = Src::new();
+    save(rtstruct("Liver"), &src.root.join("labels/p1.dcm"));
+    let err = src.import("out", &VolumeArgs::default()).unwrap_err();
+    assert!(
+        err.contains("labels/p1.dcm") && err.contains("BODY, Liver") && err.contains("organ"),
+        "{err}"
+    );
 }
 
 #[test]

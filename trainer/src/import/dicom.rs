@@ -1,9 +1,9 @@
 //! `--from dicom`: one folder per patient holding one DICOM series (a file per slice, or
-//! enhanced multi-frame files), with labels from a NIfTI label volume or a DICOM SEG object per
-//! patient. Slices are ordered by ImagePositionPatient projected on the slice normal; pixel
-//! values go through the rescale slope/intercept (HU for CT), and the file's window is used
-//! when none is given. Enhanced files give these per frame in functional groups
-//! ([`super::dicom_frames`]).
+//! enhanced multi-frame files), with labels from a NIfTI label volume, a DICOM SEG object or an
+//! RT Structure Set per patient. Slices are ordered by ImagePositionPatient projected on the
+//! slice normal; pixel values go through the rescale slope/intercept (HU for CT), and the
+//! file's window is used when none is given. Enhanced files give these per frame in functional
+//! groups ([`super::dicom_frames`]).
 //!
 //! Uncompressed, deflated, JPEG (8-bit baseline and extended, lossless), JPEG 2000 and RLE
 //! Lossless files are decoded by dicom-rs's pure-Rust codecs; other transfer syntaxes
@@ -12,12 +12,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
 use dicom_pixeldata::{DecodedPixelData, PixelDecoder};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
 use super::dicom_frames::{frame_floats, number_of_frames};
+use super::dicom_rtstruct;
 use super::dicom_seg;
 use super::layout_writer::LayoutWriter;
 use super::nifti::{find_label, read_volume};
@@ -32,7 +33,8 @@ pub struct DicomArgs {
     #[arg(long)]
     pub dicom: Option<PathBuf>,
     /// Folder of per-patient labels: PATIENT.nii.gz / PATIENT.nii (label volume on the
-    /// series' grid) or PATIENT.dcm (DICOM SEG, binary) [dicom].
+    /// series' grid) or PATIENT.dcm (DICOM SEG, binary; or an RT Structure Set, whose ROIs
+    /// named like a --classes entry become that class) [dicom].
     #[arg(long)]
     pub dicom_labels: Option<PathBuf>,
 }
@@ -371,6 +373,22 @@ fn check_spacing(
     Ok((slices[slices.len() - 1].along - slices[0].along) / (slices.len() - 1) as f64)
 }
 
+/// Labels from a DICOM object: a SEG or an RT Structure Set, told apart by SOP class.
+fn read_dicom_labels(path: &Path, series: &Series, classes: &[String]) -> anyhow::Result<Volume> {
+    let obj = open(path)?;
+    let class = text(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
+    match class.trim_end_matches('\0') {
+        uids::SEGMENTATION_STORAGE => dicom_seg::read_seg(path, &obj, series),
+        uids::RT_STRUCTURE_SET_STORAGE => {
+            dicom_rtstruct::read_rtstruct(path, &obj, series, classes)
+        }
+        _ => bail!(
+            "{} is neither a DICOM Segmentation nor an RT Structure Set (SOP class {class})",
+            path.display()
+        ),
+    }
+}
+
 pub fn import(
     args: &DicomArgs,
     vol: &VolumeArgs,
@@ -406,11 +424,11 @@ pub fn import(
             continue;
         };
         let s = read_series(dir)?;
-        let seg = labels.join(format!("{patient}.dcm"));
+        let dcm = labels.join(format!("{patient}.dcm"));
         let (label_volume, label_path) = if let Some(p) = find_label(labels, patient, "") {
             (read_volume(&p, None)?, p)
-        } else if seg.is_file() {
-            (dicom_seg::read_seg(&seg, &s)?, seg)
+        } else if dcm.is_file() {
+            (read_dicom_labels(&dcm, &s, writer.classes())?, dcm)
         } else {
             bail!(
                 "no labels for series {} in {} (looked for {patient}.nii.gz, {patient}.nii, {patient}.dcm)",

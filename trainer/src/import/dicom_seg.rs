@@ -5,10 +5,10 @@
 use std::path::Path;
 
 use anyhow::{Context, ensure};
-use dicom_dictionary_std::{tags, uids};
+use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 
-use super::dicom::{Series, cross, open, text};
+use super::dicom::{Series, cross, text};
 use super::dicom_frames::{frame_element, frame_floats};
 use super::volume::Volume;
 
@@ -31,16 +31,10 @@ fn frame_info(obj: &DefaultDicomObject, f: usize) -> (Option<[f64; 3]>, Option<u
     (pos, seg)
 }
 
-/// Reads a binary SEG onto the grid of `series`.
-pub fn read_seg(path: &Path, series: &Series) -> anyhow::Result<Volume> {
+/// Reads a binary SEG (opened from `path`) onto the grid of `series`.
+pub fn read_seg(path: &Path, obj: &DefaultDicomObject, series: &Series) -> anyhow::Result<Volume> {
     let shown = path.display();
-    let obj = open(path)?;
-    let class = text(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
-    ensure!(
-        class.trim_end_matches('\0') == uids::SEGMENTATION_STORAGE,
-        "{shown} is not a DICOM Segmentation object (SOP class {class})"
-    );
-    let kind = text(&obj, tags::SEGMENTATION_TYPE).unwrap_or_default();
+    let kind = text(obj, tags::SEGMENTATION_TYPE).unwrap_or_default();
     ensure!(
         kind == "BINARY",
         "{shown}: segmentation type '{kind}'; only BINARY segmentations are read"
@@ -86,7 +80,7 @@ pub fn read_seg(path: &Path, series: &Series) -> anyhow::Result<Volume> {
     );
     let mut data = vec![0.0f32; nx * ny * nz];
     for f in 0..frames {
-        let (pos, seg) = frame_info(&obj, f);
+        let (pos, seg) = frame_info(obj, f);
         let pos =
             pos.with_context(|| format!("{shown}: frame {} has no ImagePositionPatient", f + 1))?;
         let seg = seg

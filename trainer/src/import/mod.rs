@@ -8,6 +8,7 @@
 
 pub mod dicom;
 pub mod dicom_frames;
+pub mod dicom_rtstruct;
 pub mod dicom_seg;
 pub mod duplicates;
 pub mod intensity;
