@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use dicom_core::value::{DataSetSequence, PixelFragmentSequence};
 use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject, Tag};
 use ndarray::{Array3, ShapeBuilder};
 use nifti::NiftiHeader;
 use nifti::writer::WriterOptions;
@@ -50,6 +50,7 @@ fn ct_slice(k: usize, series: &str) -> InMemDicomObject {
         ),
         DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, series),
         DataElement::new(tags::MODALITY, VR::CS, "CT"),
+        DataElement::new(tags::SERIES_DESCRIPTION, VR::LO, "Axial 2.5mm"),
         DataElement::new(tags::IMAGE_POSITION_PATIENT, VR::DS, ds(&pos)),
         DataElement::new(
             tags::IMAGE_ORIENTATION_PATIENT,
@@ -167,12 +168,23 @@ impl Src {
     }
 
     fn import(&self, out: &str, vol: &VolumeArgs) -> Result<PathBuf, String> {
+        self.import_series(out, vol, None)
+    }
+
+    /// [`Src::import`] with `--dicom-series`.
+    fn import_series(
+        &self,
+        out: &str,
+        vol: &VolumeArgs,
+        series: Option<&str>,
+    ) -> Result<PathBuf, String> {
         let out = self.root.join(out);
         let classes = vec!["background".to_string(), "organ".to_string()];
         let mut w = LayoutWriter::create(&out, "t", classes, "default").unwrap();
         let args = DicomArgs {
             dicom: Some(self.root.join("series")),
             dicom_labels: Some(self.root.join("labels")),
+            dicom_series: series.map(str::to_string),
         };
         let rule = SplitRule::named(&["test=p1".into()]).unwrap();
         dicom_import::import(&args, vol, &rule, &mut w).map_err(|e| format!("{e:#}"))?;
@@ -513,6 +525,81 @@ fn an_rt_structure_set_without_a_class_roi_lists_its_rois() {
     let err = src.import("out", &VolumeArgs::default()).unwrap_err();
     assert!(
         err.contains("labels/p1.dcm") && err.contains("BODY, Liver") && err.contains("organ"),
+        "{err}"
+    );
+}
+
+/// `obj` with a nested sequence path ending in an item that names `series`.
+fn referencing(mut obj: InMemDicomObject, path: &[Tag], series: &str) -> InMemDicomObject {
+    let mut item = InMemDicomObject::from_element_iter([DataElement::new(
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        series,
+    )]);
+    for &tag in path[1..].iter().rev() {
+        item = InMemDicomObject::from_element_iter([DataElement::new(
+            tag,
+            VR::SQ,
+            DataSetSequence::from(vec![item]),
+        )]);
+    }
+    obj.put(DataElement::new(
+        path[0],
+        VR::SQ,
+        DataSetSequence::from(vec![item]),
+    ));
+    obj
+}
+
+#[test]
+fn a_study_folder_is_read_as_the_series_the_labels_reference_or_the_one_named() {
+    // A scout of another series beside the axial one, as study exports hold.
+    let with_scout = || {
+        let src = Src::new();
+        let mut scout = ct_slice(0, "1.2.3.9");
+        scout.put(DataElement::new(tags::SERIES_DESCRIPTION, VR::LO, "Scout"));
+        save(scout, &src.root.join("series/p1/SCOUT1"));
+        src
+    };
+    let src = with_scout();
+    let seg = referencing(binary_seg(), &[tags::REFERENCED_SERIES_SEQUENCE], "1.2.3.4");
+    save(seg, &src.root.join("labels/p1.dcm"));
+    assert_matches_series(&src.import("out", &VolumeArgs::default()).unwrap());
+
+    let src = with_scout();
+    let rt = referencing(
+        rtstruct("organ"),
+        &[
+            tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE,
+            tags::RT_REFERENCED_STUDY_SEQUENCE,
+            tags::RT_REFERENCED_SERIES_SEQUENCE,
+        ],
+        "1.2.3.4",
+    );
+    save(rt, &src.root.join("labels/p1.dcm"));
+    assert_matches_series(&src.import("out", &VolumeArgs::default()).unwrap());
+
+    // NIfTI labels name no series: the folder's series are listed, and a flag picks one.
+    let src = with_scout();
+    src.nifti_labels([COLS, ROWS, SLICES]);
+    let err = src.import("out", &VolumeArgs::default()).unwrap_err();
+    assert!(
+        err.contains("mixed series")
+            && err.contains("1.2.3.4 \"Axial 2.5mm\": 4 file(s)")
+            && err.contains("1.2.3.9 \"Scout\": 1 file(s), e.g.")
+            && err.contains("SCOUT1")
+            && err.contains("--dicom-series"),
+        "{err}"
+    );
+    let out = src
+        .import_series("out2", &VolumeArgs::default(), Some("AXIAL"))
+        .unwrap();
+    assert_matches_series(&out);
+    let err = src
+        .import_series("out3", &VolumeArgs::default(), Some("coronal"))
+        .unwrap_err();
+    assert!(
+        err.contains("0 series match --dicom-series 'coronal'"),
         "{err}"
     );
 }

@@ -1,9 +1,7 @@
 //! `--from dicom`: one folder per patient holding one DICOM series (a file per slice, or
-//! enhanced multi-frame files), with labels from a NIfTI label volume, a DICOM SEG object or an
-//! RT Structure Set per patient. Slices are ordered by ImagePositionPatient projected on the
-//! slice normal; pixel values go through the rescale slope/intercept (HU for CT), and the
-//! file's window is used when none is given. Enhanced files give these per frame in functional
-//! groups ([`super::dicom_frames`]).
+//! enhanced multi-frame files; read by [`super::dicom_series`]), with labels from a NIfTI label
+//! volume, a DICOM SEG object or an RT Structure Set per patient. The file's window is used
+//! when none is given.
 //!
 //! Uncompressed, deflated, JPEG (8-bit baseline and extended, lossless), JPEG 2000 and RLE
 //! Lossless files are decoded by dicom-rs's pure-Rust codecs; other transfer syntaxes
@@ -11,15 +9,14 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, bail};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
-use dicom_pixeldata::{DecodedPixelData, PixelDecoder};
+use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions, Tag};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
-use super::dicom_frames::{frame_floats, number_of_frames};
 use super::dicom_rtstruct;
 use super::dicom_seg;
+use super::dicom_series::{Series, SeriesChoice, read_series};
 use super::layout_writer::LayoutWriter;
 use super::nifti::{find_label, read_volume};
 use super::split_rule::SplitRule;
@@ -37,6 +34,11 @@ pub struct DicomArgs {
     /// named like a --classes entry become that class) [dicom].
     #[arg(long)]
     pub dicom_labels: Option<PathBuf>,
+    /// Part of the SeriesDescription (any case) of the series to read where a patient folder
+    /// holds several, e.g. a study export with scouts; DICOM labels pick the series they
+    /// reference themselves [dicom].
+    #[arg(long)]
+    pub dicom_series: Option<String>,
 }
 
 /// Opens a DICOM file and refuses transfer syntaxes whose pixel data this build cannot decode.
@@ -65,323 +67,48 @@ pub fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// One series as a volume, plus what the SEG mapping and the window need.
-pub struct Series {
-    pub volume: Volume,
-    /// The slices' positions (LPS mm), in volume order.
-    pub positions: Vec<[f64; 3]>,
-    /// Slice normal (LPS) and the distance between slices in mm.
-    pub normal: [f64; 3],
-    pub slice_spacing: f64,
-    /// (row, column) directions in LPS and pixel spacing (row, column) in mm.
-    pub row_dir: [f64; 3],
-    pub col_dir: [f64; 3],
-    pub pixel_spacing: (f64, f64),
-    pub window: Option<(f64, f64)>,
+/// A patient's labels: a NIfTI volume, or a DICOM object (SEG or RT Structure Set) already
+/// open, since it names the series it was drawn on.
+enum LabelFile {
+    Nifti(PathBuf),
+    Dicom(Box<DefaultDicomObject>),
 }
 
-/// One image of the series: a classic file, or one frame of an enhanced multi-frame file.
-struct SliceFrame {
-    /// Index into the series' files.
-    file: usize,
-    frame: usize,
-    position: [f64; 3],
-    along: f64,
-}
-
-/// A file, or a frame of a multi-frame file, as errors name it.
-fn frame_name(path: &Path, frames: usize, frame: usize) -> String {
-    if frames > 1 {
-        format!("{} frame {}", path.display(), frame + 1)
-    } else {
-        path.display().to_string()
+/// The series a SEG or an RT Structure Set was drawn on, when it says.
+fn referenced_series(obj: &DefaultDicomObject) -> Option<String> {
+    fn first(o: &InMemDicomObject, seq: Tag) -> Option<&InMemDicomObject> {
+        o.element(seq).ok()?.items()?.first()
     }
-}
-
-fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-}
-
-pub fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [
-        a[1] * b[2] - a[2] * b[1],
-        a[2] * b[0] - a[0] * b[2],
-        a[0] * b[1] - a[1] * b[0],
-    ]
-}
-
-/// `v` as a point; `source` (a file or frame) and `name` (the attribute) go into the error.
-fn three(v: &[f64], name: &str, source: &str) -> anyhow::Result<[f64; 3]> {
-    match v {
-        [a, b, c] => Ok([*a, *b, *c]),
-        _ => bail!("{source}: {name} has {} values, expected 3", v.len()),
-    }
-}
-
-/// Reads every DICOM file in `dir` as one series: classic files (an image each) or enhanced
-/// multi-frame files, whose frames are placed by their own positions.
-pub fn read_series(dir: &Path) -> anyhow::Result<Series> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read series folder {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default();
-            !name.starts_with('.') && name != "DICOMDIR"
+    let uid = |o: &InMemDicomObject| {
+        o.element(tags::SERIES_INSTANCE_UID)
+            .ok()?
+            .to_str()
+            .ok()
+            .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+    };
+    // SEG: ReferencedSeriesSequence; RT Structure Set: frame of reference > study > series.
+    first(obj, tags::REFERENCED_SERIES_SEQUENCE)
+        .and_then(uid)
+        .or_else(|| {
+            let study = first(
+                first(obj, tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE)?,
+                tags::RT_REFERENCED_STUDY_SEQUENCE,
+            )?;
+            uid(first(study, tags::RT_REFERENCED_SERIES_SEQUENCE)?)
         })
-        .collect();
-    paths.sort();
-    ensure!(
-        !paths.is_empty(),
-        "series folder {} holds no files",
-        dir.display()
-    );
-    let files = paths
-        .into_iter()
-        .map(|p| open(&p).map(|obj| (p, obj)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let (first_path, first) = &files[0];
-    let orientation = |obj: &DefaultDicomObject, frame: usize, name: &str| {
-        frame_floats(
-            obj,
-            frame,
-            tags::PLANE_ORIENTATION_SEQUENCE,
-            tags::IMAGE_ORIENTATION_PATIENT,
-        )
-        .with_context(|| format!("{name}: no ImageOrientationPatient (as numbers)"))
-    };
-    let first_name = frame_name(first_path, number_of_frames(first), 0);
-    let iop = orientation(first, 0, &first_name)?;
-    ensure!(
-        iop.len() == 6,
-        "{first_name}: ImageOrientationPatient has {} values, expected 6",
-        iop.len()
-    );
-    let row_dir = [iop[0], iop[1], iop[2]];
-    let col_dir = [iop[3], iop[4], iop[5]];
-    // Zero or skewed vectors would put every slice at one position along the normal, which
-    // would then be reported as a mixed series.
-    let unit = |v: [f64; 3]| v.iter().all(|x| x.is_finite()) && (dot(v, v) - 1.0).abs() < 1e-2;
-    ensure!(
-        unit(row_dir) && unit(col_dir) && dot(row_dir, col_dir).abs() < 1e-2,
-        "{first_name}: ImageOrientationPatient {iop:?} is not two orthogonal unit vectors"
-    );
-    let normal = cross(row_dir, col_dir);
-    // Lossy JPEG or JPEG 2000 shifts values (HU on CT) by the codec's error; the importer
-    // reads them all the same, and says so.
-    if text(first, tags::LOSSY_IMAGE_COMPRESSION).as_deref() == Some("01") {
-        tracing::warn!(
-            "series {} is lossy-compressed (LossyImageCompression 01): its pixel values carry \
-             the codec's error",
-            dir.display()
-        );
-    }
-    let series_uid = text(first, tags::SERIES_INSTANCE_UID).unwrap_or_default();
-    let mut slices = Vec::new();
-    for (file, (path, obj)) in files.iter().enumerate() {
-        let uid = text(obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
-        if uid != series_uid {
-            bail!(
-                "mixed series in {}: {} is series {series_uid} but {} is series {uid}; put one series per folder",
-                dir.display(),
-                first_path.display(),
-                path.display()
-            );
-        }
-        let frames = number_of_frames(obj);
-        for frame in 0..frames {
-            let name = frame_name(path, frames, frame);
-            let o = orientation(obj, frame, &name)?;
-            if o.len() != 6 || o.iter().zip(&iop).any(|(a, b)| (a - b).abs() > 1e-4) {
-                bail!(
-                    "mixed series in {}: {first_name} and {name} have different ImageOrientationPatient",
-                    dir.display()
-                );
-            }
-            let position = frame_floats(
-                obj,
-                frame,
-                tags::PLANE_POSITION_SEQUENCE,
-                tags::IMAGE_POSITION_PATIENT,
-            )
-            .with_context(|| format!("{name}: no ImagePositionPatient (as numbers)"))?;
-            let position = three(&position, "ImagePositionPatient", &name)?;
-            slices.push(SliceFrame {
-                file,
-                frame,
-                along: dot(position, normal),
-                position,
-            });
-        }
-    }
-    slices.sort_by(|a, b| a.along.total_cmp(&b.along));
-    let name_of = |s: &SliceFrame| {
-        let (path, obj) = &files[s.file];
-        frame_name(path, number_of_frames(obj), s.frame)
-    };
-    let slice_spacing = check_spacing(dir, &slices, first, name_of)?;
-
-    let ps = frame_floats(first, 0, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING)
-        .with_context(|| format!("{first_name}: no PixelSpacing (as numbers)"))?;
-    ensure!(
-        ps.len() == 2 && ps.iter().all(|v| v.is_finite() && *v > 0.0),
-        "{first_name}: PixelSpacing {ps:?} is not two positive numbers"
-    );
-    let pixel_spacing = (ps[0], ps[1]);
-    let (mut rows, mut cols) = (0usize, 0usize);
-    let mut data = Vec::new();
-    // A multi-frame file is decoded once for all its frames; classic files one at a time.
-    let mut decoded: Option<(usize, DecodedPixelData<'_>)> = None;
-    for (n, s) in slices.iter().enumerate() {
-        let (path, obj) = &files[s.file];
-        let px = match &decoded {
-            Some((file, px)) if *file == s.file => px,
-            _ => {
-                let px = decode(path, obj)?;
-                &decoded.insert((s.file, px)).1
-            }
-        };
-        let (r, c) = (px.rows() as usize, px.columns() as usize);
-        if n == 0 {
-            (rows, cols) = (r, c);
-        } else if (r, c) != (rows, cols) {
-            bail!(
-                "mixed series in {}: {} is {cols}x{rows} but {} is {c}x{r}",
-                dir.display(),
-                name_of(&slices[0]),
-                name_of(s)
-            );
-        }
-        // Modality LUT (rescale slope/intercept, the frame's own in enhanced files) is applied
-        // by default: values in HU for CT.
-        let values: Vec<f32> = px
-            .to_vec_frame(s.frame as u32)
-            .with_context(|| format!("cannot convert the pixel data of {}", name_of(s)))?;
-        data.extend(values);
-    }
-    // Voxel axes: i = column, j = row, k = slice; LPS to RAS negates x and y.
-    let origin = slices[0].position;
-    let affine: [[f64; 4]; 3] = std::array::from_fn(|r| {
-        let sign = if r < 2 { -1.0 } else { 1.0 };
-        [
-            sign * row_dir[r] * pixel_spacing.1,
-            sign * col_dir[r] * pixel_spacing.0,
-            sign * normal[r] * slice_spacing,
-            sign * origin[r],
-        ]
-    });
-    let volume = Volume::new([cols, rows, slices.len()], data, affine)
-        .with_context(|| format!("series {}: unusable geometry", dir.display()))?;
-    let window_value = |tag| {
-        frame_floats(first, 0, tags::FRAME_VOILUT_SEQUENCE, tag).and_then(|v| v.first().copied())
-    };
-    let window = match (
-        window_value(tags::WINDOW_CENTER),
-        window_value(tags::WINDOW_WIDTH),
-    ) {
-        (Some(c), Some(w)) if w > 0.0 => Some((c, w)),
-        _ => None,
-    };
-    Ok(Series {
-        volume,
-        positions: slices.iter().map(|s| s.position).collect(),
-        normal,
-        slice_spacing,
-        row_dir,
-        col_dir,
-        pixel_spacing,
-        window,
-    })
-}
-
-/// Decodes every frame of a file, checking it holds grey images and all the pixels it claims.
-fn decode<'a>(path: &Path, obj: &'a DefaultDicomObject) -> anyhow::Result<DecodedPixelData<'a>> {
-    let px = obj
-        .decode_pixel_data()
-        .with_context(|| format!("cannot decode the pixel data of {}", path.display()))?;
-    ensure!(
-        px.samples_per_pixel() == 1,
-        "{}: {} samples per pixel; expected grey images",
-        path.display(),
-        px.samples_per_pixel()
-    );
-    // dicom-pixeldata's "Frame #0 is out of range" does not say what is short.
-    let (r, c, frames) = (
-        px.rows() as usize,
-        px.columns() as usize,
-        px.number_of_frames() as usize,
-    );
-    let need = (r * c * usize::from(px.bits_allocated())).div_ceil(8) * frames;
-    ensure!(
-        px.data().len() >= need,
-        "{}: PixelData holds {} bytes, but {frames} frame(s) of {c}x{r} pixels of {} bits need {need}",
-        path.display(),
-        px.data().len(),
-        px.bits_allocated()
-    );
-    Ok(px)
-}
-
-/// The distance between sorted slices; a gap wider than 1.5 slices means missing files, two
-/// images at one position a mixed series (or several images per position, as multi-echo
-/// enhanced files hold).
-fn check_spacing(
-    dir: &Path,
-    slices: &[SliceFrame],
-    first: &DefaultDicomObject,
-    name_of: impl Fn(&SliceFrame) -> String,
-) -> anyhow::Result<f64> {
-    if slices.len() == 1 {
-        let t = frame_floats(
-            first,
-            0,
-            tags::PIXEL_MEASURES_SEQUENCE,
-            tags::SLICE_THICKNESS,
-        )
-        .and_then(|v| v.first().copied())
-        .filter(|t| *t > 0.0);
-        return Ok(t.unwrap_or(1.0));
-    }
-    let gaps: Vec<f64> = slices.windows(2).map(|w| w[1].along - w[0].along).collect();
-    if let Some(n) = gaps.iter().position(|g| *g < 1e-3) {
-        bail!(
-            "mixed series in {}: {} and {} are at the same position; put one series per folder",
-            dir.display(),
-            name_of(&slices[n]),
-            name_of(&slices[n + 1])
-        );
-    }
-    let mut sorted = gaps.clone();
-    sorted.sort_by(f64::total_cmp);
-    // The lower median: missing files only ever widen gaps, so with few slices (where one
-    // wide gap is half of them) the narrower half is the true spacing.
-    let typical = sorted[(sorted.len() - 1) / 2];
-    if let Some(n) = gaps.iter().position(|g| *g > 1.5 * typical) {
-        bail!(
-            "missing slices in series {}: {:.2} mm between {} and {}, but slices are {typical:.2} mm apart",
-            dir.display(),
-            gaps[n],
-            name_of(&slices[n]),
-            name_of(&slices[n + 1])
-        );
-    }
-    // The mean over the whole stack is the most accurate spacing for the affine.
-    Ok((slices[slices.len() - 1].along - slices[0].along) / (slices.len() - 1) as f64)
 }
 
 /// Labels from a DICOM object: a SEG or an RT Structure Set, told apart by SOP class.
-fn read_dicom_labels(path: &Path, series: &Series, classes: &[String]) -> anyhow::Result<Volume> {
-    let obj = open(path)?;
-    let class = text(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
+fn read_dicom_labels(
+    path: &Path,
+    obj: &DefaultDicomObject,
+    series: &Series,
+    classes: &[String],
+) -> anyhow::Result<Volume> {
+    let class = text(obj, tags::SOP_CLASS_UID).unwrap_or_default();
     match class.trim_end_matches('\0') {
-        uids::SEGMENTATION_STORAGE => dicom_seg::read_seg(path, &obj, series),
-        uids::RT_STRUCTURE_SET_STORAGE => {
-            dicom_rtstruct::read_rtstruct(path, &obj, series, classes)
-        }
+        uids::SEGMENTATION_STORAGE => dicom_seg::read_seg(path, obj, series),
+        uids::RT_STRUCTURE_SET_STORAGE => dicom_rtstruct::read_rtstruct(path, obj, series, classes),
         _ => bail!(
             "{} is neither a DICOM Segmentation nor an RT Structure Set (SOP class {class})",
             path.display()
@@ -423,18 +150,28 @@ pub fn import(
         let Some(split) = assignment.split_of.get(patient) else {
             continue;
         };
-        let s = read_series(dir)?;
         let dcm = labels.join(format!("{patient}.dcm"));
-        let (label_volume, label_path) = if let Some(p) = find_label(labels, patient, "") {
-            (read_volume(&p, None)?, p)
-        } else if dcm.is_file() {
-            (read_dicom_labels(&dcm, &s, writer.classes())?, dcm)
-        } else {
-            bail!(
+        let label_file = match find_label(labels, patient, "") {
+            Some(nifti) => LabelFile::Nifti(nifti),
+            None if dcm.is_file() => LabelFile::Dicom(Box::new(open(&dcm)?)),
+            None => bail!(
                 "no labels for series {} in {} (looked for {patient}.nii.gz, {patient}.nii, {patient}.dcm)",
                 dir.display(),
                 labels.display()
-            );
+            ),
+        };
+        let referenced = match &label_file {
+            LabelFile::Dicom(obj) => referenced_series(obj),
+            LabelFile::Nifti(_) => None,
+        };
+        let choice = SeriesChoice {
+            uid: referenced.as_deref(),
+            description: args.dicom_series.as_deref(),
+        };
+        let s = read_series(dir, choice)?;
+        let (label_volume, label_path) = match label_file {
+            LabelFile::Nifti(p) => (read_volume(&p, None)?, p),
+            LabelFile::Dicom(obj) => (read_dicom_labels(&dcm, &obj, &s, writer.classes())?, dcm),
         };
         let (image_source, label_source) =
             (dir.display().to_string(), label_path.display().to_string());

@@ -11,7 +11,7 @@ use anyhow::{Context, bail, ensure};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
-use super::dicom::Series;
+use super::dicom_series::Series;
 use super::volume::Volume;
 
 fn items(obj: &InMemDicomObject, seq: dicom_object::Tag) -> &[InMemDicomObject] {

@@ -8,8 +8,9 @@ use anyhow::{Context, ensure};
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 
-use super::dicom::{Series, cross, text};
+use super::dicom::text;
 use super::dicom_frames::{frame_element, frame_floats};
+use super::dicom_series::{Series, cross};
 use super::volume::Volume;
 
 /// Position and segment number of frame `f`, from its per-frame group or the shared one.

@@ -10,6 +10,7 @@ pub mod dicom;
 pub mod dicom_frames;
 pub mod dicom_rtstruct;
 pub mod dicom_seg;
+pub mod dicom_series;
 pub mod duplicates;
 pub mod intensity;
 pub mod jmedseg;
