@@ -579,6 +579,12 @@ fn a_study_folder_is_read_as_the_series_the_labels_reference_or_the_one_named() 
     save(rt, &src.root.join("labels/p1.dcm"));
     assert_matches_series(&src.import("out", &VolumeArgs::default()).unwrap());
 
+    // A reference that anonymization did not carry through: the folder's one series is read.
+    let src = Src::new();
+    let seg = referencing(binary_seg(), &[tags::REFERENCED_SERIES_SEQUENCE], "9.9.9");
+    save(seg, &src.root.join("labels/p1.dcm"));
+    assert_matches_series(&src.import("out", &VolumeArgs::default()).unwrap());
+
     // NIfTI labels name no series: the folder's series are listed, and a flag picks one.
     let src = with_scout();
     src.nifti_labels([COLS, ROWS, SLICES]);

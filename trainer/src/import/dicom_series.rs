@@ -72,7 +72,8 @@ fn three(v: &[f64], name: &str, source: &str) -> anyhow::Result<[f64; 3]> {
 /// reformats or other sequences). With neither set, the folder must hold one series.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SeriesChoice<'a> {
-    /// SeriesInstanceUID, e.g. the series a SEG or RT Structure Set references.
+    /// SeriesInstanceUID, e.g. the series a SEG or RT Structure Set references; ignored, with
+    /// a warning, when the folder holds no such series.
     pub uid: Option<&'a str>,
     /// Part of the SeriesDescription, in any case.
     pub description: Option<&'a str>,
@@ -107,25 +108,24 @@ fn select_series(
             .collect::<Vec<_>>()
             .join("; ")
     };
-    let wanted: Vec<&str> = match choice {
-        SeriesChoice { uid: Some(uid), .. } => {
-            ensure!(
-                found.iter().any(|s| s.0 == uid),
-                "{} holds no series {uid} (the one the labels reference); it holds: {}",
-                dir.display(),
-                listing()
-            );
-            vec![uid]
-        }
-        SeriesChoice {
-            description: Some(part),
-            ..
-        } => found
+    // Labels whose reference was not carried through anonymization still fit by position:
+    // then the folder's only series (or the one named) is read, and the frames placed on it.
+    let referenced = choice.uid.filter(|uid| found.iter().any(|s| s.0 == *uid));
+    if let (Some(uid), None) = (choice.uid, referenced) {
+        tracing::warn!(
+            "the labels reference series {uid}, which {} does not hold; reading the series \
+             there instead",
+            dir.display()
+        );
+    }
+    let wanted: Vec<&str> = match (referenced, choice.description) {
+        (Some(uid), _) => vec![uid],
+        (None, Some(part)) => found
             .iter()
             .filter(|s| s.1.to_lowercase().contains(&part.to_lowercase()))
             .map(|s| s.0.as_str())
             .collect(),
-        _ => found.iter().map(|s| s.0.as_str()).collect(),
+        (None, None) => found.iter().map(|s| s.0.as_str()).collect(),
     };
     if wanted.len() != 1 {
         let how = match choice.description {
