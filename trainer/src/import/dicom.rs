@@ -59,6 +59,15 @@ pub fn open(path: &Path) -> anyhow::Result<DefaultDicomObject> {
     }
 }
 
+/// Opens a DICOM file's attributes only, up to the pixel data, whatever its transfer syntax:
+/// enough to tell its series, for the files of a folder that will not be read.
+pub fn open_header(path: &Path) -> anyhow::Result<DefaultDicomObject> {
+    OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .with_context(|| format!("{} is not a readable DICOM file", path.display()))
+}
+
 pub fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
     obj.element_opt(tag)
         .ok()

@@ -11,7 +11,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 use dicom_pixeldata::{DecodedPixelData, PixelDecoder};
 
-use super::dicom::{open, text};
+use super::dicom::{open, open_header, text};
 use super::dicom_frames::{frame_floats, number_of_frames};
 use super::volume::Volume;
 
@@ -168,11 +168,16 @@ pub fn read_series(dir: &Path, choice: SeriesChoice) -> anyhow::Result<Series> {
         "series folder {} holds no files",
         dir.display()
     );
-    let files = paths
+    // Headers first: the other series of a study folder are never decoded, whatever their
+    // transfer syntax.
+    let headers = paths
         .into_iter()
-        .map(|p| open(&p).map(|obj| (p, obj)))
+        .map(|p| open_header(&p).map(|obj| (p, obj)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let files = select_series(dir, files, choice)?;
+    let files = select_series(dir, headers, choice)?
+        .into_iter()
+        .map(|(p, _)| open(&p).map(|obj| (p, obj)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let (first_path, first) = &files[0];
     let orientation = |obj: &DefaultDicomObject, frame: usize, name: &str| {
         frame_floats(
