@@ -36,12 +36,43 @@ fn ds(values: &[f64]) -> PrimitiveValue {
     PrimitiveValue::Strs(values.iter().map(|v| v.to_string()).collect())
 }
 
+/// A sequence element of `items`.
+fn seq(tag: Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
+}
+
+/// A sequence element of one item holding `elements` (a functional-group macro).
+fn one_item(
+    tag: Tag,
+    elements: Vec<DataElement<InMemDicomObject>>,
+) -> DataElement<InMemDicomObject> {
+    seq(tag, vec![InMemDicomObject::from_element_iter(elements)])
+}
+
+/// `obj` with the image pixel module both CT kinds share: rows x columns of unsigned 16-bit
+/// grey pixels.
+fn with_grey16_pixels(mut obj: InMemDicomObject) -> InMemDicomObject {
+    for e in [
+        DataElement::new(tags::ROWS, VR::US, dicom_value!(U16, ROWS as u16)),
+        DataElement::new(tags::COLUMNS, VR::US, dicom_value!(U16, COLS as u16)),
+        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, 1)),
+        DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+        DataElement::new(tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, 16)),
+        DataElement::new(tags::BITS_STORED, VR::US, dicom_value!(U16, 16)),
+        DataElement::new(tags::HIGH_BIT, VR::US, dicom_value!(U16, 15)),
+        DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, dicom_value!(U16, 0)),
+    ] {
+        obj.put(e);
+    }
+    obj
+}
+
 fn ct_slice(k: usize, series: &str) -> InMemDicomObject {
     let pos = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + SP.2 * k as f64];
     let pixels: Vec<u16> = (0..ROWS * COLS)
         .map(|n| raw(n / COLS, n % COLS, k))
         .collect();
-    InMemDicomObject::from_element_iter([
+    with_grey16_pixels(InMemDicomObject::from_element_iter([
         DataElement::new(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
         DataElement::new(
             tags::SOP_INSTANCE_UID,
@@ -58,14 +89,6 @@ fn ct_slice(k: usize, series: &str) -> InMemDicomObject {
             ds(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
         ),
         DataElement::new(tags::PIXEL_SPACING, VR::DS, ds(&[SP.0, SP.1])),
-        DataElement::new(tags::ROWS, VR::US, dicom_value!(U16, ROWS as u16)),
-        DataElement::new(tags::COLUMNS, VR::US, dicom_value!(U16, COLS as u16)),
-        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, 1)),
-        DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
-        DataElement::new(tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, 16)),
-        DataElement::new(tags::BITS_STORED, VR::US, dicom_value!(U16, 16)),
-        DataElement::new(tags::HIGH_BIT, VR::US, dicom_value!(U16, 15)),
-        DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, dicom_value!(U16, 0)),
         DataElement::new(tags::RESCALE_INTERCEPT, VR::DS, ds(&[-1024.0])),
         DataElement::new(tags::RESCALE_SLOPE, VR::DS, ds(&[1.0])),
         DataElement::new(tags::WINDOW_CENTER, VR::DS, ds(&[100.0])),
@@ -75,7 +98,7 @@ fn ct_slice(k: usize, series: &str) -> InMemDicomObject {
             VR::OW,
             PrimitiveValue::U16(pixels.into_iter().collect()),
         ),
-    ])
+    ]))
 }
 
 fn save(obj: InMemDicomObject, path: &Path) {
@@ -272,16 +295,8 @@ fn binary_seg() -> InMemDicomObject {
             dicom_value!(U16, 1),
         )]);
         frames.push(InMemDicomObject::from_element_iter([
-            DataElement::new(
-                tags::PLANE_POSITION_SEQUENCE,
-                VR::SQ,
-                DataSetSequence::from(vec![plane]),
-            ),
-            DataElement::new(
-                tags::SEGMENT_IDENTIFICATION_SEQUENCE,
-                VR::SQ,
-                DataSetSequence::from(vec![segment]),
-            ),
+            seq(tags::PLANE_POSITION_SEQUENCE, vec![plane]),
+            seq(tags::SEGMENT_IDENTIFICATION_SEQUENCE, vec![segment]),
         ]));
     }
     InMemDicomObject::from_element_iter([
@@ -292,11 +307,7 @@ fn binary_seg() -> InMemDicomObject {
         DataElement::new(tags::COLUMNS, VR::US, dicom_value!(U16, COLS as u16)),
         DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, "2"),
         DataElement::new(tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, 1)),
-        DataElement::new(
-            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
-            VR::SQ,
-            DataSetSequence::from(frames),
-        ),
+        seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, frames),
         DataElement::new(
             tags::PIXEL_DATA,
             VR::OB,
@@ -309,95 +320,71 @@ fn binary_seg() -> InMemDicomObject {
 /// with its own position and its own rescale (stored value shifted by 5 per slice, intercept
 /// shifted back), orientation, spacing and window in the shared group.
 fn enhanced_ct(positions: &[usize]) -> InMemDicomObject {
-    let item = |elements: Vec<DataElement<InMemDicomObject>>| {
-        DataSetSequence::from(vec![InMemDicomObject::from_element_iter(elements)])
-    };
     let mut pixels = Vec::new();
     let mut per_frame = Vec::new();
     for &k in positions {
         pixels.extend((0..ROWS * COLS).map(|n| raw(n / COLS, n % COLS, k) + 5 * k as u16));
         let pos = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + SP.2 * k as f64];
         per_frame.push(InMemDicomObject::from_element_iter([
-            DataElement::new(
+            one_item(
                 tags::PLANE_POSITION_SEQUENCE,
-                VR::SQ,
-                item(vec![DataElement::new(
+                vec![DataElement::new(
                     tags::IMAGE_POSITION_PATIENT,
                     VR::DS,
                     ds(&pos),
-                )]),
+                )],
             ),
-            DataElement::new(
+            one_item(
                 tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
-                VR::SQ,
-                item(vec![
+                vec![
                     DataElement::new(
                         tags::RESCALE_INTERCEPT,
                         VR::DS,
                         ds(&[-1024.0 - 5.0 * k as f64]),
                     ),
                     DataElement::new(tags::RESCALE_SLOPE, VR::DS, ds(&[1.0])),
-                ]),
+                ],
             ),
         ]));
     }
     let shared = InMemDicomObject::from_element_iter([
-        DataElement::new(
+        one_item(
             tags::PLANE_ORIENTATION_SEQUENCE,
-            VR::SQ,
-            item(vec![DataElement::new(
+            vec![DataElement::new(
                 tags::IMAGE_ORIENTATION_PATIENT,
                 VR::DS,
                 ds(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
-            )]),
+            )],
         ),
-        DataElement::new(
+        one_item(
             tags::PIXEL_MEASURES_SEQUENCE,
-            VR::SQ,
-            item(vec![
+            vec![
                 DataElement::new(tags::PIXEL_SPACING, VR::DS, ds(&[SP.0, SP.1])),
                 DataElement::new(tags::SLICE_THICKNESS, VR::DS, ds(&[SP.2])),
-            ]),
+            ],
         ),
-        DataElement::new(
+        one_item(
             tags::FRAME_VOILUT_SEQUENCE,
-            VR::SQ,
-            item(vec![
+            vec![
                 DataElement::new(tags::WINDOW_CENTER, VR::DS, ds(&[100.0])),
                 DataElement::new(tags::WINDOW_WIDTH, VR::DS, ds(&[200.0])),
-            ]),
+            ],
         ),
     ]);
-    InMemDicomObject::from_element_iter([
+    with_grey16_pixels(InMemDicomObject::from_element_iter([
         DataElement::new(tags::SOP_CLASS_UID, VR::UI, uids::ENHANCED_CT_IMAGE_STORAGE),
         DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1.50"),
         DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.4"),
         DataElement::new(tags::MODALITY, VR::CS, "CT"),
         DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, positions.len().to_string()),
-        DataElement::new(tags::ROWS, VR::US, dicom_value!(U16, ROWS as u16)),
-        DataElement::new(tags::COLUMNS, VR::US, dicom_value!(U16, COLS as u16)),
-        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, 1)),
-        DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
-        DataElement::new(tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, 16)),
-        DataElement::new(tags::BITS_STORED, VR::US, dicom_value!(U16, 16)),
-        DataElement::new(tags::HIGH_BIT, VR::US, dicom_value!(U16, 15)),
-        DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, dicom_value!(U16, 0)),
-        DataElement::new(
-            tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
-            VR::SQ,
-            DataSetSequence::from(vec![shared]),
-        ),
-        DataElement::new(
-            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
-            VR::SQ,
-            DataSetSequence::from(per_frame),
-        ),
+        seq(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared]),
+        seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame),
         DataElement::new(
             tags::PIXEL_DATA,
             VR::OW,
             PrimitiveValue::U16(pixels.into_iter().collect()),
         ),
-    ])
+    ]))
 }
 
 /// A folder holding one Enhanced CT file with frames at these slice positions.
@@ -452,8 +439,7 @@ fn rtstruct(organ_name: &str) -> InMemDicomObject {
         (xyz, "CLOSED_PLANAR")
     };
     let contours = |list: Vec<(Vec<f64>, &str)>| {
-        let items: Vec<InMemDicomObject> = list
-            .into_iter()
+        list.into_iter()
             .map(|(xyz, kind)| {
                 InMemDicomObject::from_element_iter([
                     DataElement::new(tags::CONTOUR_GEOMETRIC_TYPE, VR::CS, kind),
@@ -465,8 +451,7 @@ fn rtstruct(organ_name: &str) -> InMemDicomObject {
                     DataElement::new(tags::CONTOUR_DATA, VR::DS, ds(&xyz)),
                 ])
             })
-            .collect();
-        DataSetSequence::from(items)
+            .collect()
     };
     let roi = |number: &str, name: &str| {
         InMemDicomObject::from_element_iter([
@@ -477,7 +462,7 @@ fn rtstruct(organ_name: &str) -> InMemDicomObject {
     let roi_contour = |number: &str, list| {
         InMemDicomObject::from_element_iter([
             DataElement::new(tags::REFERENCED_ROI_NUMBER, VR::IS, number),
-            DataElement::new(tags::CONTOUR_SEQUENCE, VR::SQ, contours(list)),
+            seq(tags::CONTOUR_SEQUENCE, contours(list)),
         ])
     };
     let (organ_cols, organ_rows) = ((-0.5, 2.5), (-0.5, 1.5));
@@ -487,15 +472,13 @@ fn rtstruct(organ_name: &str) -> InMemDicomObject {
         DataElement::new(tags::SOP_CLASS_UID, VR::UI, uids::RT_STRUCTURE_SET_STORAGE),
         DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1.98"),
         DataElement::new(tags::MODALITY, VR::CS, "RTSTRUCT"),
-        DataElement::new(
+        seq(
             tags::STRUCTURE_SET_ROI_SEQUENCE,
-            VR::SQ,
-            DataSetSequence::from(vec![roi("3", "BODY"), roi("7", organ_name)]),
+            vec![roi("3", "BODY"), roi("7", organ_name)],
         ),
-        DataElement::new(
+        seq(
             tags::ROI_CONTOUR_SEQUENCE,
-            VR::SQ,
-            DataSetSequence::from(vec![
+            vec![
                 roi_contour("3", vec![square(0, whole, (-0.5, ROWS as f64 - 0.5))]),
                 roi_contour(
                     "7",
@@ -505,7 +488,7 @@ fn rtstruct(organ_name: &str) -> InMemDicomObject {
                         point,
                     ],
                 ),
-            ]),
+            ],
         ),
     ])
 }
@@ -537,17 +520,9 @@ fn referencing(mut obj: InMemDicomObject, path: &[Tag], series: &str) -> InMemDi
         series,
     )]);
     for &tag in path[1..].iter().rev() {
-        item = InMemDicomObject::from_element_iter([DataElement::new(
-            tag,
-            VR::SQ,
-            DataSetSequence::from(vec![item]),
-        )]);
+        item = InMemDicomObject::from_element_iter([seq(tag, vec![item])]);
     }
-    obj.put(DataElement::new(
-        path[0],
-        VR::SQ,
-        DataSetSequence::from(vec![item]),
-    ));
+    obj.put(seq(path[0], vec![item]));
     obj
 }
 
