@@ -626,6 +626,26 @@ fn a_missing_slice_is_reported_with_the_files_around_the_gap() {
 }
 
 #[test]
+fn a_damaged_rle_fragment_is_an_error_naming_the_file_not_a_crash() {
+    // dicom-rs 0.10's RLE reader indexes past the fragment when its header claims more
+    // segments than it holds; the importer turns that panic into an error.
+    let src = Src::from_fixture("rle");
+    src.nifti_labels([COLS, ROWS, SLICES]);
+    let path = src.root.join("series/p1/IM9");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The fragment's RLE header: 2 segments, the first at byte 64.
+    let header = [2u8, 0, 0, 0, 64, 0, 0, 0];
+    let at = bytes.windows(8).position(|w| w == header).unwrap();
+    bytes[at..at + 2].copy_from_slice(&[0xFF, 0x0F]);
+    std::fs::write(&path, bytes).unwrap();
+    let err = src.import("out", &VolumeArgs::default()).unwrap_err();
+    assert!(
+        err.contains("IM9") && err.contains("decoder failed on corrupt data"),
+        "{err}"
+    );
+}
+
+#[test]
 fn mixed_series_and_undecodable_files_are_refused_by_name() {
     let src = Src::new();
     src.nifti_labels([COLS, ROWS, SLICES]);

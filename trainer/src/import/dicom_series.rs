@@ -13,6 +13,7 @@ use dicom_pixeldata::{DecodedPixelData, PixelDecoder};
 
 use super::dicom::{open, open_header, text};
 use super::dicom_frames::{frame_floats, number_of_frames};
+use super::panic_guard::guarded;
 use super::volume::Volume;
 
 /// One series as a volume, plus what the SEG mapping and the window need.
@@ -282,8 +283,7 @@ pub fn read_series(dir: &Path, choice: SeriesChoice) -> anyhow::Result<Series> {
         }
         // Modality LUT (rescale slope/intercept, the frame's own in enhanced files) is applied
         // by default: values in HU for CT.
-        let values: Vec<f32> = px
-            .to_vec_frame(s.frame as u32)
+        let values: Vec<f32> = guarded(|| Ok(px.to_vec_frame(s.frame as u32)?))
             .with_context(|| format!("cannot convert the pixel data of {}", name_of(s)))?;
         data.extend(values);
     }
@@ -324,8 +324,7 @@ pub fn read_series(dir: &Path, choice: SeriesChoice) -> anyhow::Result<Series> {
 
 /// Decodes every frame of a file, checking it holds grey images and all the pixels it claims.
 fn decode<'a>(path: &Path, obj: &'a DefaultDicomObject) -> anyhow::Result<DecodedPixelData<'a>> {
-    let px = obj
-        .decode_pixel_data()
+    let px = guarded(|| Ok(obj.decode_pixel_data()?))
         .with_context(|| format!("cannot decode the pixel data of {}", path.display()))?;
     ensure!(
         px.samples_per_pixel() == 1,

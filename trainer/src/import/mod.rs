@@ -18,6 +18,7 @@ pub mod layout_writer;
 pub mod msd;
 pub mod neighbours;
 pub mod nifti;
+pub mod panic_guard;
 pub mod patient_pattern;
 pub mod slices;
 pub mod split_rule;
