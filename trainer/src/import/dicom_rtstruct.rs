@@ -61,10 +61,11 @@ pub fn read_rtstruct(
     let [nx, ny, nz] = series.volume.dims;
     let mut data = vec![0.0f32; nx * ny * nz];
     for roi in items(obj, tags::ROI_CONTOUR_SEQUENCE) {
-        let Some(&label) = int(roi, tags::REFERENCED_ROI_NUMBER).and_then(|n| label_of.get(&n))
-        else {
+        let number = int(roi, tags::REFERENCED_ROI_NUMBER);
+        let Some(&label) = number.and_then(|n| label_of.get(&n)) else {
             continue;
         };
+        let number = number.unwrap_or_default();
         // The ROI's inside on each slice it touches, contours combined even-odd.
         let mut inside: HashMap<usize, Vec<bool>> = HashMap::new();
         for (n, contour) in items(roi, tags::CONTOUR_SEQUENCE).iter().enumerate() {
@@ -76,18 +77,23 @@ pub fn read_rtstruct(
                 .element(tags::CONTOUR_DATA)
                 .ok()
                 .and_then(|e| e.to_multi_float64().ok())
-                .with_context(|| format!("{shown}: contour {} has no ContourData", n + 1))?;
+                .with_context(|| {
+                    format!("{shown}: ROI {number} contour {} has no ContourData", n + 1)
+                })?;
             ensure!(
                 points.len() >= 9 && points.len() % 3 == 0,
-                "{shown}: contour {} has {} ContourData values; expected x,y,z triplets of at \
-                 least 3 points",
+                "{shown}: ROI {number} contour {} has {} ContourData values; expected x,y,z \
+                 triplets of at least 3 points",
                 n + 1,
                 points.len()
             );
             let (k, polygon) = on_slice(series, &points).with_context(|| {
                 format!(
-                    "{shown}: contour {} at z {:.2} mm lies on no slice of its series",
+                    "{shown}: ROI {number} contour {} through ({:.2}, {:.2}, {:.2}) mm lies on no \
+                     slice of its series",
                     n + 1,
+                    points[0],
+                    points[1],
                     points[2]
                 )
             })?;
