@@ -596,6 +596,38 @@ fn a_study_folder_is_read_as_the_series_the_labels_reference_or_the_one_named() 
 }
 
 #[test]
+fn a_study_export_is_searched_below_the_patient_folder_and_non_dicom_files_are_left_out() {
+    // PATIENT/STUDY/SERIES/files, with a viewer's files and an index beside the images.
+    let src = Src::new();
+    src.nifti_labels([COLS, ROWS, SLICES]);
+    let p1 = src.root.join("series/p1");
+    let deep = p1.join("STUDY1/SERIES2");
+    std::fs::create_dir_all(&deep).unwrap();
+    for k in 0..SLICES {
+        let name = format!("IM{}", 9 - k);
+        std::fs::rename(p1.join(&name), deep.join(&name)).unwrap();
+    }
+    std::fs::write(p1.join("README.TXT"), "Exported by a PACS viewer").unwrap();
+    std::fs::write(p1.join("VIEWER.EXE"), vec![0u8; 300]).unwrap();
+    std::fs::write(p1.join("DICOMDIR"), vec![0u8; 300]).unwrap();
+    let out = src.import("out", &VolumeArgs::default()).unwrap();
+    assert_matches_series(&out);
+
+    let empty = Src::new();
+    empty.nifti_labels([COLS, ROWS, SLICES]);
+    let p1 = empty.root.join("series/p1");
+    for k in 0..SLICES {
+        std::fs::remove_file(p1.join(format!("IM{}", 9 - k))).unwrap();
+    }
+    std::fs::write(p1.join("README.TXT"), "no images").unwrap();
+    let err = empty.import("out", &VolumeArgs::default()).unwrap_err();
+    assert!(
+        err.contains("series/p1 holds no DICOM files (1 other files"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_compressed_seg_is_refused_by_name() {
     let src = Src::new();
     let mut seg = binary_seg();

@@ -25,8 +25,8 @@ use super::volume_slices::{LabelledVolume, VolumeArgs, write_volume};
 
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct DicomArgs {
-    /// Folder with one sub-folder per patient, each holding one DICOM series (or a single
-    /// series folder: one patient named after it) [dicom].
+    /// Folder with one sub-folder per patient, each holding one DICOM series, in sub-folders
+    /// too (or a single series folder: one patient named after it) [dicom].
     #[arg(long)]
     pub dicom: Option<PathBuf>,
     /// Folder of per-patient labels: PATIENT.nii.gz / PATIENT.nii (label volume on the

@@ -147,28 +147,53 @@ fn select_series(
         .collect())
 }
 
-/// Reads the DICOM files of one series in `dir` ([`SeriesChoice`]): classic files (an image
-/// each) or enhanced multi-frame files, whose frames are placed by their own positions.
-pub fn read_series(dir: &Path, choice: SeriesChoice) -> anyhow::Result<Series> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read series folder {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default();
-            !name.starts_with('.') && name != "DICOMDIR"
-        })
-        .collect();
-    paths.sort();
+/// The DICOM files anywhere below `dir` (a series folder, or a patient's export with study and
+/// series sub-folders), in path order. Files without the "DICM" marker of a DICOM file (a
+/// viewer program, notes, an index) are left out, as are hidden files and DICOMDIR.
+fn dicom_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut others = 0usize;
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("cannot read the folder {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy();
+        if !entry.file_type().is_file() || name.starts_with('.') || name == "DICOMDIR" {
+            continue;
+        }
+        if has_dicm_marker(entry.path())? {
+            files.push(entry.into_path());
+        } else {
+            others += 1;
+        }
+    }
     ensure!(
-        !paths.is_empty(),
-        "series folder {} holds no files",
+        !files.is_empty(),
+        "{} holds no DICOM files ({others} other files, none with the DICM marker)",
         dir.display()
     );
+    if others > 0 {
+        tracing::info!(
+            "{}: left out {others} files that are not DICOM",
+            dir.display()
+        );
+    }
+    Ok(files)
+}
+
+/// The "DICM" marker at byte 128, after the preamble, or at byte 0 where a writer left the
+/// preamble out (dicom-rs reads both).
+fn has_dicm_marker(path: &Path) -> anyhow::Result<bool> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(132);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(132).read_to_end(&mut head))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(head.starts_with(b"DICM") || head.get(128..132) == Some(b"DICM"))
+}
+
+/// Reads the DICOM files of one series below `dir` ([`SeriesChoice`]): classic files (an image
+/// each) or enhanced multi-frame files, whose frames are placed by their own positions.
+pub fn read_series(dir: &Path, choice: SeriesChoice) -> anyhow::Result<Series> {
+    let paths = dicom_files(dir)?;
     // Headers first: the other series of a study folder are never decoded, whatever their
     // transfer syntax.
     let headers = paths
