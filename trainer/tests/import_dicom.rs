@@ -269,8 +269,9 @@ fn series_compressed_by_hospital_tools_import_like_the_uncompressed_one() {
     }
 }
 
-/// A binary SEG of segment 1 on slices 1 and 2 ([`label_on`]), bits packed across frames.
-fn binary_seg() -> InMemDicomObject {
+/// A binary SEG of segment `segment` on slices 1 and 2 ([`label_on`]), bits packed across
+/// frames.
+fn binary_seg(segment: u16) -> InMemDicomObject {
     let per = ROWS * COLS;
     let mut bits = vec![0u8; (2 * per).div_ceil(8)];
     let mut frames = Vec::new();
@@ -292,7 +293,7 @@ fn binary_seg() -> InMemDicomObject {
         let segment = InMemDicomObject::from_element_iter([DataElement::new(
             tags::REFERENCED_SEGMENT_NUMBER,
             VR::US,
-            dicom_value!(U16, 1),
+            dicom_value!(U16, segment),
         )]);
         frames.push(InMemDicomObject::from_element_iter([
             seq(tags::PLANE_POSITION_SEQUENCE, vec![plane]),
@@ -419,7 +420,7 @@ fn frames_at_one_position_are_named_by_file_and_frame() {
 #[test]
 fn dicom_seg_labels_give_the_same_masks() {
     let src = Src::new();
-    let seg = binary_seg();
+    let seg = binary_seg(1);
     save(seg, &src.root.join("labels/p1.dcm"));
     let out = src.import("out", &VolumeArgs::default()).unwrap();
     assert_matches_series(&out);
@@ -547,7 +548,11 @@ fn a_study_folder_is_read_as_the_series_the_labels_reference_or_the_one_named() 
         src
     };
     let src = with_scout();
-    let seg = referencing(binary_seg(), &[tags::REFERENCED_SERIES_SEQUENCE], "1.2.3.4");
+    let seg = referencing(
+        binary_seg(1),
+        &[tags::REFERENCED_SERIES_SEQUENCE],
+        "1.2.3.4",
+    );
     save(seg, &src.root.join("labels/p1.dcm"));
     assert_matches_series(&src.import("out", &VolumeArgs::default()).unwrap());
 
@@ -566,7 +571,7 @@ fn a_study_folder_is_read_as_the_series_the_labels_reference_or_the_one_named() 
 
     // A reference that anonymization did not carry through: the folder's one series is read.
     let src = Src::new();
-    let seg = referencing(binary_seg(), &[tags::REFERENCED_SERIES_SEQUENCE], "9.9.9");
+    let seg = referencing(binary_seg(1), &[tags::REFERENCED_SERIES_SEQUENCE], "9.9.9");
     save(seg, &src.root.join("labels/p1.dcm"));
     assert_matches_series(&src.import("out", &VolumeArgs::default()).unwrap());
 
@@ -628,9 +633,30 @@ fn a_study_export_is_searched_below_the_patient_folder_and_non_dicom_files_are_l
 }
 
 #[test]
+fn seg_segments_named_like_a_class_take_that_class() {
+    // A segmentation tool's output: segment 5 "Organ" and segment 2 "Heart"; --classes names
+    // only the organ, which becomes label 1 (by number it would be 5, outside the classes).
+    let src = Src::new();
+    let mut seg = binary_seg(5);
+    let segment = |number: u16, label: &str| {
+        InMemDicomObject::from_element_iter([
+            DataElement::new(tags::SEGMENT_NUMBER, VR::US, dicom_value!(U16, number)),
+            DataElement::new(tags::SEGMENT_LABEL, VR::LO, label),
+        ])
+    };
+    seg.put(seq(
+        tags::SEGMENT_SEQUENCE,
+        vec![segment(2, "Heart"), segment(5, "Organ")],
+    ));
+    save(seg, &src.root.join("labels/p1.dcm"));
+    let out = src.import("out", &VolumeArgs::default()).unwrap();
+    assert_matches_series(&out);
+}
+
+#[test]
 fn a_compressed_seg_is_refused_by_name() {
     let src = Src::new();
-    let mut seg = binary_seg();
+    let mut seg = binary_seg(1);
     // RLE-encapsulated frames (the fragment's content is never decoded).
     seg.put(DataElement::new(
         tags::PIXEL_DATA,

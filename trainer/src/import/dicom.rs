@@ -30,8 +30,8 @@ pub struct DicomArgs {
     #[arg(long)]
     pub dicom: Option<PathBuf>,
     /// Folder of per-patient labels: PATIENT.nii.gz / PATIENT.nii (label volume on the
-    /// series' grid) or PATIENT.dcm (DICOM SEG, binary; or an RT Structure Set, whose ROIs
-    /// named like a --classes entry become that class) [dicom].
+    /// series' grid) or PATIENT.dcm (a binary DICOM SEG or an RT Structure Set; segments and
+    /// ROIs named like a --classes entry become that class) [dicom].
     #[arg(long)]
     pub dicom_labels: Option<PathBuf>,
     /// Part of the SeriesDescription (any case) of the series to read where a patient folder
@@ -76,6 +76,17 @@ pub fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// The label value of the class named `name` (any case, spaces around ignored); background
+/// (class 0) is never a structure's class.
+pub fn class_named(classes: &[String], name: &str) -> Option<u8> {
+    let name = name.trim();
+    let i = classes
+        .iter()
+        .skip(1)
+        .position(|c| c.trim().eq_ignore_ascii_case(name))?;
+    u8::try_from(i + 1).ok()
+}
+
 /// A patient's labels: a NIfTI volume, or a DICOM object (SEG or RT Structure Set) already
 /// open, since it names the series it was drawn on.
 enum LabelFile {
@@ -116,7 +127,7 @@ fn read_dicom_labels(
 ) -> anyhow::Result<Volume> {
     let class = text(obj, tags::SOP_CLASS_UID).unwrap_or_default();
     match class.trim_end_matches('\0') {
-        uids::SEGMENTATION_STORAGE => dicom_seg::read_seg(path, obj, series),
+        uids::SEGMENTATION_STORAGE => dicom_seg::read_seg(path, obj, series, classes),
         uids::RT_STRUCTURE_SET_STORAGE => dicom_rtstruct::read_rtstruct(path, obj, series, classes),
         _ => bail!(
             "{} is neither a DICOM Segmentation nor an RT Structure Set (SOP class {class})",

@@ -11,6 +11,7 @@ use anyhow::{Context, bail, ensure};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
+use super::dicom::class_named;
 use super::dicom_series::Series;
 use super::volume::Volume;
 
@@ -41,12 +42,8 @@ pub fn read_rtstruct(
         let (Some(number), Some(name)) = (int(roi, tags::ROI_NUMBER), roi_name(roi)) else {
             continue;
         };
-        if let Some(label) = classes
-            .iter()
-            .skip(1)
-            .position(|c| c.trim().eq_ignore_ascii_case(&name))
-        {
-            label_of.insert(number, (label + 1) as u8);
+        if let Some(label) = class_named(classes, &name) {
+            label_of.insert(number, label);
         }
         names.push(name);
     }

@@ -1,14 +1,17 @@
 //! Labels from a DICOM Segmentation object (binary): each frame is one segment on one slice,
-//! found through its ImagePositionPatient; segment number N becomes label value N (where
-//! segments overlap, the higher number wins).
+//! found through its ImagePositionPatient. Where any segment's SegmentLabel names a class (any
+//! case), segments map to classes by name and the others are left out, as for RT Structure
+//! Sets (a segmentation tool's output with many structures); otherwise segment number N
+//! becomes label value N. Where segments overlap, the higher label wins.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, ensure};
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 
-use super::dicom::text;
+use super::dicom::{class_named, text};
 use super::dicom_frames::{frame_element, frame_floats};
 use super::dicom_series::{Series, cross};
 use super::volume::Volume;
@@ -32,9 +35,31 @@ fn frame_info(obj: &DefaultDicomObject, f: usize) -> (Option<[f64; 3]>, Option<u
     (pos, seg)
 }
 
-/// Reads a binary SEG (opened from `path`) onto the grid of `series`.
-pub fn read_seg(path: &Path, obj: &DefaultDicomObject, series: &Series) -> anyhow::Result<Volume> {
+/// Label value of each segment number, for the segments whose SegmentLabel names a class;
+/// `None` when none does.
+fn labels_by_name(obj: &DefaultDicomObject, classes: &[String]) -> Option<HashMap<u16, u8>> {
+    let segments = obj.element(tags::SEGMENT_SEQUENCE).ok()?.items()?;
+    let by_name: HashMap<u16, u8> = segments
+        .iter()
+        .filter_map(|s| {
+            let number = s.element(tags::SEGMENT_NUMBER).ok()?.to_int::<u16>().ok()?;
+            let name = s.element(tags::SEGMENT_LABEL).ok()?.to_str().ok()?;
+            Some((number, class_named(classes, &name)?))
+        })
+        .collect();
+    (!by_name.is_empty()).then_some(by_name)
+}
+
+/// Reads a binary SEG (opened from `path`) onto the grid of `series`; `classes[i]` names label
+/// value i.
+pub fn read_seg(
+    path: &Path,
+    obj: &DefaultDicomObject,
+    series: &Series,
+    classes: &[String],
+) -> anyhow::Result<Volume> {
     let shown = path.display();
+    let by_name = labels_by_name(obj, classes);
     let kind = text(obj, tags::SEGMENTATION_TYPE).unwrap_or_default();
     ensure!(
         kind == "BINARY",
@@ -95,11 +120,18 @@ pub fn read_seg(path: &Path, obj: &DefaultDicomObject, series: &Series) -> anyho
                 pos[2]
             )
         })?;
+        let label = match &by_name {
+            Some(by_name) => match by_name.get(&seg) {
+                Some(&label) => f32::from(label),
+                None => continue, // a segment no class names
+            },
+            None => f32::from(seg),
+        };
         for p in 0..per_frame {
             let n = f * per_frame + p;
             if bits[n / 8] >> (n % 8) & 1 == 1 {
                 let v = &mut data[p + per_frame * k];
-                *v = v.max(f32::from(seg));
+                *v = v.max(label);
             }
         }
     }
