@@ -430,6 +430,11 @@ fn dicom_seg_labels_give_the_same_masks() {
 /// 2 (a rectangle through the pixel edges), ROI 3 "BODY" outlines the whole slice 0, and ROI 7
 /// also has a POINT contour on slice 0 (which encloses nothing).
 fn rtstruct(organ_name: &str) -> InMemDicomObject {
+    rtstruct_on(organ_name, &[1, 2])
+}
+
+/// [`rtstruct`] with the organ outlined at these slice indices.
+fn rtstruct_on(organ_name: &str, organ_slices: &[usize]) -> InMemDicomObject {
     let square = |k: usize, (c0, c1): (f64, f64), (r0, r1): (f64, f64)| {
         let z = ORIGIN[2] + SP.2 * k as f64;
         let corners = [(c0, r0), (c1, r0), (c1, r1), (c0, r1)];
@@ -483,11 +488,11 @@ fn rtstruct(organ_name: &str) -> InMemDicomObject {
                 roi_contour("3", vec![square(0, whole, (-0.5, ROWS as f64 - 0.5))]),
                 roi_contour(
                     "7",
-                    vec![
-                        square(1, organ_cols, organ_rows),
-                        square(2, organ_cols, organ_rows),
-                        point,
-                    ],
+                    organ_slices
+                        .iter()
+                        .map(|&k| square(k, organ_cols, organ_rows))
+                        .chain([point])
+                        .collect(),
                 ),
             ],
         ),
@@ -500,6 +505,23 @@ fn rt_structure_set_labels_give_the_same_masks() {
     save(rtstruct("Organ"), &src.root.join("labels/p1.dcm"));
     let out = src.import("out", &VolumeArgs::default()).unwrap();
     assert_matches_series(&out);
+}
+
+#[test]
+fn a_contour_off_the_series_names_its_roi_and_position() {
+    // Drawn on another series: slice 7 of a 4-slice series.
+    let src = Src::new();
+    save(
+        rtstruct_on("organ", &[1, 7]),
+        &src.root.join("labels/p1.dcm"),
+    );
+    let err = src.import("out", &VolumeArgs::default()).unwrap_err();
+    let z = ORIGIN[2] + SP.2 * 7.0;
+    assert!(
+        err.contains("labels/p1.dcm: ROI 7 contour 2")
+            && err.contains(&format!("{z:.2}) mm lies on no slice")),
+        "{err}"
+    );
 }
 
 #[test]
