@@ -14,6 +14,7 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions, Tag};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
+use super::dicom_frames::first_item;
 use super::dicom_rtstruct;
 use super::dicom_seg;
 use super::dicom_series::{Series, SeriesChoice, read_series};
@@ -68,7 +69,8 @@ pub fn open_header(path: &Path) -> anyhow::Result<DefaultDicomObject> {
         .with_context(|| format!("{} is not a readable DICOM file", path.display()))
 }
 
-pub fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
+/// A text attribute, trimmed; `None` when absent or not text. Takes files and sequence items.
+pub fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     obj.element_opt(tag)
         .ok()
         .flatten()
@@ -96,9 +98,6 @@ enum LabelFile {
 
 /// The series a SEG or an RT Structure Set was drawn on, when it says.
 fn referenced_series(obj: &DefaultDicomObject) -> Option<String> {
-    fn first(o: &InMemDicomObject, seq: Tag) -> Option<&InMemDicomObject> {
-        o.element(seq).ok()?.items()?.first()
-    }
     let uid = |o: &InMemDicomObject| {
         o.element(tags::SERIES_INSTANCE_UID)
             .ok()?
@@ -107,14 +106,14 @@ fn referenced_series(obj: &DefaultDicomObject) -> Option<String> {
             .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
     };
     // SEG: ReferencedSeriesSequence; RT Structure Set: frame of reference > study > series.
-    first(obj, tags::REFERENCED_SERIES_SEQUENCE)
+    first_item(obj, tags::REFERENCED_SERIES_SEQUENCE)
         .and_then(uid)
         .or_else(|| {
-            let study = first(
-                first(obj, tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE)?,
+            let study = first_item(
+                first_item(obj, tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE)?,
                 tags::RT_REFERENCED_STUDY_SEQUENCE,
             )?;
-            uid(first(study, tags::RT_REFERENCED_SERIES_SEQUENCE)?)
+            uid(first_item(study, tags::RT_REFERENCED_SERIES_SEQUENCE)?)
         })
 }
 

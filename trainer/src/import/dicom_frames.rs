@@ -6,7 +6,8 @@ use dicom_dictionary_std::tags;
 use dicom_object::mem::InMemElement;
 use dicom_object::{InMemDicomObject, Tag};
 
-fn first_item(obj: &InMemDicomObject, seq: Tag) -> Option<&InMemDicomObject> {
+/// The first item of sequence `seq` (a functional-group macro, a reference).
+pub fn first_item(obj: &InMemDicomObject, seq: Tag) -> Option<&InMemDicomObject> {
     obj.element(seq).ok()?.items()?.first()
 }
 

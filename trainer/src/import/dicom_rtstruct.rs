@@ -11,7 +11,7 @@ use anyhow::{Context, bail, ensure};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
-use super::dicom::class_named;
+use super::dicom::{class_named, text};
 use super::dicom_series::Series;
 use super::volume::Volume;
 
@@ -39,7 +39,8 @@ pub fn read_rtstruct(
     let mut names = Vec::new();
     let mut label_of = HashMap::new();
     for roi in items(obj, tags::STRUCTURE_SET_ROI_SEQUENCE) {
-        let (Some(number), Some(name)) = (int(roi, tags::ROI_NUMBER), roi_name(roi)) else {
+        let name = text(roi, tags::ROI_NAME).filter(|n| !n.is_empty());
+        let (Some(number), Some(name)) = (int(roi, tags::ROI_NUMBER), name) else {
             continue;
         };
         if let Some(label) = class_named(classes, &name) {
@@ -66,8 +67,7 @@ pub fn read_rtstruct(
         // The ROI's inside on each slice it touches, contours combined even-odd.
         let mut inside: HashMap<usize, Vec<bool>> = HashMap::new();
         for (n, contour) in items(roi, tags::CONTOUR_SEQUENCE).iter().enumerate() {
-            let kind = text_of(contour, tags::CONTOUR_GEOMETRIC_TYPE);
-            if kind != "CLOSED_PLANAR" {
+            if text(contour, tags::CONTOUR_GEOMETRIC_TYPE).as_deref() != Some("CLOSED_PLANAR") {
                 continue; // POINT and OPEN_* contours enclose nothing
             }
             let points = contour
@@ -105,18 +105,6 @@ pub fn read_rtstruct(
         }
     }
     Volume::new(series.volume.dims, data, series.volume.affine)
-}
-
-fn roi_name(roi: &InMemDicomObject) -> Option<String> {
-    Some(text_of(roi, tags::ROI_NAME)).filter(|n| !n.is_empty())
-}
-
-fn text_of(obj: &InMemDicomObject, tag: dicom_object::Tag) -> String {
-    obj.element(tag)
-        .ok()
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// The slice a planar contour lies on (within half a slice spacing along the normal), and its
