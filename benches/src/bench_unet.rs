@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
     let dev = backend::device();
     let model: SegModel<Train> = arch.init(&dev)?;
     let model = model.valid();
-    let graph = model.export();
+    let graph = model.export([1, 1, args.size, args.size]);
     let input = InputSpec {
         channels: 1,
         height: args.size,

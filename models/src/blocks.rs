@@ -1,23 +1,27 @@
-//! Building blocks shared by the architectures. Each block has a `forward` (Burn) and an
-//! `export` (into the [`Graph`]) that must compute the same function in inference mode.
+//! Building blocks shared by the architectures. Each block describes its computation once, in
+//! `run`, generic over [`Ops`]: the same code is the Burn forward pass and the export graph.
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
-use crate::graph::{Graph, Op, ValueId, Weights};
+use crate::ops::{Ops, Pool, ResizeMode};
 
-/// Reads a tensor's values to the host (export only; never on the training hot path).
-pub fn tensor_values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .expect("a float tensor converts to f32 values")
+/// A `k`x`k` convolution with "same" padding (odd `k`), optionally dilated.
+pub fn conv2d<B: Backend>(
+    in_ch: usize,
+    out_ch: usize,
+    kernel: usize,
+    bias: bool,
+    device: &B::Device,
+) -> Conv2d<B> {
+    let pad = kernel / 2;
+    Conv2dConfig::new([in_ch, out_ch], [kernel, kernel])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(bias)
+        .init(device)
 }
 
 /// 3x3 (or kxk) convolution, BatchNorm, ReLU: the unit of every UNet-family encoder.
@@ -25,33 +29,20 @@ pub fn tensor_values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 pub struct ConvBnRelu<B: Backend> {
     pub conv: Conv2d<B>,
     pub norm: BatchNorm<B>,
-    pub activation: Relu,
 }
 
 impl<B: Backend> ConvBnRelu<B> {
     pub fn new(in_ch: usize, out_ch: usize, kernel: usize, device: &B::Device) -> Self {
-        let pad = kernel / 2;
         Self {
             // No bias: BatchNorm's shift makes it redundant.
-            conv: Conv2dConfig::new([in_ch, out_ch], [kernel, kernel])
-                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-                .with_bias(false)
-                .init(device),
+            conv: conv2d(in_ch, out_ch, kernel, false, device),
             norm: BatchNormConfig::new(out_ch).init(device),
-            activation: Relu::new(),
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.activation
-            .forward(batch_norm_2d(&self.norm, self.conv.forward(x)))
-    }
-
-    /// Exports Conv with BatchNorm (running statistics) folded in, then ReLU.
-    pub fn export(&self, g: &mut Graph, x: ValueId) -> ValueId {
-        let conv = export_conv_bn(&self.conv, &self.norm);
-        let y = g.push(conv, &[x]);
-        g.push(Op::Relu, &[y])
+    pub fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> O::T {
+        let y = o.conv_bn(x, &self.conv, &self.norm);
+        o.relu(y)
     }
 }
 
@@ -121,71 +112,6 @@ pub fn batch_norm_2d<B: Backend>(norm: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor
         .reshape([n, c, h, w])
 }
 
-/// Folds inference-mode BatchNorm into the convolution before it:
-/// w' = w * g / sqrt(var + eps), b' = (b - mean) * g / sqrt(var + eps) + beta.
-pub fn export_conv_bn<B: Backend>(conv: &Conv2d<B>, norm: &BatchNorm<B>) -> Op {
-    let Op::Conv {
-        mut weight,
-        bias,
-        stride,
-        padding,
-        dilation,
-        groups,
-    } = export_conv(conv)
-    else {
-        unreachable!("export_conv returns a Conv op")
-    };
-    let gamma = tensor_values(norm.gamma.val());
-    let beta = tensor_values(norm.beta.val());
-    let mean = tensor_values(norm.running_mean.value());
-    let var = tensor_values(norm.running_var.value());
-    let out_ch = weight.shape[0];
-    let per_out = weight.data.len() / out_ch;
-    let mut folded_bias = vec![0.0f32; out_ch];
-    for o in 0..out_ch {
-        let scale = gamma[o] as f64 / (var[o] as f64 + norm.epsilon).sqrt();
-        for w in &mut weight.data[o * per_out..(o + 1) * per_out] {
-            *w = (*w as f64 * scale) as f32;
-        }
-        folded_bias[o] = ((bias[o] as f64 - mean[o] as f64) * scale + beta[o] as f64) as f32;
-    }
-    Op::Conv {
-        weight,
-        bias: folded_bias,
-        stride,
-        padding,
-        dilation,
-        groups,
-    }
-}
-
-/// Exports a plain convolution (bias zero when the layer has none).
-pub fn export_conv<B: Backend>(conv: &Conv2d<B>) -> Op {
-    let dims = conv.weight.val().dims();
-    let weight = Weights::new(dims.to_vec(), tensor_values(conv.weight.val()));
-    let bias = match &conv.bias {
-        Some(b) => tensor_values(b.val()),
-        None => vec![0.0; dims[0]],
-    };
-    let padding = match conv.padding {
-        PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r],
-        PaddingConfig2d::Valid => [0; 4],
-        // Blocks here always build explicit padding; "Same" depends on the input size.
-        PaddingConfig2d::Same => {
-            let (ph, pw) = (dims[2] / 2, dims[3] / 2);
-            [ph, pw, ph, pw]
-        }
-    };
-    Op::Conv {
-        weight,
-        bias,
-        stride: conv.stride,
-        padding,
-        dilation: conv.dilation,
-        groups: conv.groups,
-    }
-}
-
 /// Two ConvBnRelu in a row: the UNet stage.
 #[derive(Module, Debug)]
 pub struct DoubleConv<B: Backend> {
@@ -201,50 +127,19 @@ impl<B: Backend> DoubleConv<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.second.forward(self.first.forward(x))
-    }
-
-    pub fn export(&self, g: &mut Graph, x: ValueId) -> ValueId {
-        let y = self.first.export(g, x);
-        self.second.export(g, y)
+    pub fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> O::T {
+        let y = self.first.run(o, x);
+        self.second.run(o, y)
     }
 }
 
 /// 2x2 max pooling, stride 2.
-#[derive(Module, Debug)]
-pub struct Pool2x<B: Backend> {
-    pool: MaxPool2d,
-    _backend: core::marker::PhantomData<B>,
+pub fn pool2x<B: Backend, O: Ops<B>>(o: &mut O, x: O::T) -> O::T {
+    o.max_pool(x, Pool::square(2))
 }
 
-impl<B: Backend> Default for Pool2x<B> {
-    fn default() -> Self {
-        Self {
-            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-            _backend: core::marker::PhantomData,
-        }
-    }
-}
-
-impl<B: Backend> Pool2x<B> {
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.pool.forward(x)
-    }
-
-    pub fn export(&self, g: &mut Graph, x: ValueId) -> ValueId {
-        g.push(
-            Op::MaxPool {
-                kernel: [2, 2],
-                stride: [2, 2],
-            },
-            &[x],
-        )
-    }
-}
-
-/// 2x up-sampling: bilinear (half-pixel centres) followed by nothing, or a learned 2x2
-/// transposed convolution that also halves the channels.
+/// 2x up-sampling: bilinear (half-pixel centres, parameter-free), or a learned 2x2 transposed
+/// convolution that also changes the channels.
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)] // a handful per model, never moved in hot loops
 pub enum Upsample2x<B: Backend> {
@@ -273,42 +168,16 @@ impl<B: Backend> Upsample2x<B> {
         )
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> O::T {
         match self {
             Self::Bilinear(_) => {
-                let [_, _, h, w] = x.dims();
-                let options = InterpolateOptions::new(InterpolateMode::Bilinear);
-                interpolate(x, [h * 2, w * 2], options.with_align_corners(false))
-            }
-            Self::Transposed(conv) => conv.forward(x),
-        }
-    }
-
-    pub fn export(&self, g: &mut Graph, x: ValueId) -> ValueId {
-        match self {
-            Self::Bilinear(_) => g.push(
-                Op::ResizeBilinear {
-                    scale: [2, 2],
+                let [_, _, h, w] = o.shape(&x);
+                let mode = ResizeMode::Bilinear {
                     align_corners: false,
-                },
-                &[x],
-            ),
-            Self::Transposed(conv) => {
-                let dims = conv.weight.val().dims();
-                let bias = match &conv.bias {
-                    Some(b) => tensor_values(b.val()),
-                    None => vec![0.0; dims[1] * conv.groups],
                 };
-                g.push(
-                    Op::ConvTranspose {
-                        weight: Weights::new(dims.to_vec(), tensor_values(conv.weight.val())),
-                        bias,
-                        stride: conv.stride,
-                        padding: conv.padding,
-                    },
-                    &[x],
-                )
+                o.resize(x, [h * 2, w * 2], mode)
             }
+            Self::Transposed(conv) => o.conv_transpose(x, conv),
         }
     }
 }
@@ -326,12 +195,40 @@ impl<B: Backend> Head<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.conv.forward(x)
+    pub fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> O::T {
+        o.conv(x, &self.conv)
+    }
+}
+
+/// LayerNorm over the last axis (biased variance), `* gamma + beta`. medseg's own because
+/// Burn 0.21's keeps its epsilon private, which the export graph needs.
+#[derive(Module, Debug)]
+pub struct LayerNorm<B: Backend> {
+    pub gamma: Param<Tensor<B, 1>>,
+    pub beta: Param<Tensor<B, 1>>,
+    pub epsilon: f64,
+}
+
+impl<B: Backend> LayerNorm<B> {
+    pub fn new(dim: usize, device: &B::Device) -> Self {
+        Self {
+            gamma: Param::from_tensor(Tensor::ones([dim], device)),
+            beta: Param::from_tensor(Tensor::zeros([dim], device)),
+            epsilon: 1e-5,
+        }
     }
 
-    pub fn export(&self, g: &mut Graph, x: ValueId) -> ValueId {
-        g.push(export_conv(&self.conv), &[x])
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let d = x.dims()[3];
+        let mean = x.clone().mean_dim(3);
+        let centred = x.sub(mean);
+        let var = centred.clone().square().mean_dim(3);
+        let gamma = self.gamma.val().reshape([1, 1, 1, d]);
+        let beta = self.beta.val().reshape([1, 1, 1, d]);
+        centred
+            .div(var.add_scalar(self.epsilon).sqrt())
+            .mul(gamma)
+            .add(beta)
     }
 }
 

@@ -1,14 +1,23 @@
 //! medseg-models: segmentation architectures for Burn.
 //!
-//! Every architecture is composed of blocks from [`blocks`]; every block can describe itself
-//! in the backend-neutral export graph of [`graph`], so a new architecture gets ONNX export
-//! for free. The backend is a type parameter: the binary that trains or exports picks it.
+//! Every network is written once, in [`ops`]' vocabulary: run with [`burn_ops::BurnOps`] it
+//! trains, run with [`graph_ops::GraphOps`] it records the export graph ([`graph`]). An
+//! architecture is one file plus one line in the [`registry`] table. The backend is a type
+//! parameter: the binary that trains or exports picks it.
 
+pub mod attention_unet;
 pub mod blocks;
+pub mod burn_ops;
 pub mod graph;
+pub mod graph_ops;
+pub mod network;
+pub mod ops;
 pub mod registry;
 pub mod unet;
+pub mod unet_plus_plus;
+pub mod vit_seg;
 
 pub use graph::{Graph, Node, Op, ValueId};
-pub use registry::{Architecture, ArchitectureError, SegModel};
+pub use network::{ArchConfig, Aux, AuxKind, Network, SegOutput};
+pub use registry::{Architecture, ArchitectureError, Entry, SegModel};
 pub use unet::{UNet, UNetConfig, Upsampling};

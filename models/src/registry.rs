@@ -1,144 +1,361 @@
-//! The model zoo's front door: an architecture description (serialized in checkpoints and
-//! model cards) and [`SegModel`], the one module type the trainer and exporter handle.
+//! The model zoo's one table. An architecture is one file (its modules, its [`ArchConfig`]
+//! with the paper's defaults, its [`Network::run`]) plus one line in [`zoo!`] below; from the
+//! table come [`Architecture`] (the description stored in checkpoints and model cards, set by
+//! `key=value` options) and [`SegModel`] (the one module type the trainer and exporter handle).
 
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::graph::Graph;
-use crate::unet::{UNet, UNetConfig};
+use crate::network::{ArchConfig, Network, SegOutput, export_graph, forward};
+use crate::ops::Ops;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchitectureError {
-    #[error("unknown architecture '{0}'; available: {available}", available = Architecture::NAMES.join(", "))]
+    #[error("unknown architecture '{0}'; available: {available}", available = Architecture::names().join(", "))]
     Unknown(String),
     #[error("invalid {arch} setting: {reason}")]
     Invalid { arch: &'static str, reason: String },
+    #[error(
+        "{arch} has no option '{key}'; its options are: {keys}",
+        keys = options.join(", ")
+    )]
+    UnknownOption {
+        arch: &'static str,
+        key: String,
+        options: Vec<String>,
+    },
 }
 
-/// Which network and how it is shaped; stored in checkpoints and in the model card.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "lowercase")]
-pub enum Architecture {
-    Unet(UNetConfig),
+/// One row of the table, for listings.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub name: &'static str,
+    pub family: &'static str,
+    pub paper: &'static str,
+}
+
+/// Options every architecture has but that come from the data, not from the user.
+const DATA_OPTIONS: [&str; 2] = ["in_channels", "num_classes"];
+
+macro_rules! zoo {
+    ($($variant:ident => $module:ident::{$config:ident, $model:ident};)*) => {
+        /// Which network and how it is shaped; stored in checkpoints and in the model card as
+        /// `{"name": NAME, ...options}`.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Architecture {
+            $($variant(crate::$module::$config),)*
+        }
+
+        /// Any architecture of the zoo, as one Burn module.
+        #[derive(Module, Debug)]
+        #[allow(clippy::large_enum_variant)]
+        pub enum SegModel<B: Backend> {
+            $($variant(crate::$module::$model<B>),)*
+        }
+
+        impl Architecture {
+            pub const TABLE: &'static [Entry] = &[$(Entry {
+                name: <crate::$module::$config as ArchConfig>::NAME,
+                family: <crate::$module::$config as ArchConfig>::FAMILY,
+                paper: <crate::$module::$config as ArchConfig>::PAPER,
+            },)*];
+
+            fn from_json(name: &str, options: Value) -> Option<Result<Self, serde_json::Error>> {
+                $(if name == <crate::$module::$config as ArchConfig>::NAME {
+                    return Some(serde_json::from_value::<crate::$module::$config>(options).map(Self::$variant));
+                })*
+                None
+            }
+
+            fn default_of(name: &str) -> Option<Self> {
+                $(if name == <crate::$module::$config as ArchConfig>::NAME {
+                    return Some(Self::$variant(crate::$module::$config::default()));
+                })*
+                None
+            }
+
+            fn tiny_of(name: &str) -> Option<Self> {
+                $(if name == <crate::$module::$config as ArchConfig>::NAME {
+                    return Some(Self::$variant(
+                        <crate::$module::$config as ArchConfig>::tiny(),
+                    ));
+                })*
+                None
+            }
+
+            fn config(&self) -> &dyn DynConfig {
+                match self {
+                    $(Self::$variant(c) => c,)*
+                }
+            }
+
+            fn config_mut(&mut self) -> &mut dyn DynConfig {
+                match self {
+                    $(Self::$variant(c) => c,)*
+                }
+            }
+
+            pub fn init<B: Backend>(
+                &self,
+                device: &B::Device,
+            ) -> Result<SegModel<B>, ArchitectureError> {
+                self.validate()?;
+                Ok(match self {
+                    $(Self::$variant(c) => SegModel::$variant(c.init(device)),)*
+                })
+            }
+        }
+
+        impl<B: Backend> Network<B> for SegModel<B> {
+            fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> SegOutput<O::T> {
+                match self {
+                    $(Self::$variant(m) => m.run(o, x),)*
+                }
+            }
+
+            fn widen_input(self, channels: usize) -> Result<Self, String> {
+                Ok(match self {
+                    $(Self::$variant(m) => Self::$variant(m.widen_input(channels)?),)*
+                })
+            }
+        }
+    };
+}
+
+// The table: variant => file::{config, model}. Adding an architecture is its file, its `mod`
+// line in lib.rs and one line here.
+zoo! {
+    Unet => unet::{UNetConfig, UNet};
+    AttentionUnet => attention_unet::{AttentionUNetConfig, AttentionUNet};
+    UnetPlusPlus => unet_plus_plus::{UNetPlusPlusConfig, UNetPlusPlus};
+    VitSeg => vit_seg::{VitSegConfig, VitSeg};
+}
+
+/// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.
+trait DynConfig {
+    fn name(&self) -> &'static str;
+    fn in_channels(&self) -> usize;
+    fn num_classes(&self) -> usize;
+    fn set_io(&mut self, in_channels: usize, num_classes: usize);
+    fn size_multiple(&self) -> usize;
+    fn validate(&self) -> Result<(), String>;
+    fn to_json(&self) -> Map<String, Value>;
+}
+
+impl<C: ArchConfig> DynConfig for C {
+    fn name(&self) -> &'static str {
+        C::NAME
+    }
+    fn in_channels(&self) -> usize {
+        ArchConfig::in_channels(self)
+    }
+    fn num_classes(&self) -> usize {
+        ArchConfig::num_classes(self)
+    }
+    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
+        ArchConfig::set_io(self, in_channels, num_classes)
+    }
+    fn size_multiple(&self) -> usize {
+        ArchConfig::size_multiple(self)
+    }
+    fn validate(&self) -> Result<(), String> {
+        ArchConfig::validate(self)
+    }
+    fn to_json(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m,
+            other => unreachable!("an architecture config serializes to an object, not {other:?}"),
+        }
+    }
+}
+
+/// A `key=value` option's value as JSON: a number, `true`/`false`, or else a string.
+fn option_value(text: &str) -> Value {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .filter(|v| !v.is_object() && !v.is_array() && !v.is_null())
+        .unwrap_or_else(|| Value::String(text.to_string()))
 }
 
 impl Architecture {
-    pub const NAMES: &'static [&'static str] = &["unet"];
+    pub fn names() -> Vec<&'static str> {
+        Self::TABLE.iter().map(|e| e.name).collect()
+    }
 
-    /// The default configuration of the named architecture.
+    /// The paper's default configuration of the named architecture.
     pub fn by_name(
         name: &str,
         in_channels: usize,
         num_classes: usize,
     ) -> Result<Self, ArchitectureError> {
-        match name.to_ascii_lowercase().as_str() {
-            "unet" => Ok(Self::Unet(UNetConfig {
-                in_channels,
-                num_classes,
-                ..UNetConfig::default()
-            })),
-            other => Err(ArchitectureError::Unknown(other.to_string())),
+        let mut arch = Self::default_of(&name.to_ascii_lowercase())
+            .ok_or_else(|| ArchitectureError::Unknown(name.to_string()))?;
+        arch.config_mut().set_io(in_channels, num_classes);
+        Ok(arch)
+    }
+
+    /// The architecture's small test configuration (see [`ArchConfig::tiny`]).
+    pub fn tiny(
+        name: &str,
+        in_channels: usize,
+        num_classes: usize,
+    ) -> Result<Self, ArchitectureError> {
+        let mut arch = Self::tiny_of(&name.to_ascii_lowercase())
+            .ok_or_else(|| ArchitectureError::Unknown(name.to_string()))?;
+        arch.config_mut().set_io(in_channels, num_classes);
+        Ok(arch)
+    }
+
+    /// Refuses an input the network cannot take, before anything is built or trained.
+    pub fn check_input_size(&self, height: usize, width: usize) -> Result<(), ArchitectureError> {
+        let m = self.size_multiple();
+        if height == 0 || width == 0 || !height.is_multiple_of(m) || !width.is_multiple_of(m) {
+            return Err(self.invalid(format!(
+                "input {height}x{width}: both sides must be positive multiples of {m}"
+            )));
         }
+        Ok(())
+    }
+
+    pub fn entry(&self) -> Entry {
+        let name = self.name();
+        *Self::TABLE
+            .iter()
+            .find(|e| e.name == name)
+            .expect("every variant is in the table")
     }
 
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Unet(_) => "unet",
-        }
+        self.config().name()
     }
 
     pub fn in_channels(&self) -> usize {
-        match self {
-            Self::Unet(c) => c.in_channels,
-        }
+        self.config().in_channels()
     }
 
     pub fn num_classes(&self) -> usize {
-        match self {
-            Self::Unet(c) => c.num_classes,
-        }
+        self.config().num_classes()
     }
 
     /// Input sides must be multiples of this.
     pub fn size_multiple(&self) -> usize {
-        match self {
-            Self::Unet(c) => 1 << c.depth,
-        }
+        self.config().size_multiple()
     }
 
     pub fn validate(&self) -> Result<(), ArchitectureError> {
-        match self {
-            Self::Unet(c) => {
-                let bad = |reason: &str| ArchitectureError::Invalid {
-                    arch: "unet",
-                    reason: reason.to_string(),
-                };
-                if c.in_channels == 0 || c.num_classes < 2 {
-                    return Err(bad("needs at least 1 input channel and 2 classes"));
-                }
-                if c.base_width == 0 || c.depth == 0 || c.depth > 6 {
-                    return Err(bad("base width must be > 0 and depth within 1..=6"));
-                }
-                Ok(())
-            }
+        let c = self.config();
+        if c.in_channels() == 0 || c.num_classes() < 2 {
+            return Err(self.invalid("needs at least 1 input channel and 2 classes".into()));
+        }
+        c.validate().map_err(|reason| self.invalid(reason))
+    }
+
+    fn invalid(&self, reason: String) -> ArchitectureError {
+        ArchitectureError::Invalid {
+            arch: self.name(),
+            reason,
         }
     }
 
     /// The same architecture reading `channels` input channels.
     pub fn with_in_channels(&self, channels: usize) -> Self {
-        match self {
-            Self::Unet(c) => Self::Unet(UNetConfig {
-                in_channels: channels,
-                ..c.clone()
-            }),
-        }
+        let mut a = self.clone();
+        let classes = a.num_classes();
+        a.config_mut().set_io(channels, classes);
+        a
     }
 
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SegModel<B>, ArchitectureError> {
-        self.validate()?;
-        Ok(match self {
-            Self::Unet(c) => SegModel::Unet(c.init(device)),
-        })
+    /// The options a user may set, with their current values.
+    pub fn options(&self) -> Vec<(String, Value)> {
+        self.config()
+            .to_json()
+            .into_iter()
+            .filter(|(k, _)| !DATA_OPTIONS.contains(&k.as_str()))
+            .collect()
+    }
+
+    /// Sets option `key` from its text (`--model-opt key=value`); the result is validated.
+    pub fn set_option(&mut self, key: &str, value: &str) -> Result<(), ArchitectureError> {
+        let arch = self.name();
+        let mut json = self.config().to_json();
+        if DATA_OPTIONS.contains(&key) || !json.contains_key(key) {
+            return Err(ArchitectureError::UnknownOption {
+                arch,
+                key: key.to_string(),
+                options: self
+                    .options()
+                    .into_iter()
+                    .map(|(k, v)| format!("{k} (now {v})"))
+                    .collect(),
+            });
+        }
+        let old = json.insert(key.to_string(), option_value(value));
+        let parsed = Self::from_json(arch, Value::Object(json))
+            .expect("the architecture's own name")
+            .map_err(|e| {
+                self.invalid(format!(
+                    "{key}={value}: {e} (now {})",
+                    old.unwrap_or(Value::Null)
+                ))
+            })?;
+        parsed.validate()?;
+        *self = parsed;
+        Ok(())
     }
 }
 
-/// Any architecture of the zoo, as one Burn module.
-#[derive(Module, Debug)]
-pub enum SegModel<B: Backend> {
-    Unet(UNet<B>),
+impl serde::Serialize for Architecture {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = Map::new();
+        m.insert("name".into(), Value::String(self.name().into()));
+        m.extend(self.config().to_json());
+        Value::Object(m).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Architecture {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let Value::Object(mut m) = Value::deserialize(d)? else {
+            return Err(D::Error::custom("an architecture is a JSON object"));
+        };
+        let name = match m.remove("name") {
+            Some(Value::String(n)) => n,
+            _ => return Err(D::Error::custom("an architecture needs a \"name\"")),
+        };
+        match Self::from_json(&name, Value::Object(m)) {
+            Some(r) => r.map_err(|e| D::Error::custom(format!("architecture {name}: {e}"))),
+            None => Err(D::Error::custom(ArchitectureError::Unknown(name))),
+        }
+    }
 }
 
 impl<B: Backend> SegModel<B> {
     /// Logits `[batch, classes, h, w]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        match self {
-            Self::Unet(m) => m.forward(x),
-        }
+        forward(self, x).logits
     }
 
-    /// A model trained on single slices, widened to read `channels` stacked neighbouring slices
-    /// (the slice itself in the centre channel); it starts out computing exactly what it did.
+    /// Logits and auxiliary outputs (deep supervision, transforms) for training objectives.
+    pub fn forward_train(&self, x: Tensor<B, 4>) -> SegOutput<Tensor<B, 4>> {
+        forward(self, x)
+    }
+
+    /// The model widened to read `channels` stacked slices (see [`Network::widen_input`]).
     pub fn widen_input(self, channels: usize) -> Result<Self, ArchitectureError> {
-        let invalid = |reason| ArchitectureError::Invalid {
-            arch: "unet",
+        Network::widen_input(self, channels).map_err(|reason| ArchitectureError::Invalid {
+            arch: "model",
             reason,
-        };
-        Ok(match self {
-            Self::Unet(m) => Self::Unet(m.widen_input(channels).map_err(invalid)?),
         })
     }
 
-    /// The inference graph (BatchNorm folded) computing [`Self::forward`] in eval mode.
-    pub fn export(&self) -> Graph {
-        let mut g = Graph::new();
-        let input = g.input;
-        let out = match self {
-            Self::Unet(m) => m.export(&mut g, input),
-        };
-        g.output = Some(out);
-        g
+    /// The inference graph (BatchNorm folded) computing [`Self::forward`] in eval mode for an
+    /// input of `input_shape`.
+    pub fn export(&self, input_shape: [usize; 4]) -> Graph {
+        export_graph(self, input_shape)
     }
 }
 
@@ -148,6 +365,7 @@ mod tests {
     use burn::tensor::{Distribution, Tolerance};
 
     use super::*;
+    use crate::unet::UNetConfig;
 
     fn small_unet(in_channels: usize) -> Architecture {
         Architecture::Unet(UNetConfig {
@@ -157,6 +375,52 @@ mod tests {
             depth: 2,
             ..UNetConfig::default()
         })
+    }
+
+    #[test]
+    fn descriptions_round_trip_in_the_stored_format() {
+        let arch = small_unet(1);
+        let json = serde_json::to_string(&arch).unwrap();
+        assert!(json.contains("\"name\":\"unet\""), "{json}");
+        let back: Architecture = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, arch);
+        // The format written before the registry table (serde's tagged enum).
+        let old = r#"{"name":"unet","in_channels":3,"num_classes":2,"base_width":16,"depth":4,"upsampling":"bilinear"}"#;
+        let old: Architecture = serde_json::from_str(old).unwrap();
+        assert_eq!(old.in_channels(), 3);
+        let err = serde_json::from_str::<Architecture>(r#"{"name":"nonet"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown architecture 'nonet'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn options_are_set_by_key_and_bad_ones_are_refused_with_the_list() {
+        let mut arch = Architecture::by_name("UNet", 1, 2).unwrap();
+        arch.set_option("base_width", "8").unwrap();
+        arch.set_option("upsampling", "bilinear").unwrap();
+        let Architecture::Unet(c) = &arch else {
+            panic!("a unet")
+        };
+        assert_eq!(
+            (c.base_width, c.upsampling),
+            (8, crate::Upsampling::Bilinear)
+        );
+        let err = arch.set_option("widht", "8").unwrap_err().to_string();
+        assert!(
+            err.contains("no option 'widht'") && err.contains("base_width (now 8)"),
+            "{err}"
+        );
+        let err = arch.set_option("depth", "deep").unwrap_err().to_string();
+        assert!(err.contains("depth=deep"), "{err}");
+        let err = arch.set_option("depth", "9").unwrap_err().to_string();
+        assert!(err.contains("depth"), "{err}");
+        assert!(arch.set_option("num_classes", "3").is_err());
+        let Architecture::Unet(c) = &arch else {
+            panic!("a unet")
+        };
+        assert_eq!(c.depth, 4, "a refused option changes nothing");
     }
 
     /// On the training backend, as `train --init-from` uses it: the widened weight must be a
@@ -179,7 +443,9 @@ mod tests {
             .assert_approx_eq::<f32>(&before.into_data(), Tolerance::absolute(1e-6));
         // The neighbours' zero weights get gradients, so they can learn.
         let grads = after.sum().backward();
-        let SegModel::Unet(unet) = &wide;
+        let SegModel::Unet(unet) = &wide else {
+            panic!("a unet")
+        };
         let grad = unet
             .stem
             .first

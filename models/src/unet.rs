@@ -1,12 +1,12 @@
 //! UNet (Ronneberger et al., 2015) with BatchNorm, configurable width, depth and up-sampling.
 
 use burn::module::Module;
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::blocks::{DoubleConv, Head, Pool2x, Upsample2x, widen_single_channel_input};
-use crate::graph::{Graph, Op, ValueId};
+use crate::blocks::{DoubleConv, Head, Upsample2x, pool2x, widen_single_channel_input};
+use crate::network::{ArchConfig, Network, SegOutput};
+use crate::ops::Ops;
 
 /// How the decoder doubles the resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -52,14 +52,50 @@ pub struct UpStage<B: Backend> {
 #[derive(Module, Debug)]
 pub struct UNet<B: Backend> {
     pub stem: DoubleConv<B>,
-    pub pool: Pool2x<B>,
     pub down: Vec<DoubleConv<B>>,
     pub up: Vec<UpStage<B>>,
     pub head: Head<B>,
 }
 
-impl UNetConfig {
-    pub fn init<B: Backend>(&self, device: &B::Device) -> UNet<B> {
+impl ArchConfig for UNetConfig {
+    type Model<B: Backend> = UNet<B>;
+    const NAME: &'static str = "unet";
+    const FAMILY: &'static str = "unet";
+    const PAPER: &'static str = "Ronneberger et al., U-Net: Convolutional Networks for Biomedical Image Segmentation, MICCAI 2015";
+
+    fn in_channels(&self) -> usize {
+        self.in_channels
+    }
+
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
+        self.in_channels = in_channels;
+        self.num_classes = num_classes;
+    }
+
+    fn size_multiple(&self) -> usize {
+        1 << self.depth
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.base_width == 0 || self.depth == 0 || self.depth > 6 {
+            return Err("base_width must be > 0 and depth within 1..=6".into());
+        }
+        Ok(())
+    }
+
+    fn tiny() -> Self {
+        Self {
+            base_width: 4,
+            depth: 3,
+            ..Self::default()
+        }
+    }
+
+    fn init<B: Backend>(&self, device: &B::Device) -> UNet<B> {
         let width = |level: usize| self.base_width << level;
         let down = (1..=self.depth)
             .map(|l| DoubleConv::new(width(l - 1), width(l), device))
@@ -81,7 +117,6 @@ impl UNetConfig {
             .collect();
         UNet {
             stem: DoubleConv::new(self.in_channels, width(0), device),
-            pool: Pool2x::default(),
             down,
             up,
             head: Head::new(width(0), self.num_classes, device),
@@ -89,48 +124,32 @@ impl UNetConfig {
     }
 }
 
-impl<B: Backend> UNet<B> {
-    /// The same network reading `channels` inputs (see [`widen_single_channel_input`]).
-    pub fn widen_input(mut self, channels: usize) -> Result<Self, String> {
-        self.stem.first.conv = widen_single_channel_input(self.stem.first.conv, channels)?;
-        Ok(self)
-    }
-
-    /// Logits `[batch, classes, h, w]` for an input `[batch, channels, h, w]`.
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut skips = vec![self.stem.forward(x)];
-        for stage in &self.down {
-            let deepest = skips.last().expect("stem output").clone();
-            skips.push(stage.forward(self.pool.forward(deepest)));
-        }
-        let mut x = skips.pop().expect("bottleneck");
-        for stage in &self.up {
-            let skip = skips.pop().expect("one skip per decoder stage");
-            let up = stage.up.forward(x);
-            x = stage.conv.forward(Tensor::cat(vec![skip, up], 1));
-        }
-        self.head.forward(x)
-    }
-
-    pub fn export(&self, g: &mut Graph, x: ValueId) -> ValueId {
-        let mut skips = vec![g.scoped("stem", |g| self.stem.export(g, x))];
+impl<B: Backend> Network<B> for UNet<B> {
+    fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> SegOutput<O::T> {
+        let stem = o.scoped("stem", |o| self.stem.run(o, x));
+        let mut skips = vec![stem];
         for (i, stage) in self.down.iter().enumerate() {
-            let deepest = *skips.last().expect("stem output");
-            let y = g.scoped(&format!("down{i}"), |g| {
-                let pooled = self.pool.export(g, deepest);
-                stage.export(g, pooled)
+            let deepest = skips.last().expect("stem output").clone();
+            let y = o.scoped(&format!("down{i}"), |o| {
+                let pooled = pool2x(o, deepest);
+                stage.run(o, pooled)
             });
             skips.push(y);
         }
         let mut x = skips.pop().expect("bottleneck");
         for (i, stage) in self.up.iter().enumerate() {
             let skip = skips.pop().expect("one skip per decoder stage");
-            x = g.scoped(&format!("up{i}"), |g| {
-                let up = stage.up.export(g, x);
-                let cat = g.push(Op::ConcatChannels, &[skip, up]);
-                stage.conv.export(g, cat)
+            x = o.scoped(&format!("up{i}"), |o| {
+                let up = stage.up.run(o, x);
+                let cat = o.concat(vec![skip, up], 1);
+                stage.conv.run(o, cat)
             });
         }
-        g.scoped("head", |g| self.head.export(g, x))
+        SegOutput::logits(o.scoped("head", |o| self.head.run(o, x)))
+    }
+
+    fn widen_input(mut self, channels: usize) -> Result<Self, String> {
+        self.stem.first.conv = widen_single_channel_input(self.stem.first.conv, channels)?;
+        Ok(self)
     }
 }

@@ -9,6 +9,7 @@ pub mod export;
 pub mod import;
 pub mod loss_table;
 pub mod losses;
+pub mod objective;
 pub mod plot;
 pub mod sampling;
 pub mod synth;

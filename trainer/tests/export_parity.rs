@@ -49,7 +49,7 @@ fn check(upsampling: Upsampling, classes: usize, in_channels: usize) {
     });
     let size = 32;
     let model = trained_looking_model(&arch, size);
-    let graph = model.export();
+    let graph = model.export([1, in_channels, size, size]);
     let dev = Default::default();
     let mut c = card(&arch, size);
     let (_, tract) = build_onnx(&graph, &mut c, WeightFormat::F32, "test").unwrap();
@@ -75,14 +75,18 @@ fn bilinear_unet_with_rgb_input_and_more_classes_matches_in_tract() {
 
 #[test]
 fn tampered_weights_are_refused() {
-    let arch = Architecture::by_name("unet", 1, 2).unwrap();
-    let Architecture::Unet(mut u) = arch;
-    u.base_width = 2;
-    u.depth = 2;
-    let arch = Architecture::Unet(u);
+    let mut arch = Architecture::by_name("unet", 1, 2).unwrap();
+    arch.set_option("base_width", "2").unwrap();
+    arch.set_option("depth", "2").unwrap();
     let model = trained_looking_model(&arch, 16);
     let mut c = card(&arch, 16);
-    let (mut proto, _) = build_onnx(&model.export(), &mut c, WeightFormat::F32, "test").unwrap();
+    let (mut proto, _) = build_onnx(
+        &model.export([1, 1, 16, 16]),
+        &mut c,
+        WeightFormat::F32,
+        "test",
+    )
+    .unwrap();
     let init = &mut proto.graph.as_mut().unwrap().initializer[0];
     init.raw_data[0] ^= 0x40;
     let bytes = medseg_runtime::onnx::encode(&proto);

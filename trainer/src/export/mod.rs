@@ -2,6 +2,7 @@
 //! against Burn in tract, scored on the test splits, written atomically.
 
 pub mod onnx;
+mod onnx_ops;
 pub mod parity;
 
 use std::collections::BTreeMap;
@@ -57,7 +58,7 @@ pub fn export<B: Backend>(
     let state = dir.state()?;
     let model = dir.load_model::<B>(&opts.checkpoint, device)?;
     let spec = cfg.input.clone();
-    let graph = model.export();
+    let graph = model.export([1, spec.channels, spec.height, spec.width]);
     let mut card = bare_card(&cfg.architecture, spec.clone(), cfg.classes.clone())?;
     card.cleanup = opts.cleanup;
     card.parameters = graph.parameter_count();
@@ -204,8 +205,13 @@ pub fn build_onnx(
     source: &str,
 ) -> anyhow::Result<(pb::ModelProto, Segmenter)> {
     let spec = &card.input;
-    let shape = [1, spec.channels, spec.height, spec.width];
-    let mut proto = onnx::graph_to_onnx(graph, shape, card.classes.len(), format);
+    let expected = [1, spec.channels, spec.height, spec.width];
+    anyhow::ensure!(
+        graph.shape(graph.input) == expected,
+        "the graph was built for input {:?}, the card says {expected:?}",
+        graph.shape(graph.input)
+    );
+    let mut proto = onnx::graph_to_onnx(graph, format);
     card.quantization = format.card_name().into();
     card.weights_sha256 = onnx_io::weights_sha256(&proto);
     onnx_io::write_card(&mut proto, card);

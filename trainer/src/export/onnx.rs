@@ -1,6 +1,8 @@
 //! Writing the export graph as ONNX (opset 13), one small translation per operator.
 
-use medseg_models::graph::{Graph, Op, ValueId, Weights};
+use medseg_models::graph::{Graph, ValueId, Weights};
+
+use super::onnx_ops;
 use medseg_runtime::onnx::pb;
 
 pub const OPSET: i64 = 13;
@@ -26,112 +28,26 @@ impl WeightFormat {
 pub const INPUT_NAME: &str = "input";
 pub const OUTPUT_NAME: &str = "logits";
 
-/// Translates `graph` to an ONNX model with a fixed input `[1, channels, height, width]`.
-pub fn graph_to_onnx(
-    graph: &Graph,
-    input_shape: [usize; 4],
-    output_channels: usize,
-    weights: WeightFormat,
-) -> pb::ModelProto {
+/// Translates `graph` (static shapes, input `[1, channels, height, width]`) to an ONNX model.
+pub fn graph_to_onnx(graph: &Graph, weights: WeightFormat) -> pb::ModelProto {
     let output = graph.output.expect("an exported graph has an output");
-    let name_of = |v: ValueId| -> String {
-        if v == graph.input {
-            INPUT_NAME.to_string()
-        } else if v == output {
-            OUTPUT_NAME.to_string()
-        } else {
-            format!("v{}", v.0)
-        }
-    };
     let mut b = Builder {
         weights,
         nodes: Vec::new(),
         initializers: Vec::new(),
+        opset: OPSET,
+        fresh: 0,
     };
     for node in &graph.nodes {
-        let mut inputs: Vec<String> = node.inputs.iter().map(|&v| name_of(v)).collect();
-        let mut attrs = Vec::new();
-        let prefix = node.name.as_str();
-        let op_type = match &node.op {
-            Op::Conv {
-                weight,
-                bias,
-                stride,
-                padding,
-                dilation,
-                groups,
-            } => {
-                inputs.push(b.weight(prefix, weight, 0));
-                inputs.push(b.init(prefix, "bias", f32_tensor(&[bias.len()], bias)));
-                attrs.push(ints("kernel_shape", &weight.shape[2..]));
-                attrs.push(ints("strides", stride));
-                attrs.push(ints("pads", padding));
-                attrs.push(ints("dilations", dilation));
-                attrs.push(int("group", *groups as i64));
-                "Conv"
-            }
-            Op::ConvTranspose {
-                weight,
-                bias,
-                stride,
-                padding,
-            } => {
-                // ConvTranspose weights are [in, out, kh, kw]: output channels on axis 1.
-                inputs.push(b.weight(prefix, weight, 1));
-                inputs.push(b.init(prefix, "bias", f32_tensor(&[bias.len()], bias)));
-                attrs.push(ints("kernel_shape", &weight.shape[2..]));
-                attrs.push(ints("strides", stride));
-                attrs.push(ints(
-                    "pads",
-                    &[padding[0], padding[1], padding[0], padding[1]],
-                ));
-                "ConvTranspose"
-            }
-            Op::Relu => "Relu",
-            Op::Sigmoid => "Sigmoid",
-            Op::Add => "Add",
-            Op::Mul => "Mul",
-            Op::MaxPool { kernel, stride } => {
-                attrs.push(ints("kernel_shape", kernel));
-                attrs.push(ints("strides", stride));
-                "MaxPool"
-            }
-            Op::ConcatChannels => {
-                attrs.push(int("axis", 1));
-                "Concat"
-            }
-            Op::ResizeBilinear {
-                scale,
-                align_corners,
-            } => {
-                inputs.push(String::new()); // no roi
-                let scales = [1.0, 1.0, scale[0] as f32, scale[1] as f32];
-                inputs.push(b.init(prefix, "scales", f32_tensor(&[4], &scales)));
-                attrs.push(string("mode", "linear"));
-                let mode = if *align_corners {
-                    "align_corners"
-                } else {
-                    "half_pixel"
-                };
-                attrs.push(string("coordinate_transformation_mode", mode));
-                "Resize"
-            }
-        };
-        b.nodes.push(pb::NodeProto {
-            input: inputs,
-            output: vec![name_of(node.output)],
-            name: node.name.clone(),
-            op_type: op_type.to_string(),
-            attribute: attrs,
-            ..Default::default()
-        });
+        let inputs: Vec<String> = node.inputs.iter().map(|&v| value_name(graph, v)).collect();
+        let outputs: Vec<String> = node.outputs.iter().map(|&v| value_name(graph, v)).collect();
+        onnx_ops::translate(&mut b, graph, node, inputs, outputs);
     }
-    let [n, c, h, w] = input_shape;
     pb::ModelProto {
         ir_version: 8,
         opset_import: vec![pb::OperatorSetIdProto {
             domain: String::new(),
-            version: OPSET,
+            version: b.opset,
         }],
         producer_name: "medseg".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
@@ -139,24 +55,76 @@ pub fn graph_to_onnx(
             name: "medseg".into(),
             node: b.nodes,
             initializer: b.initializers,
-            input: vec![value_info(INPUT_NAME, &[n, c, h, w])],
-            output: vec![value_info(OUTPUT_NAME, &[n, output_channels, h, w])],
+            input: vec![value_info(INPUT_NAME, &graph.shape(graph.input))],
+            output: vec![value_info(OUTPUT_NAME, &graph.shape(output))],
             ..Default::default()
         }),
         ..Default::default()
     }
 }
 
+/// The ONNX name of a graph value: the model's input and output keep fixed names.
+fn value_name(graph: &Graph, v: ValueId) -> String {
+    if v == graph.input {
+        INPUT_NAME.to_string()
+    } else if Some(v) == graph.output {
+        OUTPUT_NAME.to_string()
+    } else {
+        format!("v{}", v.0)
+    }
+}
+
 /// Collects nodes and initializers while translating.
-struct Builder {
+pub(super) struct Builder {
     weights: WeightFormat,
     nodes: Vec<pb::NodeProto>,
     initializers: Vec<pb::TensorProto>,
+    /// Raised by operators that need a newer opset than [`OPSET`].
+    pub opset: i64,
+    fresh: usize,
 }
 
 impl Builder {
+    /// Appends a node; its name is `name`, made unique with a counter when reused.
+    pub fn node(
+        &mut self,
+        name: &str,
+        op_type: &str,
+        inputs: Vec<String>,
+        outputs: Vec<String>,
+        attribute: Vec<pb::AttributeProto>,
+    ) {
+        self.nodes.push(pb::NodeProto {
+            input: inputs,
+            output: outputs,
+            name: name.to_string(),
+            op_type: op_type.to_string(),
+            attribute,
+            ..Default::default()
+        });
+    }
+
+    /// A fresh intermediate value name under `prefix` (for decompositions into several nodes).
+    pub fn temp(&mut self, prefix: &str, what: &str) -> String {
+        self.fresh += 1;
+        format!("{prefix}.{what}_{}", self.fresh)
+    }
+
+    /// One node writing a fresh value, returned.
+    pub fn step(
+        &mut self,
+        prefix: &str,
+        op_type: &str,
+        inputs: Vec<String>,
+        attribute: Vec<pb::AttributeProto>,
+    ) -> String {
+        let out = self.temp(prefix, &op_type.to_ascii_lowercase());
+        self.node(&out.clone(), op_type, inputs, vec![out.clone()], attribute);
+        out
+    }
+
     /// Adds an initializer named `<prefix>.<suffix>` and returns its name.
-    fn init(&mut self, prefix: &str, suffix: &str, t: pb::TensorProto) -> String {
+    pub fn init(&mut self, prefix: &str, suffix: &str, t: pb::TensorProto) -> String {
         let name = format!("{prefix}.{suffix}");
         self.initializers.push(pb::TensorProto {
             name: name.clone(),
@@ -166,7 +134,7 @@ impl Builder {
     }
 
     /// A convolution weight: an f32 initializer, or int8 + scales behind a DequantizeLinear.
-    fn weight(&mut self, prefix: &str, w: &Weights, channel_axis: usize) -> String {
+    pub fn weight(&mut self, prefix: &str, w: &Weights, channel_axis: usize) -> String {
         match self.weights {
             WeightFormat::F32 => self.init(prefix, "weight", weights_tensor(w)),
             WeightFormat::Int8 => {
@@ -195,11 +163,11 @@ impl Builder {
     }
 }
 
-fn weights_tensor(w: &Weights) -> pb::TensorProto {
+pub(super) fn weights_tensor(w: &Weights) -> pb::TensorProto {
     f32_tensor(&w.shape, &w.data)
 }
 
-fn f32_tensor(shape: &[usize], data: &[f32]) -> pb::TensorProto {
+pub(super) fn f32_tensor(shape: &[usize], data: &[f32]) -> pb::TensorProto {
     pb::TensorProto {
         dims: shape.iter().map(|&d| d as i64).collect(),
         data_type: pb::tensor_proto::DataType::Float as i32,
@@ -208,7 +176,7 @@ fn f32_tensor(shape: &[usize], data: &[f32]) -> pb::TensorProto {
     }
 }
 
-fn i8_tensor(shape: &[usize], data: &[i8]) -> pb::TensorProto {
+pub(super) fn i8_tensor(shape: &[usize], data: &[i8]) -> pb::TensorProto {
     pb::TensorProto {
         dims: shape.iter().map(|&d| d as i64).collect(),
         data_type: pb::tensor_proto::DataType::Int8 as i32,
@@ -271,23 +239,46 @@ fn attr(name: &str, ty: pb::attribute_proto::AttributeType) -> pb::AttributeProt
     }
 }
 
-fn ints(name: &str, values: &[usize]) -> pb::AttributeProto {
+pub(super) fn ints(name: &str, values: &[usize]) -> pb::AttributeProto {
     pb::AttributeProto {
         ints: values.iter().map(|&v| v as i64).collect(),
         ..attr(name, pb::attribute_proto::AttributeType::Ints)
     }
 }
 
-fn int(name: &str, value: i64) -> pb::AttributeProto {
+pub(super) fn int(name: &str, value: i64) -> pb::AttributeProto {
     pb::AttributeProto {
         i: value,
         ..attr(name, pb::attribute_proto::AttributeType::Int)
     }
 }
 
-fn string(name: &str, value: &str) -> pb::AttributeProto {
+pub(super) fn string(name: &str, value: &str) -> pb::AttributeProto {
     pb::AttributeProto {
         s: value.as_bytes().to_vec(),
         ..attr(name, pb::attribute_proto::AttributeType::String)
+    }
+}
+
+pub(super) fn float_attr(name: &str, value: f32) -> pb::AttributeProto {
+    pb::AttributeProto {
+        f: value,
+        ..attr(name, pb::attribute_proto::AttributeType::Float)
+    }
+}
+
+pub(super) fn i64_tensor(shape: &[usize], data: &[i64]) -> pb::TensorProto {
+    pb::TensorProto {
+        dims: shape.iter().map(|&d| d as i64).collect(),
+        data_type: pb::tensor_proto::DataType::Int64 as i32,
+        raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+pub(super) fn ints_i64(name: &str, values: &[i64]) -> pb::AttributeProto {
+    pb::AttributeProto {
+        ints: values.to_vec(),
+        ..attr(name, pb::attribute_proto::AttributeType::Ints)
     }
 }

@@ -1,6 +1,7 @@
 //! The training loop: batches, loss, optimizer step, per-epoch validation and checkpoints.
 
 mod budget;
+pub mod module_paths;
 mod run;
 pub mod validate;
 
@@ -10,7 +11,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use burn::module::AutodiffModule;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig, momentum::MomentumConfig};
+use burn::optim::{
+    AdamConfig, AdamWConfig, GradientsParams, Optimizer, SgdConfig, momentum::MomentumConfig,
+};
 use burn::record::Recorder;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
@@ -24,7 +27,8 @@ use medseg_models::SegModel;
 
 use crate::augment::Augment;
 use crate::data::LoadedSplit;
-use crate::losses::{CompoundLoss, LossSpec, SegLoss};
+use crate::losses::{CompoundLoss, LossSpec};
+use crate::objective::{Batch, Objective, Supervised, Target};
 use crate::plot::EpochLog;
 use crate::sampling::random_crop;
 use budget::TimeBudget;
@@ -47,6 +51,13 @@ pub fn train<B: AutodiffBackend>(
         OptimizerKind::Adam => {
             let optim = AdamConfig::new()
                 .with_epsilon(1e-8)
+                .init::<B, SegModel<B>>();
+            train_with(dir, &cfg, data, resume, optim, device)
+        }
+        OptimizerKind::Adamw => {
+            let optim = AdamWConfig::new()
+                .with_epsilon(1e-8)
+                .with_weight_decay(cfg.weight_decay)
                 .init::<B, SegModel<B>>();
             train_with(dir, &cfg, data, resume, optim, device)
         }
@@ -97,9 +108,36 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
     } else {
         (cfg.architecture.init::<B>(device)?, RunState::default())
     };
+    if !resume {
+        for (prefix, source) in &cfg.init_modules {
+            let from = RunDir::new(source);
+            let other = from
+                .load_model::<B>("best", device)
+                .with_context(|| format!("--init-module {prefix}={}", source.display()))?;
+            let params = module_paths::parameters(&other);
+            let (loaded, touched) = module_paths::load_under(model, &params, prefix, device)
+                .map_err(|e| anyhow::anyhow!("--init-module {prefix}={}: {e}", source.display()))?;
+            model = loaded;
+            tracing::info!(prefix, from = %source.display(), parameters = touched.parameters, "initialised a sub-module");
+        }
+    }
+    // Freezing is not stored in checkpoints: it is applied on every start, resume included.
+    if !cfg.freeze.is_empty() {
+        let (frozen, touched) =
+            module_paths::freeze(model, &cfg.freeze).map_err(|e| anyhow::anyhow!(e))?;
+        model = frozen;
+        tracing::info!(
+            values = touched.values,
+            "froze {} parameter tensors",
+            touched.parameters
+        );
+    }
     let spec = &cfg.input;
     let loss_spec: LossSpec = cfg.loss.parse()?;
-    let loss_fn = CompoundLoss::<B>::new(&loss_spec, cfg.class_weights.clone(), device);
+    let objective = Supervised {
+        loss: CompoundLoss::<B>::new(&loss_spec, cfg.class_weights.clone(), device),
+        aux_weight: cfg.aux_weight,
+    };
     let steps_per_epoch = {
         let full = if cfg.fixed_batch {
             anyhow::ensure!(
@@ -152,7 +190,7 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
                 None => cfg.lr,
             };
             let crop = cfg.crop_size.unwrap_or(spec.width);
-            let (x, y) = make_batch::<B>(
+            let batch_data = make_batch::<B>(
                 &data.train,
                 batch,
                 spec,
@@ -162,7 +200,8 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
                 &mut rng,
                 device,
             );
-            let loss = loss_fn.forward(model.forward(x), y);
+            let out = model.forward_train(batch_data.images.clone());
+            let loss = objective.loss(&batch_data, &out)?;
             let value: f64 = loss.clone().into_scalar().elem();
             anyhow::ensure!(
                 value.is_finite(),
@@ -258,7 +297,7 @@ pub fn foreground_means(summary: &medseg_runtime::metrics::SplitSummary) -> (f64
 }
 
 /// Builds an augmented batch of `crop`-sized patches: inputs `[B, C, crop, crop]` and one-hot
-/// targets `[B, K, crop, crop]`.
+/// targets `[B, K, crop, crop]` (with the masks kept on the host).
 #[allow(clippy::too_many_arguments)]
 fn make_batch<B: AutodiffBackend>(
     split: &LoadedSplit,
@@ -269,7 +308,7 @@ fn make_batch<B: AutodiffBackend>(
     augment: &Augment,
     rng: &mut ChaCha8Rng,
     device: &B::Device,
-) -> (Tensor<B, 4>, Tensor<B, 4>) {
+) -> Batch<B> {
     // Samples are prepared in parallel (on a GPU the serial warps and blurs would hold up
     // every step); each gets its own generator seeded from `rng`, so the batch is the same
     // whatever the thread count.
@@ -300,8 +339,10 @@ fn make_batch<B: AutodiffBackend>(
     let plane = crop * crop;
     let mut xs = Vec::with_capacity(indices.len() * spec.channels * plane);
     let mut ys = vec![0f32; indices.len() * classes * plane];
+    let mut masks = Vec::with_capacity(indices.len() * plane);
     for (b, (input, mask)) in samples.iter().enumerate() {
         xs.extend_from_slice(input);
+        masks.extend_from_slice(mask);
         let base = b * classes * plane;
         for (p, &c) in mask.iter().enumerate() {
             ys[base + c as usize * plane + p] = 1.0;
@@ -310,7 +351,10 @@ fn make_batch<B: AutodiffBackend>(
     let n = indices.len();
     let x = Tensor::from_data(TensorData::new(xs, [n, spec.channels, crop, crop]), device);
     let y = Tensor::from_data(TensorData::new(ys, [n, classes, crop, crop]), device);
-    (x, y)
+    Batch {
+        images: x,
+        target: Some(Target { one_hot: y, masks }),
+    }
 }
 
 #[cfg(test)]
@@ -363,7 +407,7 @@ mod tests {
                 .unwrap();
             pool.install(|| {
                 let mut rng = ChaCha8Rng::seed_from_u64(9);
-                let (x, y) = make_batch::<Autodiff<Flex>>(
+                let b = make_batch::<Autodiff<Flex>>(
                     &split,
                     &[4, 1, 5, 0],
                     &spec,
@@ -373,7 +417,8 @@ mod tests {
                     &mut rng,
                     &Default::default(),
                 );
-                (x.into_data(), y.into_data())
+                let t = b.target.unwrap();
+                (b.images.into_data(), t.one_hot.into_data())
             })
         };
         let (x1, y1) = batch(1);

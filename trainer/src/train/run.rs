@@ -21,6 +21,8 @@ pub type CheckpointRecorder = BinFileRecorder<FullPrecisionSettings>;
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     Adam,
+    /// Adam with decoupled weight decay (Loshchilov and Hutter, ICLR 2019): `--weight-decay`.
+    Adamw,
     Sgd,
 }
 
@@ -41,6 +43,19 @@ pub struct RunConfig {
     /// Run whose best checkpoint gave the starting weights (none = random initialization).
     #[serde(default)]
     pub init_from: Option<PathBuf>,
+    /// Sub-modules initialised from other runs' best checkpoints (any architecture): module
+    /// path prefix and run folder, applied in order after `init_from`.
+    #[serde(default)]
+    pub init_modules: Vec<(String, PathBuf)>,
+    /// Module path prefixes whose parameters are not trained.
+    #[serde(default)]
+    pub freeze: Vec<String>,
+    /// Weight of each deep-supervision side output's loss, relative to the final output's.
+    #[serde(default = "default_aux_weight")]
+    pub aux_weight: f32,
+    /// AdamW's decoupled weight decay (other optimizers: none).
+    #[serde(default)]
+    pub weight_decay: f32,
     /// Side of the square training patches (none = whole images).
     pub crop_size: Option<usize>,
     pub epochs: usize,
@@ -65,6 +80,10 @@ pub struct RunConfig {
     pub time_budget_minutes: Option<f64>,
     pub command: String,
     pub backend: String,
+}
+
+fn default_aux_weight() -> f32 {
+    1.0
 }
 
 /// Progress, rewritten after every epoch.

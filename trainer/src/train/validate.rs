@@ -97,8 +97,8 @@ mod tests {
     fn padding_a_batch_leaves_the_real_images_logits_unchanged() {
         let device = Default::default();
         let mut arch = Architecture::by_name("unet", 1, 2).unwrap();
-        let Architecture::Unet(u) = &mut arch;
-        (u.base_width, u.depth) = (4, 2);
+        arch.set_option("base_width", "4").unwrap();
+        arch.set_option("depth", "2").unwrap();
         let model = arch
             .init::<burn::backend::Autodiff<Flex>>(&device)
             .unwrap()

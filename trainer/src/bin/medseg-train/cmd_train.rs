@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail, ensure};
 
-use medseg_models::{Architecture, Upsampling};
+use medseg_models::Architecture;
 use medseg_runtime::InputSpec;
 use medseg_runtime::dataset::Dataset;
 use medseg_trainer::augment::Augment;
@@ -23,9 +23,13 @@ pub struct Args {
     /// Domain to train on (default: the data set's first).
     #[arg(long)]
     pub(crate) domain: Option<String>,
-    /// Architecture (see the model zoo).
+    /// Architecture (`medseg-train models` lists them).
     #[arg(long, default_value = "unet")]
     pub(crate) model: String,
+    /// An architecture option, KEY=VALUE, repeatable (`medseg-train models` lists each
+    /// architecture's options and defaults), e.g. --model-opt base_width=32 --model-opt depth=5.
+    #[arg(long = "model-opt", value_name = "KEY=VALUE")]
+    pub(crate) model_opts: Vec<String>,
     /// Run folder: checkpoints, log.csv, curves.png.
     #[arg(long, default_value = "runs/unet")]
     pub(crate) out: PathBuf,
@@ -64,14 +68,15 @@ pub struct Args {
     /// with --stack-neighbours (each slice between its two neighbours), else 1].
     #[arg(long)]
     pub(crate) channels: Option<usize>,
-    /// UNet channels of the first stage.
-    #[arg(long, default_value_t = 16)]
-    pub(crate) base_width: usize,
-    /// UNet number of down-samplings.
-    #[arg(long, default_value_t = 4)]
-    pub(crate) depth: usize,
-    #[arg(long, value_enum, default_value_t = UpsamplingArg::Transposed)]
-    pub(crate) upsampling: UpsamplingArg,
+    /// Same as --model-opt base_width=N (kept from before the model zoo).
+    #[arg(long)]
+    pub(crate) base_width: Option<usize>,
+    /// Same as --model-opt depth=N.
+    #[arg(long)]
+    pub(crate) depth: Option<usize>,
+    /// Same as --model-opt upsampling=transposed|bilinear.
+    #[arg(long, value_enum)]
+    pub(crate) upsampling: Option<UpsamplingArg>,
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
     /// Geometric augmentation: random rotation in ± this many degrees (0 = none).
@@ -102,6 +107,25 @@ pub struct Args {
     /// have the same architecture and classes.
     #[arg(long, conflicts_with = "resume")]
     pub(crate) init_from: Option<PathBuf>,
+    /// Initialise a sub-module from another run's best checkpoint, of any architecture whose
+    /// sub-module has the same shapes: PATH=RUN, e.g. stem=runs/unet (module paths as
+    /// `stem.first.conv.weight`; a prefix takes everything under it). Repeatable.
+    #[arg(
+        long = "init-module",
+        value_name = "PATH=RUN",
+        conflicts_with = "resume"
+    )]
+    pub(crate) init_modules: Vec<String>,
+    /// Do not train the parameters under this module path prefix (e.g. stem, down.0).
+    /// Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) freeze: Vec<String>,
+    /// Weight of each deep-supervision side output's loss (architectures with side outputs).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) aux_weight: f32,
+    /// Decoupled weight decay for --optimizer adamw.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) weight_decay: f32,
     /// Every batch the same size: drop the last incomplete training batch, pad the last
     /// validation batch. Spares a cuda-autotune build a second round of kernel tuning.
     #[arg(long)]
@@ -235,13 +259,25 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
     }
     ds.check_input_channels(channels, "this run")?;
     let mut arch = Architecture::by_name(&args.model, channels, ds.classes.len())?;
-    let Architecture::Unet(u) = &mut arch;
-    u.base_width = args.base_width;
-    u.depth = args.depth;
-    u.upsampling = match args.upsampling {
-        UpsamplingArg::Transposed => Upsampling::Transposed,
-        UpsamplingArg::Bilinear => Upsampling::Bilinear,
-    };
+    let legacy = [
+        args.base_width.map(|w| format!("base_width={w}")),
+        args.depth.map(|d| format!("depth={d}")),
+        args.upsampling.map(|u| match u {
+            UpsamplingArg::Transposed => "upsampling=transposed".to_string(),
+            UpsamplingArg::Bilinear => "upsampling=bilinear".to_string(),
+        }),
+    ];
+    for opt in legacy
+        .into_iter()
+        .flatten()
+        .chain(args.model_opts.iter().cloned())
+    {
+        let (key, value) = opt.split_once('=').with_context(|| {
+            format!("--model-opt {opt}: expected KEY=VALUE, e.g. base_width=32")
+        })?;
+        arch.set_option(key.trim(), value.trim())
+            .with_context(|| format!("--model {}", args.model))?;
+    }
     arch.validate()?;
     if args.image_size == 0 || !args.image_size.is_multiple_of(arch.size_multiple()) {
         bail!(
@@ -309,7 +345,7 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         if !(from.architecture == arch || widens && same) || from.classes != ds.classes {
             bail!(
                 "--init-from {}: its model is {:?} for classes {:?}, this run's is {:?} for {:?}; \
-                 match --model/--base-width/--depth/--upsampling/--channels (1 to 3 is allowed) \
+                 match --model/--model-opt/--channels (1 to 3 is allowed) \
                  and the data set's classes",
                 source.display(),
                 from.architecture,
@@ -343,6 +379,20 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             .init_from
             .as_ref()
             .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
+        init_modules: args
+            .init_modules
+            .iter()
+            .map(|m| {
+                let (path, run) = m.split_once('=').with_context(|| {
+                    format!("--init-module {m}: expected PATH=RUN, e.g. stem=runs/unet")
+                })?;
+                let run = PathBuf::from(run);
+                Ok((path.to_string(), std::fs::canonicalize(&run).unwrap_or(run)))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        freeze: args.freeze.clone(),
+        aux_weight: args.aux_weight,
+        weight_decay: args.weight_decay,
         crop_size: (args.crop_size > 0 && args.crop_size < args.image_size)
             .then_some(args.crop_size),
         epochs: args.epochs.unwrap_or(DEFAULT_EPOCHS),

@@ -3,6 +3,7 @@
 mod cmd_bench_losses;
 mod cmd_export;
 mod cmd_import;
+mod cmd_models;
 mod cmd_synth;
 mod cmd_train;
 mod typed_flags;
@@ -31,6 +32,7 @@ enum Command {
     // Boxed: the import flags (every format's) make this variant far larger than the rest.
     Import(Box<cmd_import::Args>),
     BenchLosses(cmd_bench_losses::Args),
+    Models(cmd_models::Args),
 }
 
 fn main() {
@@ -58,6 +60,7 @@ fn main() {
             .map_or(Ok(()), |(c, m)| typed_flags::refuse_other_formats(c, m))
             .and_then(|()| cmd_import::run(*a)),
         Command::BenchLosses(a) => cmd_bench_losses::run(a),
+        Command::Models(a) => cmd_models::run(a),
     };
     medseg_runtime::logging::exit_on_error(result);
 }

@@ -1,0 +1,127 @@
+//! Every architecture in the registry table, with no test code of its own: its tiny
+//! configuration trains a few steps on the CPU with a falling loss, exports to ONNX, runs in
+//! tract with Burn's logits (1e-4 of the logit range), segments an image of another size with
+//! the runtime, and refuses an input size it cannot take.
+
+use burn::backend::{Autodiff, Flex};
+use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::{Tensor, TensorData};
+use medseg_models::{Architecture, SegModel};
+use medseg_runtime::InputSpec;
+use medseg_trainer::export::onnx::WeightFormat;
+use medseg_trainer::export::parity::{PARITY_TOLERANCE, check_parity};
+use medseg_trainer::export::{bare_card, build_onnx};
+use medseg_trainer::losses::{CompoundLoss, LossSpec};
+use medseg_trainer::objective::{Batch, Objective, Supervised, Target};
+
+type A = Autodiff<Flex>;
+
+/// The smallest side at least 32 that the architecture takes.
+fn side(arch: &Architecture) -> usize {
+    let m = arch.size_multiple();
+    32usize.div_ceil(m) * m
+}
+
+/// Two images with a bright square whose pixels are the foreground.
+fn batch(side: usize) -> Batch<A> {
+    let dev = Default::default();
+    let plane = side * side;
+    let mut xs = vec![0f32; 2 * plane];
+    let mut masks = vec![0u8; 2 * plane];
+    for b in 0..2 {
+        let (y0, x0) = (side / 4 + b * 3, side / 3);
+        for y in y0..y0 + side / 3 {
+            for x in x0..x0 + side / 3 {
+                masks[b * plane + y * side + x] = 1;
+            }
+        }
+        for p in 0..plane {
+            let m = masks[b * plane + p] as f32;
+            xs[b * plane + p] = m * 1.5 - 0.5 + 0.1 * ((p * 7 + b) % 5) as f32;
+        }
+    }
+    let mut oh = vec![0f32; 2 * 2 * plane];
+    for (i, &c) in masks.iter().enumerate() {
+        let (b, p) = (i / plane, i % plane);
+        oh[(b * 2 + c as usize) * plane + p] = 1.0;
+    }
+    Batch {
+        images: Tensor::from_data(TensorData::new(xs, [2, 1, side, side]), &dev),
+        target: Some(Target {
+            one_hot: Tensor::from_data(TensorData::new(oh, [2, 2, side, side]), &dev),
+            masks,
+        }),
+    }
+}
+
+fn trains_exports_and_segments(name: &str) {
+    let arch = Architecture::tiny(name, 1, 2).unwrap();
+    let s = side(&arch);
+    let dev = Default::default();
+    let mut model: SegModel<A> = arch.init(&dev).unwrap();
+    let spec: LossSpec = "0.5ce+0.5dice".parse().unwrap();
+    let objective = Supervised {
+        loss: CompoundLoss::<A>::new(&spec, None, &dev),
+        aux_weight: 1.0,
+    };
+    let mut optim = AdamConfig::new().init::<A, SegModel<A>>();
+    let data = batch(s);
+    let mut losses = Vec::new();
+    for _ in 0..8 {
+        let out = model.forward_train(data.images.clone());
+        let loss = objective.loss(&data, &out).unwrap();
+        losses.push(loss.clone().into_scalar());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(3e-3, model, grads);
+    }
+    assert!(
+        losses.iter().all(|l| l.is_finite()) && losses[7] < losses[0] * 0.9,
+        "{name}: the loss did not fall: {losses:?}"
+    );
+
+    // Export, tract parity, and the runtime on an image of another size.
+    let model = model.valid();
+    let graph = model.export([1, 1, s, s]);
+    let input = InputSpec {
+        channels: 1,
+        height: s,
+        width: s,
+        mean: 0.5,
+        std: 0.25,
+        stacked_neighbours: false,
+    };
+    let mut card = bare_card(&arch, input, vec!["background".into(), "bone".into()]).unwrap();
+    card.parameters = graph.parameter_count();
+    let (_, tract) = build_onnx(&graph, &mut card, WeightFormat::F32, name)
+        .unwrap_or_else(|e| panic!("{name}: export failed: {e:#}"));
+    let p = check_parity(&model, &tract, &[], 2, &dev).unwrap();
+    assert!(
+        p.relative <= PARITY_TOLERANCE,
+        "{name}: Burn/tract parity {p:?}"
+    );
+    let img = image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(45, 29, |x, y| {
+        image::Luma([((x * 5 + y * 3) % 256) as u8])
+    }));
+    let seg = tract.segment(&img).unwrap();
+    assert_eq!(
+        (seg.prediction.mask.width, seg.prediction.mask.height),
+        (45, 29),
+        "{name}"
+    );
+
+    // A size the network cannot take is refused by name before anything is built.
+    if arch.size_multiple() > 1 {
+        let err = arch.check_input_size(s + 1, s).unwrap_err().to_string();
+        assert!(err.contains(name) && err.contains("multiples of"), "{err}");
+    }
+}
+
+#[test]
+fn every_registered_architecture_trains_exports_and_segments() {
+    let names = Architecture::names();
+    assert!(names.contains(&"unet") && names.len() >= 2, "{names:?}");
+    for name in names {
+        trains_exports_and_segments(name);
+    }
+}
