@@ -112,9 +112,9 @@ pub fn signed_distance_maps_with_spacing(
 ///   this case (its distance would be infinite); 0 leaves the other map of the pair (the
 ///   prediction's) to weigh the errors.
 ///
-/// The paper's reference code (Ma's SegWithDistMap, reused by the boundary-loss repository as
-/// `one_hot2hd_dist`) computes the distance inside the object only (`edt(posmask)`, 0 outside);
-/// we follow the paper, which defines d on the whole image.
+/// The public re-implementation most code copies (Ma's SegWithDistMap, reused by the
+/// boundary-loss repository as `one_hot2hd_dist`) computes the distance inside the object only
+/// (`edt(posmask)`, 0 outside); we follow the paper, which defines d on the whole image.
 pub fn boundary_distance_maps(
     masks: &[u8],
     n: usize,
@@ -468,10 +468,10 @@ pub(crate) mod tests {
                 })
                 .collect();
             let step = spacing.0.min(spacing.1);
-            for q in 0..h * w {
+            for (q, &label) in mask.iter().enumerate() {
                 signed.push(if inside.is_empty() || outside.is_empty() {
                     0.0
-                } else if usize::from(mask[q]) == c {
+                } else if usize::from(label) == c {
                     (step - nearest(q, &outside, w, spacing)) as f32
                 } else {
                     nearest(q, &inside, w, spacing) as f32

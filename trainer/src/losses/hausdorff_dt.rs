@@ -1,6 +1,6 @@
 //! Distance-transform Hausdorff loss, HD_DT (Karimi and Salcudean, "Reducing the Hausdorff
 //! Distance in Medical Image Segmentation with Convolutional Neural Networks", IEEE TMI 2020,
-//! eq. 8):
+//! the distance-transform variant):
 //!
 //! L = (1 / (N |Ω|)) Σ_images Σ_{q ∈ Ω} Σ_{c = 1}^{C-1} (p_c(q) - g_c(q))² (d_{g,c}(q)^α + d_{p,c}(q)^α)
 //!
