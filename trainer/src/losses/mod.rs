@@ -1,10 +1,19 @@
 //! Segmentation losses as plug-ins: each implements [`SegLoss`]; a [`LossSpec`] parsed from the
 //! CLI (`ce`, `dice`, `iou`, `focal(gamma=2)`, `tversky(alpha=0.3,beta=0.7)`, `0.5ce+0.5dice`)
 //! builds their weighted sum.
+//!
+//! Two shape-aware losses need more than one-hot targets and are not [`SegLoss`] plug-ins:
+//! [`BoundaryLoss`] (Kervadec et al.) and [`HausdorffDtLoss`] (Karimi & Salcudean, HD_DT) also
+//! take per-image distance maps computed on the host from the integer masks
+//! ([`signed_distance_maps`], [`boundary_distance_maps`]). They are not wired into the training
+//! loop or the `--loss` grammar yet.
 
+mod boundary;
 mod ce;
 mod dice;
+mod distance_maps;
 mod focal;
+mod hausdorff_dt;
 mod iou;
 mod spec;
 #[cfg(test)]
@@ -14,9 +23,15 @@ mod tversky;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
+pub use boundary::BoundaryLoss;
 pub use ce::CrossEntropy;
 pub use dice::SoftDice;
+pub use distance_maps::{
+    DistanceMapError, boundary_distance_maps, signed_distance_maps,
+    signed_distance_maps_with_spacing,
+};
 pub use focal::Focal;
+pub use hausdorff_dt::HausdorffDtLoss;
 pub use iou::SoftIou;
 pub use spec::{LossKind, LossSpec, LossSpecError};
 pub use tversky::Tversky;

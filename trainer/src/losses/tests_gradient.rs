@@ -132,3 +132,114 @@ fn values_match_hand_computation() {
         ce
     ));
 }
+
+/// Central differences of `f` at `logits` against its autodiff gradient, with the tolerance
+/// of [`check_gradient`]. Also insists that the gradient is not trivially zero.
+fn check_gradient_of(
+    name: &str,
+    logits: &[f32],
+    shape: [usize; 4],
+    f: &dyn Fn(Tensor<A, 4>) -> Tensor<A, 1>,
+) {
+    let dev = Default::default();
+    let tensor = |v: Vec<f32>| Tensor::<A, 4>::from_data(TensorData::new(v, shape), &dev);
+    let x = tensor(logits.to_vec()).require_grad();
+    let grads = f(x.clone()).backward();
+    let analytic: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+    assert!(
+        analytic.iter().any(|g| g.abs() > 1e-2),
+        "{name}: gradient is all but zero: {analytic:?}"
+    );
+    let h = 1e-2f32;
+    for i in 0..logits.len() {
+        let (mut up, mut down) = (logits.to_vec(), logits.to_vec());
+        up[i] += h;
+        down[i] -= h;
+        let value = |v: Vec<f32>| -> f32 { f(tensor(v)).into_scalar() };
+        let numeric = (value(up) - value(down)) / (2.0 * h);
+        assert!(
+            (numeric - analytic[i]).abs() <= 2e-3 + 1e-2 * numeric.abs(),
+            "{name}: d/dx{i} analytic {} vs numeric {numeric}",
+            analytic[i]
+        );
+    }
+}
+
+/// 2 images, 3 classes, 4x4: image 0 has class 1 top left and class 2 bottom right; image 1
+/// has class 1 only (an L), class 2 absent. Logits `[2, 3, 4, 4]` not aligned with the truth.
+fn shape_case() -> (Vec<u8>, Vec<f32>, Vec<f32>) {
+    #[rustfmt::skip]
+    let masks = vec![
+        1, 1, 0, 0,
+        1, 1, 0, 0,
+        0, 0, 2, 2,
+        0, 0, 2, 2,
+
+        0, 1, 0, 0,
+        0, 1, 1, 0,
+        0, 0, 0, 0,
+        0, 0, 0, 0,
+    ];
+    let all: &[u8] = &masks;
+    let one_hot: Vec<f32> = (0..2)
+        .flat_map(move |b| {
+            let image = &all[b * 16..(b + 1) * 16];
+            (0..3u8).flat_map(move |c| image.iter().map(move |&l| f32::from(l == c)))
+        })
+        .collect();
+    let logits = (0..96)
+        .map(|i| ((i * 37 % 17) as f32 - 8.0) * 0.35)
+        .collect();
+    (masks, one_hot, logits)
+}
+
+#[test]
+fn boundary_loss_gradient_matches_finite_differences() {
+    let (masks, one_hot, logits) = shape_case();
+    let maps = signed_distance_maps(&masks, 2, 4, 4, 3).unwrap();
+    let dev = Default::default();
+    let y = Tensor::<A, 4>::from_data(TensorData::new(one_hot, [2, 3, 4, 4]), &dev);
+    let m = Tensor::<A, 4>::from_data(TensorData::new(maps, [2, 3, 4, 4]), &dev);
+    check_gradient_of("boundary", &logits, [2, 3, 4, 4], &|x| {
+        BoundaryLoss.forward(x, y.clone(), m.clone())
+    });
+}
+
+#[test]
+fn hausdorff_dt_gradient_matches_finite_differences_with_maps_held() {
+    let (masks, one_hot, logits) = shape_case();
+    // The paper's gradient holds d_p fixed; `forward` recomputes it, so no foreground
+    // probability may cross 0.5 under a perturbation. A logit step h moves a softmax
+    // probability by at most h/4 = 0.0025: a margin of 0.01 keeps every threshold where it is.
+    for b in 0..2 {
+        for q in 0..16 {
+            let l = |c: usize| logits[(b * 3 + c) * 16 + q];
+            let z: f32 = (0..3).map(|c| l(c).exp()).sum();
+            for c in 1..3 {
+                let p = l(c).exp() / z;
+                assert!(
+                    (p - 0.5).abs() > 0.01,
+                    "image {b} class {c} pixel {q}: p = {p}"
+                );
+            }
+        }
+    }
+    let truth = boundary_distance_maps(&masks, 2, 4, 4, 3, (1.0, 1.0)).unwrap();
+    let dev = Default::default();
+    let y = Tensor::<A, 4>::from_data(TensorData::new(one_hot, [2, 3, 4, 4]), &dev);
+    let d_g = Tensor::<A, 4>::from_data(TensorData::new(truth, [2, 3, 4, 4]), &dev);
+    for alpha in [2.0, 1.0] {
+        let hd = HausdorffDtLoss {
+            alpha,
+            ..Default::default()
+        };
+        check_gradient_of(&format!("hd_dt α={alpha}"), &logits, [2, 3, 4, 4], &|x| {
+            hd.forward(x, y.clone(), d_g.clone())
+        });
+    }
+    // The prediction must have a boundary somewhere for d_p to matter in this test.
+    let x = Tensor::<A, 4>::from_data(TensorData::new(logits, [2, 3, 4, 4]), &dev);
+    let d_p = HausdorffDtLoss::default().prediction_maps(burn::tensor::activation::softmax(x, 1));
+    let d_p: Vec<f32> = d_p.into_data().to_vec().unwrap();
+    assert!(d_p.iter().any(|&d| d > 0.0));
+}
