@@ -108,7 +108,7 @@ impl<B: Backend> ModuleMapper<B> for Replace<'_, B> {
         if data.shape.as_slice() != tensor.dims().as_slice() {
             self.mismatches.push(format!(
                 "{path}: source {:?}, here {:?}",
-                data.shape,
+                data.shape.as_slice(),
                 tensor.dims()
             ));
             return Param::from_mapped_value(id, tensor, mapper);
