@@ -14,7 +14,7 @@ use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::blocks::{ConvBnRelu, DoubleConv, Head, conv2d, pool2x};
+use crate::blocks::{ConvBnRelu, DoubleConv, Head, conv2d, unet_down_stages, unet_encoder};
 use crate::network::{ArchConfig, Network, SegOutput};
 use crate::ops::{Ops, ResizeMode};
 
@@ -132,9 +132,7 @@ impl ArchConfig for AttentionUNetConfig {
 
     fn init<B: Backend>(&self, device: &B::Device) -> AttentionUNet<B> {
         let width = |level: usize| self.base_width << level;
-        let down = (1..=self.depth)
-            .map(|l| DoubleConv::new(width(l - 1), width(l), device))
-            .collect();
+        let down = unet_down_stages(self.base_width, self.depth, device);
         let up = (0..self.depth)
             .rev()
             .map(|l| {
@@ -158,16 +156,7 @@ impl ArchConfig for AttentionUNetConfig {
 
 impl<B: Backend> Network<B> for AttentionUNet<B> {
     fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> SegOutput<O::T> {
-        let stem = o.scoped("stem", |o| self.stem.run(o, x));
-        let mut skips = vec![stem];
-        for (i, stage) in self.down.iter().enumerate() {
-            let deepest = skips.last().expect("stem output").clone();
-            let y = o.scoped(&format!("down{i}"), |o| {
-                let pooled = pool2x(o, deepest);
-                stage.run(o, pooled)
-            });
-            skips.push(y);
-        }
+        let mut skips = unet_encoder(o, &self.stem, &self.down, x);
         let mut x = skips.pop().expect("bottleneck");
         for (i, stage) in self.up.iter().enumerate() {
             let skip = skips.pop().expect("one skip per decoder stage");

@@ -133,6 +133,39 @@ impl<B: Backend> DoubleConv<B> {
     }
 }
 
+/// The UNet encoder's stages below the stem: level `l` (1..=depth) takes `base << (l-1)`
+/// channels to `base << l`.
+pub fn unet_down_stages<B: Backend>(
+    base_width: usize,
+    depth: usize,
+    device: &B::Device,
+) -> Vec<DoubleConv<B>> {
+    (1..=depth)
+        .map(|l| DoubleConv::new(base_width << (l - 1), base_width << l, device))
+        .collect()
+}
+
+/// Runs the UNet encoder: the stem, then 2x max pooling and a stage per level. Returns every
+/// level's features, shallowest first; the last is the bottleneck.
+pub fn unet_encoder<B: Backend, O: Ops<B>>(
+    o: &mut O,
+    stem: &DoubleConv<B>,
+    down: &[DoubleConv<B>],
+    x: O::T,
+) -> Vec<O::T> {
+    let first = o.scoped("stem", |o| stem.run(o, x));
+    let mut levels = vec![first];
+    for (i, stage) in down.iter().enumerate() {
+        let deepest = levels.last().expect("stem output").clone();
+        let y = o.scoped(&format!("down{i}"), |o| {
+            let pooled = pool2x(o, deepest);
+            stage.run(o, pooled)
+        });
+        levels.push(y);
+    }
+    levels
+}
+
 /// 2x2 max pooling, stride 2.
 pub fn pool2x<B: Backend, O: Ops<B>>(o: &mut O, x: O::T) -> O::T {
     o.max_pool(x, Pool::square(2))

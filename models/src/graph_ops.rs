@@ -104,6 +104,26 @@ pub fn conv_op<B: Backend>(conv: &Conv2d<B>) -> Op {
     }
 }
 
+/// [`Op::GroupNorm`] from a norm's settings; a norm without affine parameters has none.
+fn group_norm_op<B: Backend>(
+    groups: usize,
+    epsilon: f64,
+    gamma: &Option<Param<Tensor<B, 1>>>,
+    beta: &Option<Param<Tensor<B, 1>>>,
+) -> Op {
+    let values = |p: &Option<Param<Tensor<B, 1>>>| {
+        p.as_ref()
+            .map(|p| tensor_values(p.val()))
+            .unwrap_or_default()
+    };
+    Op::GroupNorm {
+        groups,
+        epsilon,
+        gamma: values(gamma),
+        beta: values(beta),
+    }
+}
+
 fn conv_out_shape(op: &Op, input: [usize; 4]) -> [usize; 4] {
     let Op::Conv {
         weight,
@@ -213,38 +233,13 @@ impl<B: Backend> Ops<B> for GraphOps {
     }
 
     fn group_norm(&mut self, x: ValueId, norm: &GroupNorm<B>) -> ValueId {
-        let op = Op::GroupNorm {
-            groups: norm.num_groups,
-            epsilon: norm.epsilon,
-            gamma: norm
-                .gamma
-                .as_ref()
-                .map(|g| tensor_values(g.val()))
-                .unwrap_or_default(),
-            beta: norm
-                .beta
-                .as_ref()
-                .map(|b| tensor_values(b.val()))
-                .unwrap_or_default(),
-        };
+        let op = group_norm_op(norm.num_groups, norm.epsilon, &norm.gamma, &norm.beta);
         self.same(op, x)
     }
 
     fn instance_norm(&mut self, x: ValueId, norm: &InstanceNorm<B>) -> ValueId {
-        let op = Op::GroupNorm {
-            groups: norm.num_channels,
-            epsilon: norm.epsilon,
-            gamma: norm
-                .gamma
-                .as_ref()
-                .map(|g| tensor_values(g.val()))
-                .unwrap_or_default(),
-            beta: norm
-                .beta
-                .as_ref()
-                .map(|b| tensor_values(b.val()))
-                .unwrap_or_default(),
-        };
+        // InstanceNorm is GroupNorm with one channel per group.
+        let op = group_norm_op(norm.num_channels, norm.epsilon, &norm.gamma, &norm.beta);
         self.same(op, x)
     }
 

@@ -4,7 +4,9 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::blocks::{DoubleConv, Head, Upsample2x, pool2x, widen_single_channel_input};
+use crate::blocks::{
+    DoubleConv, Head, Upsample2x, unet_down_stages, unet_encoder, widen_single_channel_input,
+};
 use crate::network::{ArchConfig, Network, SegOutput};
 use crate::ops::Ops;
 
@@ -97,9 +99,7 @@ impl ArchConfig for UNetConfig {
 
     fn init<B: Backend>(&self, device: &B::Device) -> UNet<B> {
         let width = |level: usize| self.base_width << level;
-        let down = (1..=self.depth)
-            .map(|l| DoubleConv::new(width(l - 1), width(l), device))
-            .collect();
+        let down = unet_down_stages(self.base_width, self.depth, device);
         let up = (0..self.depth)
             .rev()
             .map(|l| {
@@ -126,16 +126,7 @@ impl ArchConfig for UNetConfig {
 
 impl<B: Backend> Network<B> for UNet<B> {
     fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> SegOutput<O::T> {
-        let stem = o.scoped("stem", |o| self.stem.run(o, x));
-        let mut skips = vec![stem];
-        for (i, stage) in self.down.iter().enumerate() {
-            let deepest = skips.last().expect("stem output").clone();
-            let y = o.scoped(&format!("down{i}"), |o| {
-                let pooled = pool2x(o, deepest);
-                stage.run(o, pooled)
-            });
-            skips.push(y);
-        }
+        let mut skips = unet_encoder(o, &self.stem, &self.down, x);
         let mut x = skips.pop().expect("bottleneck");
         for (i, stage) in self.up.iter().enumerate() {
             let skip = skips.pop().expect("one skip per decoder stage");
