@@ -14,7 +14,7 @@ use medseg_runtime::InputSpec;
 use medseg_trainer::backend::{self, Train};
 use medseg_trainer::export::onnx::WeightFormat;
 use medseg_trainer::export::{bare_card, build_onnx};
-use medseg_trainer::losses::{CompoundLoss, SegLoss};
+use medseg_trainer::losses::{CompoundLoss, LossTarget};
 
 #[derive(Parser)]
 struct Args {
@@ -50,7 +50,9 @@ fn time_training(arch: &Architecture, side: usize, batch: usize, steps: usize) -
         let x = Tensor::<Train, 4>::random([batch, 1, side, side], Distribution::Default, &dev);
         let y = Tensor::<Train, 4>::random([batch, 2, side, side], Distribution::Default, &dev);
         let start = Instant::now();
-        let l = loss.forward(model.forward(x), y);
+        let l = loss
+            .forward(model.forward(x), &LossTarget::one_hot(y))
+            .expect("region losses need no maps");
         let grads = GradientsParams::from_grads(l.backward(), &model);
         model = optim.step(1e-3, model, grads);
         if step > 0 {

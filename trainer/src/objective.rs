@@ -11,7 +11,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 use medseg_models::{AuxKind, SegOutput};
 
-use crate::losses::{CompoundLoss, SegLoss};
+use crate::losses::CompoundLoss;
 
 /// The target of a labelled batch.
 pub struct Target<B: Backend> {
@@ -47,6 +47,8 @@ pub trait Objective<B: Backend> {
 /// Supervised segmentation: the configured loss on the logits, plus the same loss on every
 /// side output (deep supervision, UNet++), each weighted `aux_weight` and up-sampled to the
 /// target's size (bilinear) when smaller. Other auxiliary outputs are not this objective's.
+/// Distance maps for shape-aware terms are computed once per batch from the host masks and
+/// shared by the logits and every side output.
 pub struct Supervised<B: Backend> {
     pub loss: CompoundLoss<B>,
     pub aux_weight: f32,
@@ -60,9 +62,8 @@ impl<B: Backend> Objective<B> for Supervised<B> {
     ) -> anyhow::Result<Tensor<B, 1>> {
         let target = batch.target()?;
         let [_, _, h, w] = target.one_hot.dims();
-        let mut total = self
-            .loss
-            .forward(out.logits.clone(), target.one_hot.clone());
+        let loss_target = self.loss.target(target.one_hot.clone(), &target.masks)?;
+        let mut total = self.loss.forward(out.logits.clone(), &loss_target)?;
         for aux in out.aux.iter().filter(|a| a.kind == AuxKind::SideLogits) {
             let [_, _, ah, aw] = aux.value.dims();
             ensure!(
@@ -76,7 +77,7 @@ impl<B: Backend> Objective<B> for Supervised<B> {
                 let options = InterpolateOptions::new(InterpolateMode::Bilinear);
                 interpolate(aux.value.clone(), [h, w], options.with_align_corners(false))
             };
-            let term = self.loss.forward(logits, target.one_hot.clone());
+            let term = self.loss.forward(logits, &loss_target)?;
             total = total + term.mul_scalar(self.aux_weight);
         }
         Ok(total)

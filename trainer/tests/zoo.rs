@@ -60,7 +60,9 @@ fn trains_exports_and_segments(name: &str) {
     let s = side(&arch);
     let dev = Default::default();
     let mut model: SegModel<A> = arch.init(&dev).unwrap();
-    let spec: LossSpec = "0.5ce+0.5dice".parse().unwrap();
+    // The shape-aware terms take their maps from the batch's host masks (the objective
+    // interface), on the logits and on every side output.
+    let spec: LossSpec = "0.5ce+0.5dice+0.01boundary+0.001hd_dt".parse().unwrap();
     let objective = Supervised {
         loss: CompoundLoss::<A>::new(&spec, None, &dev),
         aux_weight: 1.0,

@@ -3,13 +3,15 @@
 //! builds their weighted sum.
 //!
 //! Two shape-aware losses need more than one-hot targets and are not [`SegLoss`] plug-ins:
-//! [`BoundaryLoss`] (Kervadec et al.) and [`HausdorffDtLoss`] (Karimi & Salcudean, HD_DT) also
-//! take per-image distance maps computed on the host from the integer masks
-//! ([`signed_distance_maps`], [`boundary_distance_maps`]). They are not wired into the training
-//! loop or the `--loss` grammar yet.
+//! [`BoundaryLoss`] (Kervadec et al., `boundary`) and [`HausdorffDtLoss`] (Karimi & Salcudean,
+//! `hd_dt(alpha=2)`) also take per-image distance maps computed on the host from the integer
+//! masks ([`signed_distance_maps`], [`boundary_distance_maps`]). [`CompoundLoss::target`]
+//! computes the maps a spec needs once per batch, so `dice+0.01boundary` is a `--loss` like any
+//! other.
 
 mod boundary;
 mod ce;
+mod compound;
 mod dice;
 mod distance_maps;
 mod focal;
@@ -25,6 +27,7 @@ use burn::tensor::backend::Backend;
 
 pub use boundary::BoundaryLoss;
 pub use ce::CrossEntropy;
+pub use compound::{CompoundLoss, LossTarget};
 pub use dice::SoftDice;
 pub use distance_maps::{
     DistanceMapError, boundary_distance_maps, signed_distance_maps,
@@ -55,52 +58,4 @@ pub(crate) fn class_sums<B: Backend>(
     let g = one_hot.narrow(1, first, classes - first);
     let sum = |t: Tensor<B, 4>| t.sum_dim(0).sum_dim(2).sum_dim(3).flatten::<1>(0, 3);
     (sum(p.clone().mul(g.clone())), sum(p), sum(g))
-}
-
-/// The weighted sum of configured losses.
-pub struct CompoundLoss<B: Backend> {
-    terms: Vec<(f32, Box<dyn SegLoss<B>>)>,
-}
-
-impl<B: Backend> CompoundLoss<B> {
-    /// `class_weights` (one per class) weight the cross-entropy's pixels.
-    pub fn new(spec: &LossSpec, class_weights: Option<Vec<f32>>, device: &B::Device) -> Self {
-        let terms = spec
-            .terms
-            .iter()
-            .map(|&(w, kind)| {
-                let loss: Box<dyn SegLoss<B>> = match kind {
-                    LossKind::Ce => Box::new(CrossEntropy::new(class_weights.clone(), device)),
-                    LossKind::Dice { smooth, background } => {
-                        Box::new(SoftDice { smooth, background })
-                    }
-                    LossKind::Iou { smooth, background } => {
-                        Box::new(SoftIou { smooth, background })
-                    }
-                    LossKind::Focal { gamma, alpha } => Box::new(Focal { gamma, alpha }),
-                    LossKind::Tversky {
-                        alpha,
-                        beta,
-                        smooth,
-                    } => Box::new(Tversky {
-                        alpha,
-                        beta,
-                        smooth,
-                    }),
-                };
-                (w, loss)
-            })
-            .collect();
-        Self { terms }
-    }
-}
-
-impl<B: Backend> SegLoss<B> for CompoundLoss<B> {
-    fn forward(&self, logits: Tensor<B, 4>, one_hot: Tensor<B, 4>) -> Tensor<B, 1> {
-        self.terms
-            .iter()
-            .map(|(w, loss)| loss.forward(logits.clone(), one_hot.clone()).mul_scalar(*w))
-            .reduce(|a, b| a + b)
-            .expect("a loss spec has at least one term")
-    }
 }

@@ -1,6 +1,7 @@
 //! The `--loss` grammar: a `+`-separated weighted sum of terms, each `[WEIGHT[*]]NAME[(K=V,...)]`,
 //! e.g. `0.5ce+0.5dice`, `focal(gamma=2,alpha=0.25)`, `dice(background=include)`,
-//! `tversky(alpha=0.3,beta=0.7)`. Parameters left out take the defaults of each loss.
+//! `tversky(alpha=0.3,beta=0.7)`, `dice+0.01boundary`, `dice+0.1hd_dt(alpha=2)`. Parameters left
+//! out take the defaults of each loss.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,10 +10,29 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LossKind {
     Ce,
-    Dice { smooth: f64, background: bool },
-    Iou { smooth: f64, background: bool },
-    Focal { gamma: f64, alpha: Option<f64> },
-    Tversky { alpha: f64, beta: f64, smooth: f64 },
+    Dice {
+        smooth: f64,
+        background: bool,
+    },
+    Iou {
+        smooth: f64,
+        background: bool,
+    },
+    Focal {
+        gamma: f64,
+        alpha: Option<f64>,
+    },
+    Tversky {
+        alpha: f64,
+        beta: f64,
+        smooth: f64,
+    },
+    /// Kervadec et al.'s boundary loss (signed distance maps of the target).
+    Boundary,
+    /// Karimi & Salcudean's distance-transform Hausdorff loss, distances to the power `alpha`.
+    HausdorffDt {
+        alpha: f64,
+    },
 }
 
 impl LossKind {
@@ -23,7 +43,14 @@ impl LossKind {
             Self::Iou { .. } => "iou",
             Self::Focal { .. } => "focal",
             Self::Tversky { .. } => "tversky",
+            Self::Boundary => "boundary",
+            Self::HausdorffDt { .. } => "hd_dt",
         }
+    }
+
+    /// Whether the loss needs distance maps of the target (computed on the host per batch).
+    pub fn is_shape_aware(self) -> bool {
+        matches!(self, Self::Boundary | Self::HausdorffDt { .. })
     }
 
     /// The loss with its default parameters.
@@ -47,6 +74,8 @@ impl LossKind {
                 beta: 0.7,
                 smooth: 1.0,
             },
+            "boundary" => Self::Boundary,
+            "hd_dt" | "hausdorff_dt" => Self::HausdorffDt { alpha: 2.0 },
             _ => return None,
         })
     }
@@ -86,12 +115,15 @@ impl LossKind {
             (Self::Focal { alpha, .. }, "alpha") => *alpha = Some(unit()?),
             (Self::Tversky { alpha, .. }, "alpha") => *alpha = num()?,
             (Self::Tversky { beta, .. }, "beta") => *beta = num()?,
+            (Self::HausdorffDt { alpha }, "alpha") => *alpha = num()?,
             (kind, _) => {
                 let keys = match kind {
                     Self::Ce => "none (class weights come from --class-weights / --pos-weight)",
                     Self::Dice { .. } | Self::Iou { .. } => "smooth, background",
                     Self::Focal { .. } => "gamma, alpha",
                     Self::Tversky { .. } => "alpha, beta, smooth",
+                    Self::Boundary => "none",
+                    Self::HausdorffDt { .. } => "alpha",
                 };
                 return Err(format!("{name} has no parameter '{key}'; it takes {keys}"));
             }
@@ -142,6 +174,9 @@ impl LossKind {
                 diff("beta", beta, db);
                 diff("smooth", smooth, ds);
             }
+            (Self::HausdorffDt { alpha }, Self::HausdorffDt { alpha: da }) => {
+                diff("alpha", alpha, da)
+            }
             _ => {}
         }
         out
@@ -157,7 +192,8 @@ pub struct LossSpec {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "invalid loss '{spec}': {reason} (expected terms like 'ce', 'dice', '0.5ce+0.5dice', \
-     'focal(gamma=2,alpha=0.25)', 'dice(background=include)', 'tversky(alpha=0.3,beta=0.7)')"
+     'focal(gamma=2,alpha=0.25)', 'dice(background=include)', 'tversky(alpha=0.3,beta=0.7)', \
+     'dice+0.01boundary', 'dice+0.1hd_dt(alpha=2)')"
 )]
 pub struct LossSpecError {
     spec: String,
@@ -298,6 +334,16 @@ mod tests {
         );
         // What it prints parses back to the same thing.
         assert_eq!(t.to_string().parse::<LossSpec>().unwrap(), t);
+        let shape: LossSpec = "dice+0.01boundary+0.1hd_dt(alpha=1)".parse().unwrap();
+        assert_eq!(
+            shape.terms[1..],
+            [
+                (0.01, LossKind::Boundary),
+                (0.1, LossKind::HausdorffDt { alpha: 1.0 })
+            ]
+        );
+        assert_eq!(shape.to_string(), "1dice+0.01boundary+0.1hd_dt(alpha=1)");
+        assert!(shape.terms[1].1.is_shape_aware() && !shape.terms[0].1.is_shape_aware());
     }
 
     #[test]
@@ -317,5 +363,10 @@ mod tests {
         assert!("dice(smooth=1".parse::<LossSpec>().is_err());
         assert!("ce(x=1)".parse::<LossSpec>().is_err());
         assert!("dice(smooth)".parse::<LossSpec>().is_err());
+        let e = "boundary(alpha=1)"
+            .parse::<LossSpec>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("takes none"), "{e}");
     }
 }
