@@ -12,5 +12,6 @@ pub mod losses;
 pub mod objective;
 pub mod plot;
 pub mod sampling;
+pub mod source;
 pub mod synth;
 pub mod train;

@@ -28,6 +28,9 @@ pub struct Batch<B: Backend> {
     pub images: Tensor<B, 4>,
     /// `None` for sources without masks (self-supervised pre-training).
     pub target: Option<Target<B>>,
+    /// Further views of the same images, each augmented on its own (contrastive sources);
+    /// empty for segmentation.
+    pub views: Vec<Tensor<B, 4>>,
 }
 
 impl<B: Backend> Batch<B> {
@@ -109,6 +112,7 @@ mod tests {
                 one_hot: Tensor::from_data(TensorData::new(oh, [1, 2, 4, 4]), &dev),
                 masks,
             }),
+            views: Vec::new(),
         }
     }
 

@@ -15,22 +15,20 @@ use burn::optim::{
     AdamConfig, AdamWConfig, GradientsParams, Optimizer, SgdConfig, momentum::MomentumConfig,
 };
 use burn::record::Recorder;
+use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 use medseg_models::SegModel;
 
-use crate::augment::Augment;
 use crate::data::LoadedSplit;
 use crate::losses::{CompoundLoss, LossSpec};
-use crate::objective::{Batch, Objective, Supervised, Target};
+use crate::objective::{Objective, Supervised};
 use crate::plot::EpochLog;
-use crate::sampling::random_crop;
+use crate::source::{DataSource, Labelled};
 use budget::TimeBudget;
 
 /// The data a run trains and validates on.
@@ -152,7 +150,13 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
         };
         cfg.max_steps_per_epoch.map_or(full, |m| m.min(full))
     };
-    let augment = cfg.augment;
+    let source = Labelled {
+        split: &data.train,
+        spec,
+        crop: cfg.crop_size.unwrap_or(spec.width),
+        classes: cfg.classes.len(),
+        augment: &cfg.augment,
+    };
     let budget = cfg.time_budget_minutes.map(TimeBudget::new);
     // With a time budget this is replanned after every epoch; the poly schedule follows it.
     let mut planned = cfg.epochs;
@@ -189,17 +193,7 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
                 Some(p) => cfg.lr * (1.0 - global as f64 / total_steps as f64).powf(p),
                 None => cfg.lr,
             };
-            let crop = cfg.crop_size.unwrap_or(spec.width);
-            let batch_data = make_batch::<B>(
-                &data.train,
-                batch,
-                spec,
-                crop,
-                cfg.classes.len(),
-                &augment,
-                &mut rng,
-                device,
-            );
+            let batch_data = source.batch(batch, &mut rng, device);
             let out = model.forward_train(batch_data.images.clone());
             let loss = objective.loss(&batch_data, &out)?;
             let value: f64 = loss.clone().into_scalar().elem();
@@ -294,137 +288,4 @@ pub fn foreground_means(summary: &medseg_runtime::metrics::SplitSummary) -> (f64
         }
     };
     (mean(|c| c.dice_split), mean(|c| c.iou_split))
-}
-
-/// Builds an augmented batch of `crop`-sized patches: inputs `[B, C, crop, crop]` and one-hot
-/// targets `[B, K, crop, crop]` (with the masks kept on the host).
-#[allow(clippy::too_many_arguments)]
-fn make_batch<B: AutodiffBackend>(
-    split: &LoadedSplit,
-    indices: &[usize],
-    spec: &medseg_runtime::InputSpec,
-    crop: usize,
-    classes: usize,
-    augment: &Augment,
-    rng: &mut ChaCha8Rng,
-    device: &B::Device,
-) -> Batch<B> {
-    // Samples are prepared in parallel (on a GPU the serial warps and blurs would hold up
-    // every step); each gets its own generator seeded from `rng`, so the batch is the same
-    // whatever the thread count.
-    let seeds: Vec<u64> = indices.iter().map(|_| rng.random()).collect();
-    let samples: Vec<(Vec<f32>, Vec<u8>)> = indices
-        .par_iter()
-        .zip(seeds)
-        .map(|(&i, seed)| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            let (mut input, mut mask) = if augment.is_geometric() {
-                let (mut whole, mut whole_mask) =
-                    (split.inputs[i].clone(), split.targets[i].clone());
-                augment.warp(&mut whole, &mut whole_mask, spec.width, &mut rng);
-                random_crop(&whole, &whole_mask, spec.width, crop, &mut rng)
-            } else {
-                random_crop(
-                    &split.inputs[i],
-                    &split.targets[i],
-                    spec.width,
-                    crop,
-                    &mut rng,
-                )
-            };
-            augment.apply(&mut input, &mut mask, crop, &mut rng);
-            (input, mask)
-        })
-        .collect();
-    let plane = crop * crop;
-    let mut xs = Vec::with_capacity(indices.len() * spec.channels * plane);
-    let mut ys = vec![0f32; indices.len() * classes * plane];
-    let mut masks = Vec::with_capacity(indices.len() * plane);
-    for (b, (input, mask)) in samples.iter().enumerate() {
-        xs.extend_from_slice(input);
-        masks.extend_from_slice(mask);
-        let base = b * classes * plane;
-        for (p, &c) in mask.iter().enumerate() {
-            ys[base + c as usize * plane + p] = 1.0;
-        }
-    }
-    let n = indices.len();
-    let x = Tensor::from_data(TensorData::new(xs, [n, spec.channels, crop, crop]), device);
-    let y = Tensor::from_data(TensorData::new(ys, [n, classes, crop, crop]), device);
-    Batch {
-        images: x,
-        target: Some(Target { one_hot: y, masks }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use burn::backend::{Autodiff, Flex};
-
-    use super::*;
-
-    #[test]
-    fn a_batch_is_the_same_whatever_the_thread_count() {
-        let side = 32;
-        let split = LoadedSplit {
-            inputs: (0..6)
-                .map(|i| {
-                    (0..side * side)
-                        .map(|p| ((p * (i + 5)) % 23) as f32)
-                        .collect()
-                })
-                .collect(),
-            targets: (0..6)
-                .map(|i| {
-                    (0..side * side)
-                        .map(|p| u8::from(p % (7 + i) == 0))
-                        .collect()
-                })
-                .collect(),
-            originals: Vec::new(),
-            spacings: vec![None; 6],
-            patients: vec!["p".into(); 6],
-        };
-        let spec = medseg_runtime::InputSpec {
-            channels: 1,
-            height: side,
-            width: side,
-            mean: 0.5,
-            std: 0.25,
-            stacked_neighbours: false,
-        };
-        let augment = Augment {
-            rotate_degrees: 15.0,
-            zoom: 0.1,
-            gamma: 0.5,
-            blur: 1.0,
-            ..Augment::default()
-        };
-        let batch = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let mut rng = ChaCha8Rng::seed_from_u64(9);
-                let b = make_batch::<Autodiff<Flex>>(
-                    &split,
-                    &[4, 1, 5, 0],
-                    &spec,
-                    16,
-                    2,
-                    &augment,
-                    &mut rng,
-                    &Default::default(),
-                );
-                let t = b.target.unwrap();
-                (b.images.into_data(), t.one_hot.into_data())
-            })
-        };
-        let (x1, y1) = batch(1);
-        let (x4, y4) = batch(4);
-        assert_eq!(x1.shape.dims::<4>(), [4, 1, 16, 16]);
-        assert_eq!(x1, x4);
-        assert_eq!(y1, y4);
-    }
 }
