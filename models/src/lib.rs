@@ -13,11 +13,13 @@ pub mod graph_ops;
 pub mod network;
 pub mod ops;
 pub mod registry;
+pub mod stn;
 pub mod unet;
 pub mod unet_plus_plus;
 pub mod vit_seg;
 
 pub use graph::{Graph, Node, Op, ValueId};
 pub use network::{ArchConfig, Aux, AuxKind, Network, SegOutput};
-pub use registry::{Architecture, ArchitectureError, Entry, SegModel};
+pub use registry::{Architecture, ArchitectureError, Entry, SegModel, ZooConfig, ZooNet};
+pub use stn::StnConfig;
 pub use unet::{UNet, UNetConfig, Upsampling};

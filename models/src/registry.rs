@@ -1,7 +1,9 @@
 //! The model zoo's one table. An architecture is one file (its modules, its [`ArchConfig`]
 //! with the paper's defaults, its [`Network::run`]) plus one line in [`zoo!`] below; from the
-//! table come [`Architecture`] (the description stored in checkpoints and model cards, set by
-//! `key=value` options) and [`SegModel`] (the one module type the trainer and exporter handle).
+//! table come [`ZooConfig`] and [`ZooNet`] (one variant per architecture). [`Architecture`]
+//! (the description stored in checkpoints and model cards, set by `key=value` options) and
+//! [`SegModel`] (the one module type the trainer and exporter handle) are a zoo member plus
+//! the wrappers any member can have: today the spatial transformer ([`crate::stn`]).
 
 use burn::module::Module;
 use burn::tensor::Tensor;
@@ -11,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::graph::Graph;
 use crate::network::{ArchConfig, Network, SegOutput, export_graph, forward};
 use crate::ops::Ops;
+use crate::stn::{Stn, StnConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchitectureError {
@@ -42,21 +45,20 @@ const DATA_OPTIONS: [&str; 2] = ["in_channels", "num_classes"];
 
 macro_rules! zoo {
     ($($variant:ident => $module:ident::{$config:ident, $model:ident};)*) => {
-        /// Which network and how it is shaped; stored in checkpoints and in the model card as
-        /// `{"name": NAME, ...options}`.
+        /// Which member of the zoo, with its options.
         #[derive(Debug, Clone, PartialEq)]
-        pub enum Architecture {
+        pub enum ZooConfig {
             $($variant(crate::$module::$config),)*
         }
 
-        /// Any architecture of the zoo, as one Burn module.
+        /// Any member of the zoo, as one Burn module.
         #[derive(Module, Debug)]
         #[allow(clippy::large_enum_variant)]
-        pub enum SegModel<B: Backend> {
+        pub enum ZooNet<B: Backend> {
             $($variant(crate::$module::$model<B>),)*
         }
 
-        impl Architecture {
+        impl ZooConfig {
             pub const TABLE: &'static [Entry] = &[$(Entry {
                 name: <crate::$module::$config as ArchConfig>::NAME,
                 family: <crate::$module::$config as ArchConfig>::FAMILY,
@@ -98,18 +100,14 @@ macro_rules! zoo {
                 }
             }
 
-            pub fn init<B: Backend>(
-                &self,
-                device: &B::Device,
-            ) -> Result<SegModel<B>, ArchitectureError> {
-                self.validate()?;
-                Ok(match self {
-                    $(Self::$variant(c) => SegModel::$variant(c.init(device)),)*
-                })
+            fn init<B: Backend>(&self, device: &B::Device) -> ZooNet<B> {
+                match self {
+                    $(Self::$variant(c) => ZooNet::$variant(c.init(device)),)*
+                }
             }
         }
 
-        impl<B: Backend> Network<B> for SegModel<B> {
+        impl<B: Backend> Network<B> for ZooNet<B> {
             fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> SegOutput<O::T> {
                 match self {
                     $(Self::$variant(m) => m.run(o, x),)*
@@ -180,9 +178,40 @@ fn option_value(text: &str) -> Value {
         .unwrap_or_else(|| Value::String(text.to_string()))
 }
 
+/// A zoo member and its wrappers: what a checkpoint or model card stores, as
+/// `{"name": NAME, ...options, "stn": {...}}` (`stn` only when the member is wrapped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Architecture {
+    pub net: ZooConfig,
+    /// The spatial transformer in front of the member (`--stn`).
+    pub stn: Option<StnConfig>,
+}
+
+impl From<ZooConfig> for Architecture {
+    fn from(net: ZooConfig) -> Self {
+        Self { net, stn: None }
+    }
+}
+
+/// The key under which a wrapped architecture stores its transformer.
+const STN_KEY: &str = "stn";
+
 impl Architecture {
+    pub const TABLE: &'static [Entry] = ZooConfig::TABLE;
+
     pub fn names() -> Vec<&'static str> {
         Self::TABLE.iter().map(|e| e.name).collect()
+    }
+
+    fn of(
+        name: &str,
+        make: fn(&str) -> Option<ZooConfig>,
+        io: (usize, usize),
+    ) -> Result<Self, ArchitectureError> {
+        let mut net = make(&name.to_ascii_lowercase())
+            .ok_or_else(|| ArchitectureError::Unknown(name.to_string()))?;
+        net.config_mut().set_io(io.0, io.1);
+        Ok(net.into())
     }
 
     /// The paper's default configuration of the named architecture.
@@ -191,10 +220,7 @@ impl Architecture {
         in_channels: usize,
         num_classes: usize,
     ) -> Result<Self, ArchitectureError> {
-        let mut arch = Self::default_of(&name.to_ascii_lowercase())
-            .ok_or_else(|| ArchitectureError::Unknown(name.to_string()))?;
-        arch.config_mut().set_io(in_channels, num_classes);
-        Ok(arch)
+        Self::of(name, ZooConfig::default_of, (in_channels, num_classes))
     }
 
     /// The architecture's small test configuration (see [`ArchConfig::tiny`]).
@@ -203,10 +229,15 @@ impl Architecture {
         in_channels: usize,
         num_classes: usize,
     ) -> Result<Self, ArchitectureError> {
-        let mut arch = Self::tiny_of(&name.to_ascii_lowercase())
-            .ok_or_else(|| ArchitectureError::Unknown(name.to_string()))?;
-        arch.config_mut().set_io(in_channels, num_classes);
-        Ok(arch)
+        Self::of(name, ZooConfig::tiny_of, (in_channels, num_classes))
+    }
+
+    /// The same architecture behind a spatial transformer.
+    pub fn with_stn(self, stn: StnConfig) -> Self {
+        Self {
+            stn: Some(stn),
+            ..self
+        }
     }
 
     /// Refuses an input the network cannot take, before anything is built or trained.
@@ -229,28 +260,32 @@ impl Architecture {
     }
 
     pub fn name(&self) -> &'static str {
-        self.config().name()
+        self.net.config().name()
     }
 
     pub fn in_channels(&self) -> usize {
-        self.config().in_channels()
+        self.net.config().in_channels()
     }
 
     pub fn num_classes(&self) -> usize {
-        self.config().num_classes()
+        self.net.config().num_classes()
     }
 
     /// Input sides must be multiples of this.
     pub fn size_multiple(&self) -> usize {
-        self.config().size_multiple()
+        self.net.config().size_multiple()
     }
 
     pub fn validate(&self) -> Result<(), ArchitectureError> {
-        let c = self.config();
+        let c = self.net.config();
         if c.in_channels() == 0 || c.num_classes() < 2 {
             return Err(self.invalid("needs at least 1 input channel and 2 classes".into()));
         }
-        c.validate().map_err(|reason| self.invalid(reason))
+        c.validate().map_err(|reason| self.invalid(reason))?;
+        if let Some(stn) = &self.stn {
+            stn.validate().map_err(|reason| self.invalid(reason))?;
+        }
+        Ok(())
     }
 
     fn invalid(&self, reason: String) -> ArchitectureError {
@@ -264,13 +299,14 @@ impl Architecture {
     pub fn with_in_channels(&self, channels: usize) -> Self {
         let mut a = self.clone();
         let classes = a.num_classes();
-        a.config_mut().set_io(channels, classes);
+        a.net.config_mut().set_io(channels, classes);
         a
     }
 
     /// The options a user may set, with their current values.
     pub fn options(&self) -> Vec<(String, Value)> {
-        self.config()
+        self.net
+            .config()
             .to_json()
             .into_iter()
             .filter(|(k, _)| !DATA_OPTIONS.contains(&k.as_str()))
@@ -280,7 +316,7 @@ impl Architecture {
     /// Sets option `key` from its text (`--model-opt key=value`); the result is validated.
     pub fn set_option(&mut self, key: &str, value: &str) -> Result<(), ArchitectureError> {
         let arch = self.name();
-        let mut json = self.config().to_json();
+        let mut json = self.net.config().to_json();
         if DATA_OPTIONS.contains(&key) || !json.contains_key(key) {
             return Err(ArchitectureError::UnknownOption {
                 arch,
@@ -293,7 +329,7 @@ impl Architecture {
             });
         }
         let old = json.insert(key.to_string(), option_value(value));
-        let parsed = Self::from_json(arch, Value::Object(json))
+        let net = ZooConfig::from_json(arch, Value::Object(json))
             .expect("the architecture's own name")
             .map_err(|e| {
                 self.invalid(format!(
@@ -301,17 +337,39 @@ impl Architecture {
                     old.unwrap_or(Value::Null)
                 ))
             })?;
+        let parsed = Self {
+            net,
+            stn: self.stn.clone(),
+        };
         parsed.validate()?;
         *self = parsed;
         Ok(())
+    }
+
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SegModel<B>, ArchitectureError> {
+        self.validate()?;
+        Ok(SegModel {
+            net: self.net.init(device),
+            stn: self
+                .stn
+                .as_ref()
+                .map(|s| s.init(self.in_channels(), device)),
+        })
     }
 }
 
 impl serde::Serialize for Architecture {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
         let mut m = Map::new();
         m.insert("name".into(), Value::String(self.name().into()));
-        m.extend(self.config().to_json());
+        m.extend(self.net.config().to_json());
+        if let Some(stn) = &self.stn {
+            m.insert(
+                STN_KEY.into(),
+                serde_json::to_value(stn).map_err(S::Error::custom)?,
+            );
+        }
         Value::Object(m).serialize(s)
     }
 }
@@ -326,10 +384,44 @@ impl<'de> serde::Deserialize<'de> for Architecture {
             Some(Value::String(n)) => n,
             _ => return Err(D::Error::custom("an architecture needs a \"name\"")),
         };
-        match Self::from_json(&name, Value::Object(m)) {
-            Some(r) => r.map_err(|e| D::Error::custom(format!("architecture {name}: {e}"))),
+        let stn = m
+            .remove(STN_KEY)
+            .map(serde_json::from_value::<StnConfig>)
+            .transpose()
+            .map_err(|e| D::Error::custom(format!("architecture {name}, stn: {e}")))?;
+        match ZooConfig::from_json(&name, Value::Object(m)) {
+            Some(r) => r
+                .map(|net| Self { net, stn })
+                .map_err(|e| D::Error::custom(format!("architecture {name}: {e}"))),
             None => Err(D::Error::custom(ArchitectureError::Unknown(name))),
         }
+    }
+}
+
+/// A zoo member as one Burn module, behind its spatial transformer if it has one.
+#[derive(Module, Debug)]
+pub struct SegModel<B: Backend> {
+    pub net: ZooNet<B>,
+    pub stn: Option<Stn<B>>,
+}
+
+impl<B: Backend> Network<B> for SegModel<B> {
+    fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> SegOutput<O::T> {
+        match &self.stn {
+            Some(stn) => stn.wrap(o, x, |o, x| self.net.run(o, x)),
+            None => self.net.run(o, x),
+        }
+    }
+
+    fn widen_input(self, channels: usize) -> Result<Self, String> {
+        let stn = match self.stn {
+            Some(stn) => Some(stn.widen_input(channels)?),
+            None => None,
+        };
+        Ok(Self {
+            net: self.net.widen_input(channels)?,
+            stn,
+        })
     }
 }
 
@@ -368,13 +460,13 @@ mod tests {
     use crate::unet::UNetConfig;
 
     fn small_unet(in_channels: usize) -> Architecture {
-        Architecture::Unet(UNetConfig {
+        Architecture::from(ZooConfig::Unet(UNetConfig {
             in_channels,
             num_classes: 2,
             base_width: 4,
             depth: 2,
             ..UNetConfig::default()
-        })
+        }))
     }
 
     #[test]
@@ -400,7 +492,7 @@ mod tests {
         let mut arch = Architecture::by_name("UNet", 1, 2).unwrap();
         arch.set_option("base_width", "8").unwrap();
         arch.set_option("upsampling", "bilinear").unwrap();
-        let Architecture::Unet(c) = &arch else {
+        let ZooConfig::Unet(c) = &arch.net else {
             panic!("a unet")
         };
         assert_eq!(
@@ -417,7 +509,7 @@ mod tests {
         let err = arch.set_option("depth", "9").unwrap_err().to_string();
         assert!(err.contains("depth"), "{err}");
         assert!(arch.set_option("num_classes", "3").is_err());
-        let Architecture::Unet(c) = &arch else {
+        let ZooConfig::Unet(c) = &arch.net else {
             panic!("a unet")
         };
         assert_eq!(c.depth, 4, "a refused option changes nothing");
@@ -443,7 +535,7 @@ mod tests {
             .assert_approx_eq::<f32>(&before.into_data(), Tolerance::absolute(1e-6));
         // The neighbours' zero weights get gradients, so they can learn.
         let grads = after.sum().backward();
-        let SegModel::Unet(unet) = &wide else {
+        let ZooNet::Unet(unet) = &wide.net else {
             panic!("a unet")
         };
         let grad = unet

@@ -4,7 +4,7 @@
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::tensor::{Distribution, Tensor};
-use medseg_models::{Architecture, SegModel, UNetConfig, Upsampling};
+use medseg_models::{Architecture, SegModel, UNetConfig, Upsampling, ZooConfig};
 use medseg_runtime::InputSpec;
 use medseg_runtime::card::ModelCard;
 use medseg_trainer::export::onnx::WeightFormat;
@@ -40,13 +40,13 @@ fn trained_looking_model(arch: &Architecture, size: usize) -> SegModel<Flex> {
 }
 
 fn check(upsampling: Upsampling, classes: usize, in_channels: usize) {
-    let arch = Architecture::Unet(UNetConfig {
+    let arch = Architecture::from(ZooConfig::Unet(UNetConfig {
         in_channels,
         num_classes: classes,
         base_width: 4,
         depth: 3,
         upsampling,
-    });
+    }));
     let size = 32;
     let model = trained_looking_model(&arch, size);
     let graph = model.export([1, in_channels, size, size]);

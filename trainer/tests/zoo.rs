@@ -1,13 +1,14 @@
 //! Every architecture in the registry table, with no test code of its own: its tiny
 //! configuration trains a few steps on the CPU with a falling loss, exports to ONNX, runs in
 //! tract with Burn's logits (1e-4 of the logit range), segments an image of another size with
-//! the runtime, and refuses an input size it cannot take.
+//! the runtime, and refuses an input size it cannot take; and the same behind a spatial
+//! transformer.
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::{Tensor, TensorData};
-use medseg_models::{Architecture, SegModel};
+use medseg_models::{Architecture, SegModel, StnConfig};
 use medseg_runtime::InputSpec;
 use medseg_trainer::export::onnx::WeightFormat;
 use medseg_trainer::export::parity::{PARITY_TOLERANCE, check_parity};
@@ -56,8 +57,18 @@ fn batch(side: usize) -> Batch<A> {
     }
 }
 
-fn trains_exports_and_segments(name: &str) {
-    let arch = Architecture::tiny(name, 1, 2).unwrap();
+/// Burn's seed is global: the two tests below would otherwise interleave their draws.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn trains_exports_and_segments(arch: Architecture) {
+    let _seeded = SEEDED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let label = match arch.stn {
+        Some(_) => format!("{} + stn", arch.name()),
+        None => arch.name().to_string(),
+    };
+    let name = label.as_str();
     let s = side(&arch);
     let dev = Default::default();
     // Seeded, so the test sees the same initialisation on every run.
@@ -85,6 +96,16 @@ fn trains_exports_and_segments(name: &str) {
         "{name}: the loss did not fall: {losses:?}"
     );
     eprintln!("{name}: loss {:.4} -> {:.4}", losses[0], losses[7]);
+
+    if let Some(stn) = &model.stn {
+        let bias = stn.fc2.bias.as_ref().unwrap().val().into_data();
+        let moved: f32 = bias
+            .iter::<f32>()
+            .zip([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+            .map(|(v, i)| (v - i).abs())
+            .sum();
+        assert!(moved > 1e-3, "{name}: the transform did not move ({moved})");
+    }
 
     // Export, tract parity, and the runtime on an image of another size.
     let model = model.valid();
@@ -119,7 +140,10 @@ fn trains_exports_and_segments(name: &str) {
     // A size the network cannot take is refused by name before anything is built.
     if arch.size_multiple() > 1 {
         let err = arch.check_input_size(s + 1, s).unwrap_err().to_string();
-        assert!(err.contains(name) && err.contains("multiples of"), "{err}");
+        assert!(
+            err.contains(arch.name()) && err.contains("multiples of"),
+            "{err}"
+        );
     }
 }
 
@@ -128,6 +152,18 @@ fn every_registered_architecture_trains_exports_and_segments() {
     let names = Architecture::names();
     assert!(names.contains(&"unet") && names.len() >= 2, "{names:?}");
     for name in names {
-        trains_exports_and_segments(name);
+        trains_exports_and_segments(Architecture::tiny(name, 1, 2).unwrap());
+    }
+}
+
+/// The spatial transformer wraps any member: after a few steps its transform has moved off
+/// the identity, so the exported GridSample path (and the inverse warp) is really exercised.
+#[test]
+fn every_registered_architecture_behind_a_spatial_transformer() {
+    for name in Architecture::names() {
+        let arch = Architecture::tiny(name, 1, 2)
+            .unwrap()
+            .with_stn(StnConfig::tiny());
+        trains_exports_and_segments(arch);
     }
 }

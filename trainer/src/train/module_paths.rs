@@ -2,8 +2,9 @@
 //! architecture whose sub-module has the same shape) and freezing parameter groups.
 //!
 //! A path is the field names from the architecture down, dot-separated, without the zoo's
-//! variant name: `stem.first.conv.weight`, `down.0.second.norm.gamma`. A prefix `stem` selects
-//! every parameter under it (whole components only: `down.1` is not `down.10`).
+//! `net.VARIANT` prefix: `stem.first.conv.weight`, `down.0.second.norm.gamma`; a spatial
+//! transformer's parameters are under `stn.` (`stn.blocks.0.conv.weight`). A prefix `stem`
+//! selects every parameter under it (whole components only: `down.1` is not `down.10`).
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,7 @@ pub fn under(path: &str, prefix: &str) -> bool {
         || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'.'))
 }
 
-/// Tracks the path while Burn walks a module; the first level (the zoo's enum variant) is
+/// Tracks the path while Burn walks a module; the zoo member's `net.VARIANT` levels are
 /// dropped so paths are the same whichever architecture holds the sub-module.
 #[derive(Default)]
 struct PathStack {
@@ -33,9 +34,14 @@ impl PathStack {
         self.parts.pop();
     }
     fn current(&self) -> String {
+        let skip = if self.parts.first().is_some_and(|p| p == "net") {
+            2
+        } else {
+            0
+        };
         self.parts
             .iter()
-            .skip(1)
+            .skip(skip)
             .cloned()
             .collect::<Vec<_>>()
             .join(".")
@@ -262,7 +268,7 @@ mod tests {
         assert!(touched.parameters > 0);
         let x = Tensor::<A, 4>::ones([1, 1, 8, 8], &Default::default());
         let grads = model.forward(x).sum().backward();
-        let medseg_models::SegModel::Unet(u) = &model else {
+        let medseg_models::ZooNet::Unet(u) = &model.net else {
             panic!("a unet")
         };
         assert!(u.stem.first.conv.weight.grad(&grads).is_none());

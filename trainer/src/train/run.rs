@@ -174,9 +174,20 @@ impl RunDir {
             );
         }
         let model = cfg.architecture.init::<B>(device)?;
-        model
-            .load_file(self.file(which), &CheckpointRecorder::new(), device)
-            .with_context(|| format!("loading checkpoint {}", path.display()))
+        let recorder = CheckpointRecorder::new();
+        match model.clone().load_file(self.file(which), &recorder, device) {
+            Ok(model) => Ok(model),
+            // Checkpoints written before models could have a spatial transformer hold the
+            // zoo member's record alone.
+            Err(err) if cfg.architecture.stn.is_none() => {
+                let net = model.net.load_file(self.file(which), &recorder, device);
+                let net = net
+                    .map_err(|_| err)
+                    .with_context(|| format!("loading checkpoint {}", path.display()))?;
+                Ok(SegModel { net, stn: None })
+            }
+            Err(err) => Err(err).with_context(|| format!("loading checkpoint {}", path.display())),
+        }
     }
 
     pub fn optimizer_path(&self) -> PathBuf {
