@@ -55,6 +55,9 @@ pub trait Objective<B: Backend> {
 pub struct Supervised<B: Backend> {
     pub loss: CompoundLoss<B>,
     pub aux_weight: f32,
+    /// Weight of `mean((theta - identity)^2)` for each transform output (spatial
+    /// transformers); 0 leaves the transform free.
+    pub transform_penalty: f32,
 }
 
 impl<B: Backend> Objective<B> for Supervised<B> {
@@ -82,6 +85,19 @@ impl<B: Backend> Objective<B> for Supervised<B> {
             };
             let term = self.loss.forward(logits, &loss_target)?;
             total = total + term.mul_scalar(self.aux_weight);
+        }
+        if self.transform_penalty > 0.0 {
+            for aux in out.aux.iter().filter(|a| a.kind == AuxKind::Transform) {
+                let [n, _, _, _] = aux.value.dims();
+                let identity = Tensor::<B, 1>::from_floats(
+                    [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                    &aux.value.device(),
+                )
+                .reshape([1, 1, 2, 3])
+                .repeat_dim(0, n);
+                let penalty = (aux.value.clone() - identity).square().mean();
+                total = total + penalty.mul_scalar(self.transform_penalty);
+            }
         }
         Ok(total)
     }
@@ -123,6 +139,7 @@ mod tests {
         let objective = Supervised::<B> {
             loss: CompoundLoss::new(&spec, None, &dev),
             aux_weight: 0.5,
+            transform_penalty: 0.0,
         };
         let logits = Tensor::<B, 4>::random([1, 2, 4, 4], Distribution::Default, &dev);
         let side = Tensor::<B, 4>::random([1, 2, 4, 4], Distribution::Default, &dev);

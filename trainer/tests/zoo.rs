@@ -80,6 +80,7 @@ fn trains_exports_and_segments(arch: Architecture) {
     let objective = Supervised {
         loss: CompoundLoss::<A>::new(&spec, None, &dev),
         aux_weight: 1.0,
+        transform_penalty: 0.1,
     };
     let mut optim = AdamConfig::new().init::<A, SegModel<A>>();
     let data = batch(s);

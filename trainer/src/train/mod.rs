@@ -101,6 +101,12 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
             model = model.widen_input(channels)?;
             tracing::info!(channels, "widened the first convolution to the new input");
         }
+        // JMedSeg adds its transformer after the pre-trained weights are loaded: a run with
+        // --stn starting from one without gets a fresh transformer (at the identity).
+        if let (None, Some(stn)) = (&model.stn, &cfg.architecture.stn) {
+            model.stn = Some(stn.init(channels, device));
+            tracing::info!("added a spatial transformer in front of the loaded model");
+        }
         tracing::info!(from = %source.display(), "starting from another run's best checkpoint");
         (model, RunState::default())
     } else {
@@ -135,6 +141,7 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
     let objective = Supervised {
         loss: CompoundLoss::<B>::new(&loss_spec, cfg.class_weights.clone(), device),
         aux_weight: cfg.aux_weight,
+        transform_penalty: cfg.stn_penalty,
     };
     let steps_per_epoch = {
         let full = if cfg.fixed_batch {

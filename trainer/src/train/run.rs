@@ -53,6 +53,10 @@ pub struct RunConfig {
     /// Weight of each deep-supervision side output's loss, relative to the final output's.
     #[serde(default = "default_aux_weight")]
     pub aux_weight: f32,
+    /// Weight of the spatial transformer's penalty, the mean squared distance of its affine
+    /// matrix from the identity (0: none).
+    #[serde(default)]
+    pub stn_penalty: f32,
     /// AdamW's decoupled weight decay (other optimizers: none).
     #[serde(default)]
     pub weight_decay: f32,

@@ -123,6 +123,16 @@ pub struct Args {
     /// Weight of each deep-supervision side output's loss (architectures with side outputs).
     #[arg(long, default_value_t = 1.0)]
     pub(crate) aux_weight: f32,
+    /// Put a spatial transformer in front of the model (JMedSeg's localisation net, starting
+    /// at the identity; the logits are warped back onto the input's pixels).
+    #[arg(long)]
+    pub(crate) stn: bool,
+    /// With --stn: leave the logits in the transformed frame, as JMedSeg does.
+    #[arg(long, requires = "stn")]
+    pub(crate) stn_no_unwarp: bool,
+    /// With --stn: weight of the penalty mean((theta - identity)^2) on the transform.
+    #[arg(long, default_value_t = 0.0, requires = "stn")]
+    pub(crate) stn_penalty: f32,
     /// Decoupled weight decay for --optimizer adamw.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) weight_decay: f32,
@@ -278,6 +288,15 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         arch.set_option(key.trim(), value.trim())
             .with_context(|| format!("--model {}", args.model))?;
     }
+    if args.stn {
+        arch = arch.with_stn(medseg_models::StnConfig {
+            unwarp: !args.stn_no_unwarp,
+            ..Default::default()
+        });
+    }
+    if !(args.stn_penalty.is_finite() && args.stn_penalty >= 0.0) {
+        bail!("--stn-penalty {}: expected a number >= 0", args.stn_penalty);
+    }
     arch.validate()?;
     if args.image_size == 0 || !args.image_size.is_multiple_of(arch.size_multiple()) {
         bail!(
@@ -341,8 +360,14 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             .with_context(|| format!("--init-from {}: not a training run", source.display()))?;
         // A single-slice model may start a 3-channel (stacked neighbours) one: it is widened.
         let widens = from.architecture.in_channels() == 1 && arch.in_channels() == 3;
-        let same = from.architecture.with_in_channels(arch.in_channels()) == arch;
-        if !(from.architecture == arch || widens && same) || from.classes != ds.classes {
+        // A model without a transformer may start one with (it gets a fresh one).
+        let mut source_arch = from.architecture.with_in_channels(arch.in_channels());
+        if source_arch.stn.is_none() {
+            source_arch.stn = arch.stn.clone();
+        }
+        let same = source_arch == arch;
+        let same_channels = from.architecture.in_channels() == arch.in_channels();
+        if !(same && (same_channels || widens)) || from.classes != ds.classes {
             bail!(
                 "--init-from {}: its model is {:?} for classes {:?}, this run's is {:?} for {:?}; \
                  match --model/--model-opt/--channels (1 to 3 is allowed) \
@@ -392,6 +417,7 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             .collect::<anyhow::Result<_>>()?,
         freeze: args.freeze.clone(),
         aux_weight: args.aux_weight,
+        stn_penalty: args.stn_penalty,
         weight_decay: args.weight_decay,
         crop_size: (args.crop_size > 0 && args.crop_size < args.image_size)
             .then_some(args.crop_size),
