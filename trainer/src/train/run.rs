@@ -177,25 +177,36 @@ impl RunDir {
                 path.display()
             );
         }
-        let model = cfg.architecture.init::<B>(device)?;
-        let recorder = CheckpointRecorder::new();
-        match model.clone().load_file(self.file(which), &recorder, device) {
-            Ok(model) => Ok(model),
-            // Checkpoints written before models could have a spatial transformer hold the
-            // zoo member's record alone.
-            Err(err) if cfg.architecture.stn.is_none() => {
-                let net = model.net.load_file(self.file(which), &recorder, device);
-                let net = net
-                    .map_err(|_| err)
-                    .with_context(|| format!("loading checkpoint {}", path.display()))?;
-                Ok(SegModel { net, stn: None })
-            }
-            Err(err) => Err(err).with_context(|| format!("loading checkpoint {}", path.display())),
-        }
+        load_checkpoint(&cfg.architecture, &self.file(which), device)
+            .with_context(|| format!("loading checkpoint {}", path.display()))
     }
 
     pub fn optimizer_path(&self) -> PathBuf {
         self.file("optimizer")
+    }
+}
+
+/// Loads the checkpoint `file` (without its extension) as `arch`. Checkpoints written before
+/// models could have a spatial transformer hold the zoo member's record alone; they load as
+/// that member without a transformer.
+fn load_checkpoint<B: Backend>(
+    arch: &Architecture,
+    file: &Path,
+    device: &B::Device,
+) -> anyhow::Result<SegModel<B>> {
+    let model = arch.init::<B>(device)?;
+    let recorder = CheckpointRecorder::new();
+    match model
+        .clone()
+        .load_file(file.to_path_buf(), &recorder, device)
+    {
+        Ok(model) => Ok(model),
+        Err(err) if arch.stn.is_none() => {
+            let net = model.net.load_file(file.to_path_buf(), &recorder, device);
+            let net = net.map_err(|_| err)?;
+            Ok(SegModel { net, stn: None })
+        }
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -223,4 +234,37 @@ fn write_log_csv(path: &Path, rows: &[EpochLog]) -> anyhow::Result<()> {
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::tensor::{Distribution, Tensor};
+
+    use super::*;
+
+    type B = Flex;
+
+    #[test]
+    fn checkpoints_of_the_bare_zoo_member_still_load() {
+        let dev = Default::default();
+        let dir = tempfile::tempdir().unwrap();
+        let arch = Architecture::tiny("unet", 1, 2).unwrap();
+        let model = arch.init::<B>(&dev).unwrap();
+        let x = Tensor::<B, 4>::random([1, 1, 16, 16], Distribution::Default, &dev);
+        let expected = model.forward(x.clone()).into_data();
+        let recorder = CheckpointRecorder::new();
+        // The record layout before `SegModel` had a transformer: the member alone.
+        let old = dir.path().join("old");
+        model.net.clone().save_file(old.clone(), &recorder).unwrap();
+        let loaded = load_checkpoint::<B>(&arch, &old, &dev).unwrap();
+        assert_eq!(loaded.forward(x.clone()).into_data(), expected);
+        let new = dir.path().join("new");
+        model.save_file(new.clone(), &recorder).unwrap();
+        let loaded = load_checkpoint::<B>(&arch, &new, &dev).unwrap();
+        assert_eq!(loaded.forward(x).into_data(), expected);
+        // A transformer run cannot start from a record that has none.
+        let with_stn = arch.with_stn(medseg_models::StnConfig::tiny());
+        assert!(load_checkpoint::<B>(&with_stn, &old, &dev).is_err());
+    }
 }
