@@ -314,14 +314,7 @@ mod tests {
             spacings: vec![None; 6],
             patients: vec!["p".into(); 6],
         };
-        let spec = InputSpec {
-            channels: 1,
-            height: side,
-            width: side,
-            mean: 0.5,
-            std: 0.25,
-            stacked_neighbours: false,
-        };
+        let spec = spec(side);
         let augment = Augment {
             rotate_degrees: 15.0,
             zoom: 0.1,
