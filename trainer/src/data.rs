@@ -67,3 +67,14 @@ pub fn load_split(
     anyhow::ensure!(!split.is_empty(), "split {label} is empty");
     Ok(split)
 }
+
+/// At most `max` items spread evenly over the slice (all when `max` is 0 or large enough):
+/// a subset of a split in which every patient still counts.
+pub fn evenly_spaced<T: Clone>(items: &[T], max: usize) -> Vec<T> {
+    if max == 0 || items.len() <= max {
+        return items.to_vec();
+    }
+    (0..max)
+        .map(|i| items[i * items.len() / max].clone())
+        .collect()
+}

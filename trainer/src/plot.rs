@@ -16,7 +16,7 @@ pub struct EpochLog {
     pub images_per_second: f64,
 }
 
-fn register_font() {
+pub(crate) fn register_font() {
     // The font ships inside the `dejavu` crate, so plots need no system fonts.
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

@@ -19,7 +19,7 @@ use medseg_runtime::onnx::pb;
 use medseg_runtime::{Cleanup, InputSpec};
 use medseg_runtime::{Segmenter, onnx as onnx_io};
 
-use crate::data::load_split;
+use crate::data::{evenly_spaced, load_split};
 use crate::train::{RunDir, foreground_means, validate::score_split};
 
 pub struct ExportOptions {
@@ -32,6 +32,8 @@ pub struct ExportOptions {
     /// Clean-up the runtime applies by default, written into the card (the test scores in
     /// the card include it).
     pub cleanup: Cleanup,
+    /// Score at most this many test images per domain, evenly spaced (0 = all).
+    pub max_test_images: usize,
 }
 
 /// What export measured, for the caller to print.
@@ -134,6 +136,7 @@ pub fn export<B: Backend>(
             let Some(samples) = splits.get("test").filter(|s| !s.is_empty()) else {
                 continue;
             };
+            let samples = &evenly_spaced(samples, opts.max_test_images);
             let key = format!("{domain}/test");
             tracing::info!(split = %key, images = samples.len(), "scoring the exported model");
             let summary = medseg_runtime::evaluate::evaluate_split(

