@@ -11,7 +11,7 @@ use image::{GrayImage, RgbImage};
 use rand::Rng;
 
 use super::monitor::{CAMERA_GAMMA, Monitor};
-use super::{Planes, PhoneCapture};
+use super::{PhoneCapture, Planes};
 
 /// Camera distance from the screen in image sides: about a phone held to fill its frame with
 /// the image. Closer means stronger keystone for the same tilt.
@@ -93,8 +93,10 @@ pub(crate) struct Camera {
     pub photo_to_image: Homography,
     width: u32,
     height: u32,
-    /// Black screen beyond the image, each side (image pixels), x and y.
-    margin: (f64, f64),
+    /// The screen's visible area in image pixels: `[left, right) x [top, bottom)`. Wider
+    /// than the image (black margin) or narrower (the viewer panned the image past the
+    /// bezel, which hides that part: it is class 0 in the mask).
+    screen: [f64; 4],
     bezel: f64,
     /// Linear light of the bezel and the background (lit by the room).
     bezel_light: f32,
@@ -111,14 +113,18 @@ impl Camera {
         let zoom = f64::from(1.0 + s * cfg.zoom.sample(rng)).max(0.2);
         let shift = f64::from(s * cfg.shift.sample(rng)) * side;
         let shift_dir = rng.random::<f64>() * std::f64::consts::TAU;
-        // Monitors are wider than tall: more black screen left and right than above.
-        let margin_y = f64::from(cfg.screen_margin.sample(rng)) * side;
-        let margin_x = margin_y * (1.0 + 2.0 * rng.random::<f64>());
+        // Scaled by severity up to 1 only: a harsher shot does not hide more of the image.
+        let mut margin = || f64::from(s.min(1.0) * cfg.screen_margin.sample(rng)) * side;
+        let screen = [-margin(), w + margin(), -margin(), h + margin()];
         let bezel = f64::from(cfg.bezel_width.sample(rng)) * side;
         let bezel_light = linear(cfg.bezel_level.sample(rng));
         let bg = cfg.background_level.sample(rng);
         let warm = 0.06 * (2.0 * rng.random::<f32>() - 1.0);
-        let background = [linear(bg * (1.0 + warm)), linear(bg), linear(bg * (1.0 - warm))];
+        let background = [
+            linear(bg * (1.0 + warm)),
+            linear(bg),
+            linear(bg * (1.0 - warm)),
+        ];
 
         let forward = project(
             w,
@@ -127,7 +133,10 @@ impl Camera {
             tilt * tilt_dir.sin(),
             roll,
             zoom,
-            (w / 2.0 + shift * shift_dir.cos(), h / 2.0 + shift * shift_dir.sin()),
+            (
+                w / 2.0 + shift * shift_dir.cos(),
+                h / 2.0 + shift * shift_dir.sin(),
+            ),
         );
         // A camera at most 60 degrees off the screen's normal sees the whole plane in front
         // of it, so the forward map is invertible; the identity is the safe fallback.
@@ -136,7 +145,7 @@ impl Camera {
             photo_to_image,
             width,
             height,
-            margin: (margin_x, margin_y),
+            screen,
             bezel,
             bezel_light,
             background,
@@ -146,7 +155,11 @@ impl Camera {
     /// What the camera sees, in linear light, before lighting and the sensor.
     pub fn render(&self, image: &RgbImage, monitor: &Monitor) -> Planes {
         let (w, h) = (self.width as usize, self.height as usize);
-        let mut rgb = [vec![0.0f32; w * h], vec![0.0f32; w * h], vec![0.0f32; w * h]];
+        let mut rgb = [
+            vec![0.0f32; w * h],
+            vec![0.0f32; w * h],
+            vec![0.0f32; w * h],
+        ];
         let mut glossy = vec![0.0f32; w * h];
         let n = SUBSAMPLES.len() as f32;
         for y in 0..h {
@@ -154,7 +167,8 @@ impl Camera {
                 let mut acc = [0.0f32; 3];
                 let mut gloss = 0.0f32;
                 for (ox, oy) in SUBSAMPLES {
-                    let (light, on_glass) = self.sample_point(image, monitor, x as f64 + ox, y as f64 + oy);
+                    let (light, on_glass) =
+                        self.sample_point(image, monitor, x as f64 + ox, y as f64 + oy);
                     for c in 0..3 {
                         acc[c] += light[c];
                     }
@@ -176,20 +190,25 @@ impl Camera {
     }
 
     /// Light at photo point `(px, py)` and whether it lies on the glossy screen or bezel.
-    fn sample_point(&self, image: &RgbImage, monitor: &Monitor, px: f64, py: f64) -> ([f32; 3], bool) {
+    fn sample_point(
+        &self,
+        image: &RgbImage,
+        monitor: &Monitor,
+        px: f64,
+        py: f64,
+    ) -> ([f32; 3], bool) {
         let Some((u, v)) = self.photo_to_image.apply(px, py) else {
             return (self.background, false);
         };
-        let (w, h) = (f64::from(self.width), f64::from(self.height));
-        let (mx, my) = self.margin;
         let amb = monitor.ambient;
-        if (0.0..w).contains(&u) && (0.0..h).contains(&v) {
+        let [l, r, t, b] = self.screen;
+        if self.shows_image(u, v) {
             let e = monitor.emit(image, u, v);
             ([e[0] + amb[0], e[1] + amb[1], e[2] + amb[2]], true)
-        } else if (-mx..w + mx).contains(&u) && (-my..h + my).contains(&v) {
+        } else if (l..r).contains(&u) && (t..b).contains(&v) {
             (amb, true)
-        } else if (-mx - self.bezel..w + mx + self.bezel).contains(&u)
-            && (-my - self.bezel..h + my + self.bezel).contains(&v)
+        } else if (l - self.bezel..r + self.bezel).contains(&u)
+            && (t - self.bezel..b + self.bezel).contains(&v)
         {
             ([self.bezel_light; 3], true)
         } else {
@@ -197,8 +216,15 @@ impl Camera {
         }
     }
 
+    /// Is image point `(u, v)` on the image and on the visible screen?
+    fn shows_image(&self, u: f64, v: f64) -> bool {
+        let [l, r, t, b] = self.screen;
+        let (w, h) = (f64::from(self.width), f64::from(self.height));
+        (0.0f64.max(l)..w.min(r)).contains(&u) && (0.0f64.max(t)..h.min(b)).contains(&v)
+    }
+
     /// The mask as the photo sees it: the class of the image pixel under each photo pixel's
-    /// centre, 0 off the image.
+    /// centre, 0 where no image is shown (off the image, behind the bezel).
     pub fn warp_mask(&self, mask: &GrayImage) -> GrayImage {
         let (w, h) = (self.width, self.height);
         GrayImage::from_fn(w, h, |x, y| {
@@ -207,7 +233,7 @@ impl Camera {
                 .apply(f64::from(x) + 0.5, f64::from(y) + 0.5)
                 .and_then(|(u, v)| {
                     let (i, j) = (u.floor(), v.floor());
-                    (i >= 0.0 && j >= 0.0 && i < f64::from(w) && j < f64::from(h))
+                    (self.shows_image(u, v) && i < f64::from(w) && j < f64::from(h))
                         .then(|| mask.get_pixel(i as u32, j as u32)[0])
                 });
             image::Luma([label.unwrap_or(0)])
@@ -219,7 +245,15 @@ impl Camera {
 /// at `aim` (image pixels), rotated by `pitch` (about the image's x axis), `yaw` (y axis) and
 /// `roll` (the optical axis), with magnification `zoom` at the aim point. With no rotation,
 /// zoom 1 and the aim at the centre, it is the identity.
-fn project(w: f64, h: f64, pitch: f64, yaw: f64, roll: f64, zoom: f64, aim: (f64, f64)) -> Homography {
+fn project(
+    w: f64,
+    h: f64,
+    pitch: f64,
+    yaw: f64,
+    roll: f64,
+    zoom: f64,
+    aim: (f64, f64),
+) -> Homography {
     let d = DISTANCE_SIDES * w.max(h);
     let f = zoom * d;
     let r = matmul(rot_z(roll), matmul(rot_x(pitch), rot_y(yaw)));
@@ -231,7 +265,11 @@ fn project(w: f64, h: f64, pitch: f64, yaw: f64, roll: f64, zoom: f64, aim: (f64
         d - r1[2] * aim.0 - r2[2] * aim.1,
     ];
     let plane = Homography {
-        m: [[r1[0], r2[0], t[0]], [r1[1], r2[1], t[1]], [r1[2], r2[2], t[2]]],
+        m: [
+            [r1[0], r2[0], t[0]],
+            [r1[1], r2[1], t[1]],
+            [r1[2], r2[2], t[2]],
+        ],
     };
     let k = Homography {
         m: [[f, 0.0, w / 2.0], [0.0, f, h / 2.0], [0.0, 0.0, 1.0]],
@@ -281,7 +319,10 @@ mod tests {
         let inv = hm.inverse().unwrap();
         for (x, y) in [(0.5, 0.5), (63.5, 47.5), (10.25, 30.75)] {
             let (u, v) = inv.apply(x, y).unwrap();
-            assert!((u - x).abs() < 1e-9 && (v - y).abs() < 1e-9, "({x},{y}) -> ({u},{v})");
+            assert!(
+                (u - x).abs() < 1e-9 && (v - y).abs() < 1e-9,
+                "({x},{y}) -> ({u},{v})"
+            );
         }
     }
 
@@ -309,6 +350,9 @@ mod tests {
             b - a
         };
         let (top, bottom) = (width_at(0.0), width_at(512.0));
-        assert!((top - bottom).abs() > 0.1 * top, "top {top} bottom {bottom}");
+        assert!(
+            (top - bottom).abs() > 0.1 * top,
+            "top {top} bottom {bottom}"
+        );
     }
 }

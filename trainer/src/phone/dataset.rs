@@ -73,7 +73,10 @@ pub enum PhoneDomainError {
     #[error("{}: {cause}", path.display())]
     Capture { path: PathBuf, cause: PhoneError },
     #[error("cannot write {}: {cause}", path.display())]
-    Write { path: PathBuf, cause: std::io::Error },
+    Write {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("{}: exists and would be read instead of the phone JPEG; move it away", path.display())]
     Shadowed { path: PathBuf },
 }
@@ -88,10 +91,12 @@ pub fn write_phone_domain(
     spec: &PhoneDomainSpec,
     on_image: &mut dyn FnMut(usize, usize),
 ) -> Result<PhoneDomainSummary, PhoneDomainError> {
-    spec.settings.validate().map_err(|cause| PhoneDomainError::Capture {
-        path: spec.root.clone(),
-        cause,
-    })?;
+    spec.settings
+        .validate()
+        .map_err(|cause| PhoneDomainError::Capture {
+            path: spec.root.clone(),
+            cause,
+        })?;
     let root = &spec.root;
     let splits_path = root.join("splits.json");
     if !splits_path.is_file()
@@ -347,12 +352,20 @@ mod tests {
         std::fs::create_dir_all(dir.join("images")).unwrap();
         std::fs::create_dir_all(dir.join("masks")).unwrap();
         for name in ["a0", "a1", "b0", "t0"] {
-            GrayImage::from_fn(48, 48, |x, y| Luma([if (16..32).contains(&x) && (16..32).contains(&y) { 220 } else { 30 }]))
-                .save(dir.join("images").join(format!("{name}.png")))
-                .unwrap();
-            GrayImage::from_fn(48, 48, |x, y| Luma([u8::from((16..32).contains(&x) && (16..32).contains(&y))]))
-                .save(dir.join("masks").join(format!("{name}.png")))
-                .unwrap();
+            GrayImage::from_fn(48, 48, |x, y| {
+                Luma([if (16..32).contains(&x) && (16..32).contains(&y) {
+                    220
+                } else {
+                    30
+                }])
+            })
+            .save(dir.join("images").join(format!("{name}.png")))
+            .unwrap();
+            GrayImage::from_fn(48, 48, |x, y| {
+                Luma([u8::from((16..32).contains(&x) && (16..32).contains(&y))])
+            })
+            .save(dir.join("masks").join(format!("{name}.png")))
+            .unwrap();
         }
         std::fs::write(
             dir.join("splits.json"),
@@ -383,13 +396,21 @@ mod tests {
         assert!(!summary.spacing_dropped);
         let ds = Dataset::open(dir.path()).unwrap();
         let phone = ds.split(Some(DOMAIN), "test").unwrap();
-        let names: Vec<_> = phone.iter().map(|s| (s.patient.as_str(), s.name.as_str())).collect();
-        assert_eq!(names, [("pa", "phone_a0"), ("pa", "phone_a1"), ("pb", "phone_b0")]);
+        let names: Vec<_> = phone
+            .iter()
+            .map(|s| (s.patient.as_str(), s.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("pa", "phone_a0"), ("pa", "phone_a1"), ("pb", "phone_b0")]
+        );
         assert!(phone[0].image.ends_with("images/phone_a0.jpg"));
         let mask = load_mask(&phone[0].mask, 2).unwrap();
         assert!(mask.data.contains(&1), "label lost");
         // Nothing else in the manifest was lost, and the training domain stays the default.
-        let json: Value = serde_json::from_slice(&std::fs::read(dir.path().join("splits.json")).unwrap()).unwrap();
+        let json: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("splits.json")).unwrap())
+                .unwrap();
         assert_eq!(json["seed"], 7);
         assert_eq!(json["phone_capture"]["source_domain"], "xh");
         assert_eq!(ds.default_domain(), "xh");
@@ -405,7 +426,10 @@ mod tests {
         let err = write_phone_domain(&spec(dir.path(), false), &mut |_, _| {}).unwrap_err();
         assert!(err.to_string().contains("--force"), "{err}");
         write_phone_domain(&spec(dir.path(), true), &mut |_, _| {}).unwrap();
-        assert_eq!(std::fs::read(dir.path().join("images/phone_a1.jpg")).unwrap(), first);
+        assert_eq!(
+            std::fs::read(dir.path().join("images/phone_a1.jpg")).unwrap(),
+            first
+        );
         let err = write_phone_domain(
             &PhoneDomainSpec {
                 source_domain: Some(DOMAIN.into()),
@@ -426,7 +450,9 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         tiny_dataset(dir.path());
-        GrayImage::new(40, 40).save(dir.path().join("masks/a1.png")).unwrap();
+        GrayImage::new(40, 40)
+            .save(dir.path().join("masks/a1.png"))
+            .unwrap();
         let err = write_phone_domain(&spec(dir.path(), false), &mut |_, _| {}).unwrap_err();
         assert!(err.to_string().contains("a1.png"), "{err}");
         // The manifest is untouched by a failed run.

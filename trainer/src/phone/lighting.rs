@@ -77,9 +77,15 @@ impl Lighting {
         for y in 0..h {
             for x in 0..w {
                 let i = y * w + x;
-                let (fx, fy) = ((x as f32 + 0.5) / w as f32 - 0.5, (y as f32 + 0.5) / h as f32 - 0.5);
+                let (fx, fy) = (
+                    (x as f32 + 0.5) / w as f32 - 0.5,
+                    (y as f32 + 0.5) / h as f32 - 0.5,
+                );
                 let illum = (1.0 + 2.0 * self.gradient * (fx * gx + fy * gy)).max(0.0);
-                let (dx, dy) = (x as f32 + 0.5 - w as f32 / 2.0, y as f32 + 0.5 - h as f32 / 2.0);
+                let (dx, dy) = (
+                    x as f32 + 0.5 - w as f32 / 2.0,
+                    y as f32 + 0.5 - h as f32 / 2.0,
+                );
                 let vignette = 1.0 - self.vignetting * (dx * dx + dy * dy) / half_diag2;
                 let spot = match glare {
                     Some((cx, cy, s, c, g)) => {
@@ -138,7 +144,10 @@ mod tests {
         let mut p = flat(64, 64, 0.3);
         l.apply(&mut p);
         let at = |c: usize, x: usize, y: usize| p.rgb[c][y * 64 + x];
-        assert!(at(1, 0, 0) < 0.3 && at(1, 63, 63) < 0.3, "corners not darkened");
+        assert!(
+            at(1, 0, 0) < 0.3 && at(1, 63, 63) < 0.3,
+            "corners not darkened"
+        );
         let peak = p.rgb[1].iter().cloned().fold(0.0, f32::max);
         assert!(peak > 0.4, "no glare spot: peak {peak}");
         assert!(at(2, 32, 32) > at(0, 32, 32), "no blue cast");

@@ -98,7 +98,10 @@ pub struct PhoneCapture {
     pub zoom: Span,
     /// Where the camera aims, off the image centre (fraction of the side, random direction).
     pub shift: Span,
-    /// Black screen between the image and the bezel, each side (fraction of the side).
+    /// Screen between the image's edge and the bezel, drawn for each side (fraction of the
+    /// side; scaled by severity up to 1). Negative: the viewer shows the image past that screen
+    /// edge, so the bezel hides a strip of it (class 0 in the mask) and can come into a
+    /// zoomed-in frame, as in the reference photo.
     pub screen_margin: Span,
     /// Bezel width (fraction of the side).
     pub bezel_width: Span,
@@ -144,26 +147,26 @@ impl Default for PhoneCapture {
             gamma_shift: Span::new(0.0, 0.25),
             monitor_pixels_per_pixel: Span::new(1.3, 2.2),
             subpixel_contrast: Span::new(0.25, 0.5),
-            ambient_reflection: Span::new(0.02, 0.05),
+            ambient_reflection: Span::new(0.015, 0.04),
             tilt_deg: Span::new(10.0, 20.0),
             roll_deg: Span::new(2.0, 8.0),
-            zoom: Span::new(0.15, 0.45),
+            zoom: Span::new(0.3, 0.65),
             shift: Span::new(0.02, 0.1),
-            screen_margin: Span::new(0.01, 0.08),
+            screen_margin: Span::new(-0.15, 0.05),
             bezel_width: Span::new(0.02, 0.05),
             bezel_level: Span::new(0.04, 0.15),
             background_level: Span::new(0.2, 0.85),
             illumination_gradient: Span::new(0.1, 0.3),
             glare_probability: 0.85,
-            glare_strength: Span::new(0.15, 0.4),
-            glare_radius: Span::new(0.06, 0.16),
+            glare_strength: Span::new(0.1, 0.3),
+            glare_radius: Span::new(0.05, 0.12),
             vignetting: Span::new(0.1, 0.3),
             cast_blue: Span::new(0.0, 0.15),
             cast_tint: Span::new(0.0, 0.04),
             exposure_stops: Span::new(0.0, 0.3),
             defocus_px: Span::new(0.6, 1.6),
             motion_px: Span::new(0.0, 3.0),
-            noise: Span::new(0.003, 0.01),
+            noise: Span::new(0.002, 0.007),
             jpeg_loss: Span::new(10.0, 35.0),
         }
     }
@@ -178,9 +181,7 @@ pub enum PhoneError {
         value: String,
         expected: &'static str,
     },
-    #[error(
-        "image is {image_w}x{image_h} px but its mask is {mask_w}x{mask_h}; they must match"
-    )]
+    #[error("image is {image_w}x{image_h} px but its mask is {mask_w}x{mask_h}; they must match")]
     SizeMismatch {
         image_w: u32,
         image_h: u32,
@@ -265,7 +266,11 @@ impl PhoneCapture {
         ];
         for (name, span) in unit {
             if span.lo < 0.0 || span.hi > 1.0 {
-                return bad(name, format!("[{}, {}]", span.lo, span.hi), "expected within 0..=1");
+                return bad(
+                    name,
+                    format!("[{}, {}]", span.lo, span.hi),
+                    "expected within 0..=1",
+                );
             }
         }
         let non_negative = [
@@ -273,7 +278,6 @@ impl PhoneCapture {
             ("tilt_deg", self.tilt_deg),
             ("roll_deg", self.roll_deg),
             ("shift", self.shift),
-            ("screen_margin", self.screen_margin),
             ("bezel_width", self.bezel_width),
             ("glare_strength", self.glare_strength),
             ("glare_radius", self.glare_radius),
@@ -295,15 +299,22 @@ impl PhoneCapture {
                 "expected tilt <= 60 and roll <= 180 degrees",
             );
         }
-        if self.zoom.lo <= -0.8 || self.monitor_pixels_per_pixel.lo < 0.5 || self.jpeg_loss.hi > 95.0
+        if self.screen_margin.lo < -0.4
+            || self.zoom.lo <= -0.8
+            || self.monitor_pixels_per_pixel.lo < 0.5
+            || self.jpeg_loss.hi > 95.0
         {
             return bad(
-                "zoom / monitor_pixels_per_pixel / jpeg_loss",
+                "screen_margin / zoom / monitor_pixels_per_pixel / jpeg_loss",
                 format!(
-                    "{} / {} / {}",
-                    self.zoom.lo, self.monitor_pixels_per_pixel.lo, self.jpeg_loss.hi
+                    "{} / {} / {} / {}",
+                    self.screen_margin.lo,
+                    self.zoom.lo,
+                    self.monitor_pixels_per_pixel.lo,
+                    self.jpeg_loss.hi
                 ),
-                "expected zoom > -0.8, at least 0.5 monitor pixels per pixel, jpeg_loss <= 95",
+                "expected screen_margin >= -0.4, zoom > -0.8, at least 0.5 monitor pixels per \
+                 pixel, jpeg_loss <= 95",
             );
         }
         Ok(())
@@ -479,7 +490,10 @@ impl PhoneCapture {
         let (photo, mask) = self.try_capture(&image, &mask, rng)?;
         let out = if channels == 1 {
             let gray = image::DynamicImage::ImageRgb8(photo).into_luma8();
-            gray.as_raw().iter().map(|&v| f32::from(v) / 255.0).collect()
+            gray.as_raw()
+                .iter()
+                .map(|&v| f32::from(v) / 255.0)
+                .collect()
         } else {
             let raw = photo.as_raw();
             (0..3)

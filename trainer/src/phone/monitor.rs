@@ -32,9 +32,7 @@ impl Monitor {
         let pixels_per_pixel = f64::from(cfg.monitor_pixels_per_pixel.sample(rng));
         let contrast = (s * cfg.subpixel_contrast.sample(rng)).clamp(0.0, 1.0);
         let ambient = s * cfg.ambient_reflection.sample(rng);
-        let lut = (0..256)
-            .map(|v| (v as f32 / 255.0).powf(gamma))
-            .collect();
+        let lut = (0..256).map(|v| (v as f32 / 255.0).powf(gamma)).collect();
         Self {
             lut,
             pixels_per_pixel,
@@ -100,7 +98,11 @@ mod tests {
         let (mut lo, mut hi) = (f32::MAX, 0.0f32);
         for i in 0..n {
             for j in 0..n {
-                let e = m.emit(&img, 1.0 + (i as f64 + 0.5) / n as f64, 1.0 + (j as f64 + 0.5) / n as f64);
+                let e = m.emit(
+                    &img,
+                    1.0 + (i as f64 + 0.5) / n as f64,
+                    1.0 + (j as f64 + 0.5) / n as f64,
+                );
                 for c in 0..3 {
                     sum[c] += f64::from(e[c]);
                 }
@@ -110,9 +112,15 @@ mod tests {
         }
         for s in sum {
             let mean = s / (n * n) as f64;
-            assert!((mean - f64::from(full)).abs() < 0.01 * f64::from(full), "{mean} vs {full}");
+            assert!(
+                (mean - f64::from(full)).abs() < 0.01 * f64::from(full),
+                "{mean} vs {full}"
+            );
         }
-        assert!(hi > 1.5 * full && lo < 0.7 * full, "red stripe {lo}..{hi} around {full}");
+        assert!(
+            hi > 1.5 * full && lo < 0.7 * full,
+            "red stripe {lo}..{hi} around {full}"
+        );
     }
 
     #[test]

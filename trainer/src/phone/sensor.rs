@@ -13,6 +13,9 @@ use super::{PhoneCapture, Planes};
 /// with more read noise (a smaller pixel, a darker room) also has fewer photons per level.
 const SHOT_PER_READ_VAR: f32 = 8.0;
 
+/// Mean linear luminance auto-exposure aims at (about 35% gray once encoded).
+const AUTO_EXPOSURE_TARGET: f32 = 0.1;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Sensor {
     /// Gaussian sigma in photo pixels.
@@ -21,6 +24,8 @@ pub(crate) struct Sensor {
     motion: f32,
     motion_dir: f32,
     read_noise: f32,
+    /// How far auto-exposure goes towards its target (0 = off, 1 = all the way).
+    auto_exposure: f32,
     /// JPEG quality, `None` for none (severity 0).
     jpeg_quality: Option<u8>,
 }
@@ -32,12 +37,14 @@ impl Sensor {
         let motion = s * cfg.motion_px.sample(rng) * px;
         let motion_dir = rng.random::<f32>() * std::f32::consts::PI;
         let read_noise = s * cfg.noise.sample(rng);
+        let auto_exposure = s.min(1.0);
         let loss = (s * cfg.jpeg_loss.sample(rng)).round().clamp(0.0, 95.0) as u8;
         Self {
             defocus,
             motion,
             motion_dir,
             read_noise,
+            auto_exposure,
             jpeg_quality: (loss > 0).then_some(100 - loss),
         }
     }
@@ -45,6 +52,20 @@ impl Sensor {
     /// The photo as the phone saves it, and the JPEG file when one was written.
     pub fn develop(&self, mut planes: Planes, rng: &mut ChaCha8Rng) -> (RgbImage, Option<Vec<u8>>) {
         let (w, h) = (planes.width, planes.height);
+        // A phone exposes for the scene's mean: a mostly black CT slice comes out brighter
+        // than on the screen, its blacks a lifted gray (as in the reference photo).
+        if self.auto_exposure > 0.0 {
+            let n = (w * h).max(1) as f32;
+            let [r, g, b] = &planes.rgb;
+            let mean = (0..w * h)
+                .map(|i| 0.2126 * r[i] + 0.7152 * g[i] + 0.0722 * b[i])
+                .sum::<f32>()
+                / n;
+            let gain = (AUTO_EXPOSURE_TARGET / mean.max(1e-4))
+                .clamp(0.5, 4.0)
+                .powf(self.auto_exposure);
+            planes.rgb.iter_mut().flatten().for_each(|v| *v *= gain);
+        }
         for plane in &mut planes.rgb {
             if self.defocus > 0.05 {
                 gaussian_blur(plane, w, h, self.defocus);
@@ -177,7 +198,9 @@ mod tests {
         let mut flat = vec![0.5f32; w * h];
         gaussian_blur(&mut flat, w, h, 1.5);
         assert!(flat.iter().all(|v| (v - 0.5).abs() < 1e-5));
-        let edge: Vec<f32> = (0..w * h).map(|i| if i % w < 8 { 0.0 } else { 1.0 }).collect();
+        let edge: Vec<f32> = (0..w * h)
+            .map(|i| if i % w < 8 { 0.0 } else { 1.0 })
+            .collect();
         let streak = motion_blur(&edge, w, h, 4.0, 0.0);
         let row = &streak[4 * w..5 * w];
         assert!(row[7] > 0.0 && row[8] < 1.0, "edge not spread: {row:?}");
@@ -186,7 +209,9 @@ mod tests {
 
     #[test]
     fn jpeg_round_trip_keeps_the_size_and_is_close() {
-        let img = RgbImage::from_fn(40, 24, |x, y| image::Rgb([(x * 6) as u8, (y * 10) as u8, 128]));
+        let img = RgbImage::from_fn(40, 24, |x, y| {
+            image::Rgb([(x * 6) as u8, (y * 10) as u8, 128])
+        });
         let (back, bytes) = jpeg_round_trip(&img, 80).unwrap();
         assert_eq!(back.dimensions(), img.dimensions());
         assert_eq!(&bytes[..2], &[0xFF, 0xD8], "not a JPEG stream");

@@ -39,7 +39,7 @@ pub struct Args {
     source_domain: Option<String>,
     /// Strength of every capture effect: 0 = nearly a screenshot, 1 = like the reference
     /// phone photo, 2 = harsh.
-    #[arg(long, requires = "from")]
+    #[arg(long, requires = "from", allow_negative_numbers = true)]
     severity: Option<f32>,
     /// Replace the domain if the data set already has it.
     #[arg(long, requires = "from")]
@@ -63,8 +63,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn progress(unit: &str) -> ProgressBar {
     ProgressBar::new(0).with_style(
-        ProgressStyle::with_template(&format!("{{bar:30}} {{pos}}/{{len}} {unit} [{{elapsed}}<{{eta}}]"))
-            .expect("valid template"),
+        ProgressStyle::with_template(&format!(
+            "{{bar:30}} {{pos}}/{{len}} {unit} [{{elapsed}}<{{eta}}]"
+        ))
+        .expect("valid template"),
     )
 }
 
