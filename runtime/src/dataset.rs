@@ -220,12 +220,16 @@ impl Dataset {
         Ok(())
     }
 
-    /// The domain used when none is named: the only one, or the first in name order.
+    /// The domain used when none is named: the first in name order that has a training
+    /// split (the domain a model is trained on), else the first. Test-only domains (a
+    /// phantom's other hospitals, a `phone` capture domain, whose name sorts before `xh`)
+    /// never become the default by being added.
     pub fn default_domain(&self) -> &str {
         self.domains
-            .keys()
-            .next()
-            .map(String::as_str)
+            .iter()
+            .find(|(_, splits)| splits.contains_key("train"))
+            .or_else(|| self.domains.iter().next())
+            .map(|(name, _)| name.as_str())
             .unwrap_or(DEFAULT_DOMAIN)
     }
 
@@ -344,6 +348,23 @@ mod tests {
         assert_eq!(s.patient, "p1");
         assert!(s.image.ends_with("p1/s0.png"));
         assert!(ds.split(None, "val").is_err());
+    }
+
+    #[test]
+    fn default_domain_is_the_one_with_a_training_split() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("splits.json"),
+            r#"{"classes":["bg","fg"],"domains":{"phone":{"test":{}},"xh":{"train":{},"test":{}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(Dataset::open(dir.path()).unwrap().default_domain(), "xh");
+        std::fs::write(
+            dir.path().join("splits.json"),
+            r#"{"classes":["bg","fg"],"domains":{"b":{"test":{}},"a":{"test":{}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(Dataset::open(dir.path()).unwrap().default_domain(), "a");
     }
 
     #[test]
