@@ -461,6 +461,40 @@ mod tests {
     }
 
     #[test]
+    fn phone_images_get_no_pixel_spacing() {
+        use medseg_runtime::slice_table::{self, SliceRow};
+        let dir = tempfile::tempdir().unwrap();
+        tiny_dataset(dir.path());
+        let rows: Vec<SliceRow> = ["a0", "a1", "b0"]
+            .iter()
+            .map(|n| SliceRow {
+                name: (*n).into(),
+                patient: "pa".into(),
+                domain: "xh".into(),
+                split: "test".into(),
+                source: "vol.nii.gz".into(),
+                slice_index: Some(0),
+                spacing_y_mm: Some(0.7),
+                spacing_x_mm: Some(0.7),
+                height: 48,
+                width: 48,
+                foreground_pixels: 256,
+            })
+            .collect();
+        slice_table::write(&dir.path().join(slice_table::FILE_NAME), &rows).unwrap();
+        let summary = write_phone_domain(&spec(dir.path(), false), &mut |_, _| {}).unwrap();
+        assert!(summary.spacing_dropped);
+        let ds = Dataset::open(dir.path()).unwrap();
+        assert!(ds.split(Some("xh"), "test").unwrap()[0].spacing.is_some());
+        assert!(
+            ds.split(Some(DOMAIN), "test")
+                .unwrap()
+                .iter()
+                .all(|s| s.spacing.is_none())
+        );
+    }
+
+    #[test]
     fn image_seeds_depend_on_seed_and_name_only() {
         use rand::RngCore;
         let a = image_rng(1, "x").next_u64();

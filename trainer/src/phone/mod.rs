@@ -146,7 +146,7 @@ impl Default for PhoneCapture {
             severity_spread: 0.0,
             gamma_shift: Span::new(0.0, 0.25),
             monitor_pixels_per_pixel: Span::new(1.3, 2.2),
-            subpixel_contrast: Span::new(0.25, 0.5),
+            subpixel_contrast: Span::new(0.15, 0.4),
             ambient_reflection: Span::new(0.015, 0.04),
             tilt_deg: Span::new(10.0, 20.0),
             roll_deg: Span::new(2.0, 8.0),
