@@ -11,6 +11,7 @@ pub mod loss_table;
 pub mod losses;
 pub mod objective;
 pub mod plot;
+pub mod pretrain;
 pub mod sampling;
 pub mod source;
 pub mod synth;
