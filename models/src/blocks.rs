@@ -161,8 +161,11 @@ pub fn unet_encoder<B: Backend, O: Ops<B>>(
             let pooled = pool2x(o, deepest);
             stage.run(o, pooled)
         });
+        o.tap(&format!("level{}", i + 1), &y);
         levels.push(y);
     }
+    let deepest = levels.last().expect("stem output");
+    o.tap(crate::network::ENCODER_TAP, deepest);
     levels
 }
 

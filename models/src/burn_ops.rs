@@ -20,13 +20,21 @@ use crate::ops::{Ops, Pool};
 /// Runs a network description on Burn tensors of backend `B`.
 pub struct BurnOps<B: Backend> {
     device: B::Device,
+    /// The values offered through [`Ops::tap`], in the order the network offered them.
+    taps: Vec<(String, Tensor<B, 4>)>,
 }
 
 impl<B: Backend> BurnOps<B> {
     pub fn new(device: &B::Device) -> Self {
         Self {
             device: device.clone(),
+            taps: Vec::new(),
         }
+    }
+
+    /// The tapped values (name, tensor), in the order the network offered them.
+    pub fn into_taps(self) -> Vec<(String, Tensor<B, 4>)> {
+        self.taps
     }
 }
 
@@ -83,6 +91,10 @@ impl<B: Backend> Ops<B> for BurnOps<B> {
 
     fn training(&self) -> bool {
         B::ad_enabled(&self.device)
+    }
+
+    fn tap(&mut self, name: &str, x: &Self::T) {
+        self.taps.push((name.to_string(), x.clone()));
     }
 
     fn conv(&mut self, x: Self::T, conv: &Conv2d<B>) -> Self::T {

@@ -71,6 +71,20 @@ pub fn forward<B: Backend, N: Network<B>>(net: &N, x: Tensor<B, 4>) -> SegOutput
     net.run(&mut o, x)
 }
 
+/// The name every architecture taps its encoder output under (UNet: the bottleneck).
+pub const ENCODER_TAP: &str = "encoder";
+
+/// The Burn forward pass and the values the network offered through [`Ops::tap`] (name,
+/// tensor `[N, C, h, w]`), in the order it offered them.
+pub fn forward_with_taps<B: Backend, N: Network<B>>(
+    net: &N,
+    x: Tensor<B, 4>,
+) -> (SegOutput<Tensor<B, 4>>, Vec<(String, Tensor<B, 4>)>) {
+    let mut o = BurnOps::new(&x.device());
+    let out = net.run(&mut o, x);
+    (out, o.into_taps())
+}
+
 /// The inference graph of any network for one input shape (auxiliary outputs pruned).
 pub fn export_graph<B: Backend, N: Network<B>>(net: &N, input_shape: [usize; 4]) -> Graph {
     let mut o = GraphOps::new(input_shape);

@@ -83,6 +83,11 @@ pub trait Ops<B: Backend> {
         f(self)
     }
 
+    /// Offers `x` under `name` to whoever runs the network (encoder features for contrastive
+    /// pre-training, see [`crate::network::forward_with_taps`]). Computes nothing and adds
+    /// nothing to an exported graph: only [`crate::burn_ops::BurnOps`] keeps taps.
+    fn tap(&mut self, _name: &str, _x: &Self::T) {}
+
     // Layers with parameters.
     fn conv(&mut self, x: Self::T, conv: &Conv2d<B>) -> Self::T;
     /// Convolution then BatchNorm (batch statistics when training; folded in the graph).

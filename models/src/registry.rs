@@ -436,6 +436,16 @@ impl<B: Backend> SegModel<B> {
         forward(self, x)
     }
 
+    /// Logits, auxiliary outputs and the values the network offered through
+    /// [`Ops::tap`] (name, tensor): every member offers its encoder output as
+    /// [`crate::network::ENCODER_TAP`].
+    pub fn forward_taps(
+        &self,
+        x: Tensor<B, 4>,
+    ) -> (SegOutput<Tensor<B, 4>>, Vec<(String, Tensor<B, 4>)>) {
+        crate::network::forward_with_taps(self, x)
+    }
+
     /// The model widened to read `channels` stacked slices (see [`Network::widen_input`]).
     pub fn widen_input(self, channels: usize) -> Result<Self, ArchitectureError> {
         Network::widen_input(self, channels).map_err(|reason| ArchitectureError::Invalid {
@@ -549,6 +559,41 @@ mod tests {
         assert_eq!(in_ch, 3);
         let previous = grad.slice([0..out_ch, 0..1, 0..k, 0..k]).abs().sum();
         assert!(previous.into_scalar() > 0.0);
+    }
+
+    /// Every member offers its encoder output as the "encoder" tap (a feature map smaller
+    /// than the input), and taps leave the exported graph alone: no node carries a tap's name
+    /// and the graph is the same with or without anything asking for taps.
+    #[test]
+    fn every_member_taps_its_encoder_and_exports_without_taps() {
+        let dev = Default::default();
+        for name in Architecture::names() {
+            let arch = Architecture::tiny(name, 1, 2).unwrap();
+            let side = 4 * arch.size_multiple().max(8);
+            let model = arch.init::<Flex>(&dev).unwrap();
+            let x = Tensor::<Flex, 4>::random([2, 1, side, side], Distribution::Default, &dev);
+            let (out, taps) = model.forward_taps(x.clone());
+            let encoder: Vec<_> = taps
+                .iter()
+                .filter(|(n, _)| n == crate::network::ENCODER_TAP)
+                .collect();
+            assert_eq!(encoder.len(), 1, "{name}: {:?}", taps.iter().map(|t| &t.0).collect::<Vec<_>>());
+            let [n, c, h, w] = encoder[0].1.dims();
+            assert!(n == 2 && c > 0 && h < side && w < side, "{name}: {:?}", encoder[0].1.dims());
+            assert_eq!(out.logits.dims(), model.forward(x).dims(), "{name}");
+            let graph = model.export([1, 1, side, side]);
+            let again = model.export([1, 1, side, side]);
+            assert_eq!(graph.nodes.len(), again.nodes.len(), "{name}");
+            for node in &graph.nodes {
+                for (tap, _) in &taps {
+                    assert!(
+                        !node.name.split('/').any(|part| part == tap),
+                        "{name}: node {} named after tap {tap}",
+                        node.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -146,6 +146,9 @@ impl<B: Backend> Network<B> for UNetPlusPlus<B> {
                     let cat = o.concat(parts, 1);
                     node.run(o, cat)
                 });
+                if j == 0 && i == depth {
+                    o.tap(crate::network::ENCODER_TAP, &y);
+                }
                 grid[i].push(y);
             }
         }

@@ -258,6 +258,7 @@ impl<B: Backend> Network<B> for VitSeg<B> {
         // Back to an image: [N, 1, L, D] -> [N, 1, D, L] -> [N, D, gh, gw].
         let t = o.transpose(t, [0, 1, 3, 2]);
         let mut y = o.reshape(t, [n, d, gh, gw]);
+        o.tap(crate::network::ENCODER_TAP, &y);
         for (i, stage) in self.decoder.iter().enumerate() {
             y = o.scoped(&format!("decoder{i}"), |o| {
                 let y = stage.run(o, y);

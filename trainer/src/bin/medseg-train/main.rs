@@ -5,6 +5,7 @@ mod cmd_bench_losses;
 mod cmd_export;
 mod cmd_import;
 mod cmd_models;
+mod cmd_pretrain;
 mod cmd_synth;
 mod cmd_train;
 mod typed_flags;
@@ -29,6 +30,7 @@ struct Cli {
 enum Command {
     Synth(cmd_synth::Args),
     Train(cmd_train::Args),
+    Pretrain(cmd_pretrain::Args),
     Export(cmd_export::Args),
     // Boxed: the import flags (every format's) make this variant far larger than the rest.
     Import(Box<cmd_import::Args>),
@@ -57,6 +59,7 @@ fn main() {
                 typed_flags::refuse_ignored_by_resume(c, m, cmd_train::READ_ON_RESUME)
             })
             .and_then(|()| cmd_train::run(a)),
+        Command::Pretrain(a) => cmd_pretrain::run(a),
         Command::Export(a) => cmd_export::run(a),
         Command::Import(a) => typed("import")
             .map_or(Ok(()), |(c, m)| typed_flags::refuse_other_formats(c, m))

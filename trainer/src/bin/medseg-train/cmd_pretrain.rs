@@ -1,0 +1,261 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, bail, ensure};
+
+use medseg_models::Architecture;
+use medseg_models::network::ENCODER_TAP;
+use medseg_runtime::InputSpec;
+use medseg_runtime::dataset::Dataset;
+use medseg_trainer::backend;
+use medseg_trainer::data::load_split;
+use medseg_trainer::pretrain::probe::run_probe;
+use medseg_trainer::pretrain::{PretrainConfig, pretrain, pretrain_config_path, pretrain_views_augment};
+use medseg_trainer::source::Unlabelled;
+use medseg_trainer::train::{OptimizerKind, RunConfig, RunDir};
+
+/// Contrastive self-supervised pre-training of a model's encoder on unlabelled images (MoCo v2
+/// with a momentum key encoder; JMedSeg's shared encoder with --shared-encoder). The run
+/// folder loads with `medseg-train train --init-from RUN` (whole model; the decoder is
+/// untouched). With --probe-data, a k-NN probe compares the learned features with random
+/// ones (probe.json). See docs/SSL.md.
+///
+/// Example: medseg-train pretrain --data phantom/xh/images --model unet --out runs/ssl --probe-data phantom
+#[derive(clap::Args, Clone)]
+pub struct Args {
+    /// Folder of images, searched recursively (a data set's masks/ and labels/ are skipped).
+    #[arg(long)]
+    data: PathBuf,
+    /// Architecture (`medseg-train models` lists them).
+    #[arg(long, default_value = "unet")]
+    model: String,
+    /// An architecture option, KEY=VALUE, repeatable; use the same ones for `train --init-from`.
+    #[arg(long = "model-opt", value_name = "KEY=VALUE")]
+    model_opts: Vec<String>,
+    /// Run folder (the layout of a training run).
+    #[arg(long)]
+    out: PathBuf,
+    /// The tap the features come from (every architecture offers "encoder"; UNet-family
+    /// encoders also offer level1..levelN).
+    #[arg(long, default_value = ENCODER_TAP)]
+    layer: String,
+    /// Embedding dimension of the projection head.
+    #[arg(long, default_value_t = 128)]
+    dim: usize,
+    /// InfoNCE temperature.
+    #[arg(long, default_value_t = 0.07)]
+    temperature: f32,
+    /// Number of negative keys in the queue.
+    #[arg(long, default_value_t = 1024)]
+    queue: usize,
+    /// Key encoder momentum (MoCo's EMA).
+    #[arg(long, default_value_t = 0.999)]
+    momentum: f32,
+    /// JMedSeg's variant: one network encodes both views, gradients through both, no
+    /// momentum encoder (--momentum is ignored).
+    #[arg(long)]
+    shared_encoder: bool,
+    /// Adam learning rate [JMedSeg: 1e-5, which barely moves a network in a short run].
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Side of the model input: images are resized to it.
+    #[arg(long, default_value_t = 128)]
+    image_size: usize,
+    /// Random square crops of this side from each view (0 = whole images).
+    #[arg(long, default_value_t = 96)]
+    crop_size: usize,
+    /// Input channels (1 gray, 3 RGB).
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    /// Class names of the segmentation model to be fine-tuned, comma separated; must match the
+    /// data set `train --init-from` will use [default: the classes of --probe-data, else
+    /// background,foreground].
+    #[arg(long, value_delimiter = ',')]
+    classes: Option<Vec<String>>,
+    /// Stop each epoch after this many steps (quick trials).
+    #[arg(long)]
+    max_steps_per_epoch: Option<usize>,
+    /// Stop after the last epoch that fits in this many minutes.
+    #[arg(long, value_name = "MINUTES")]
+    time_budget: Option<f64>,
+    /// A labelled data set for the k-NN probe (train split = reference, test split = queries).
+    #[arg(long)]
+    probe_data: Option<PathBuf>,
+    /// Domain of --probe-data [default: its first].
+    #[arg(long)]
+    probe_domain: Option<String>,
+    /// Neighbours in the k-NN vote.
+    #[arg(long, default_value_t = 5)]
+    probe_k: usize,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let dir = RunDir::new(&args.out);
+    if dir.has_progress() {
+        bail!(
+            "{} already holds a run; choose another --out (pretrain has no --resume)",
+            args.out.display()
+        );
+    }
+    ensure!(
+        [1, 3].contains(&args.channels),
+        "--channels {}: expected 1 or 3",
+        args.channels
+    );
+    ensure!(
+        args.temperature > 0.0 && args.temperature.is_finite(),
+        "--temperature {}: expected > 0",
+        args.temperature
+    );
+    ensure!(
+        (0.0..=1.0).contains(&args.momentum),
+        "--momentum {}: expected 0..=1",
+        args.momentum
+    );
+    ensure!(
+        args.queue > 0 && args.dim > 0 && args.batch_size >= 2 && args.epochs > 0,
+        "--queue, --dim and --epochs must be at least 1, --batch-size at least 2"
+    );
+    let probe_ds = args.probe_data.as_ref().map(|p| Dataset::open(p)).transpose()?;
+    let classes = match (&args.classes, &probe_ds) {
+        (Some(c), _) => c.clone(),
+        (None, Some(ds)) => ds.classes.clone(),
+        (None, None) => vec!["background".into(), "foreground".into()],
+    };
+    ensure!(classes.len() >= 2, "--classes: at least two");
+    let mut arch = Architecture::by_name(&args.model, args.channels, classes.len())?;
+    for opt in &args.model_opts {
+        let (key, value) = opt
+            .split_once('=')
+            .with_context(|| format!("--model-opt {opt}: expected KEY=VALUE, e.g. base_width=32"))?;
+        arch.set_option(key.trim(), value.trim())
+            .with_context(|| format!("--model {}", args.model))?;
+    }
+    arch.validate()?;
+    let m = arch.size_multiple();
+    ensure!(
+        args.image_size > 0 && args.image_size.is_multiple_of(m) && args.crop_size.is_multiple_of(m),
+        "--image-size {} and --crop-size {} must be multiples of {m} for this architecture",
+        args.image_size,
+        args.crop_size
+    );
+    let input = InputSpec {
+        channels: args.channels,
+        height: args.image_size,
+        width: args.image_size,
+        mean: 0.5,
+        std: 0.25,
+        stacked_neighbours: false,
+    };
+    let mut source = Unlabelled::from_folder(&args.data, &input)?;
+    source.views = 2;
+    source.augment = pretrain_views_augment();
+    if args.crop_size > 0 && args.crop_size < args.image_size {
+        source.crop = args.crop_size;
+    }
+    let cfg = RunConfig {
+        data: std::fs::canonicalize(&args.data).unwrap_or_else(|_| args.data.clone()),
+        domain: "unlabelled".into(),
+        dataset_name: args
+            .data
+            .file_name()
+            .map_or("images".into(), |n| n.to_string_lossy().into_owned()),
+        dataset_hash: String::new(),
+        dataset_images: source.files.len(),
+        classes,
+        architecture: arch,
+        input: input.clone(),
+        augment: source.augment,
+        init_from: None,
+        init_modules: Vec::new(),
+        freeze: Vec::new(),
+        aux_weight: 1.0,
+        stn_penalty: 0.0,
+        weight_decay: 0.0,
+        crop_size: (source.crop < args.image_size).then_some(source.crop),
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        optimizer: OptimizerKind::Adam,
+        poly_power: None,
+        class_weights: None,
+        loss: "infonce".into(),
+        seed: args.seed,
+        max_steps_per_epoch: args.max_steps_per_epoch,
+        fixed_batch: false,
+        time_budget_minutes: args.time_budget,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        backend: backend::NAME.into(),
+    };
+    let pre = PretrainConfig {
+        layer: args.layer.clone(),
+        dim: args.dim,
+        temperature: args.temperature,
+        queue: args.queue,
+        momentum: (!args.shared_encoder).then_some(args.momentum),
+        augment: source.augment,
+        probe_data: args.probe_data.clone(),
+        probe_k: args.probe_k,
+    };
+    dir.write_config(&cfg)?;
+    std::fs::write(pretrain_config_path(&args.out), serde_json::to_vec_pretty(&pre)?)?;
+    println!(
+        "pre-training {} ({} tap) on {} images of {} ({}), {} on {}",
+        cfg.architecture.name(),
+        pre.layer,
+        source.files.len(),
+        args.data.display(),
+        if args.shared_encoder { "shared encoder" } else { "momentum encoder" },
+        format_args!("InfoNCE T {} queue {}", pre.temperature, pre.queue),
+        backend::NAME
+    );
+    let device = backend::device();
+    let (_net, losses) = pretrain::<backend::Train>(&dir, &cfg, &pre, &source, &device)?;
+    if let (Some(first), Some(last)) = (losses.first(), losses.last()) {
+        println!(
+            "InfoNCE: first step {first:.4}, last step {last:.4} ({} steps); run in {}",
+            losses.len(),
+            args.out.display()
+        );
+    }
+    if let (Some(ds), Some(path)) = (&probe_ds, &args.probe_data) {
+        let domain = args
+            .probe_domain
+            .clone()
+            .unwrap_or_else(|| ds.default_domain().to_string());
+        let n = ds.classes.len();
+        let bank = load_split(ds.split(Some(&domain), "train")?, n, &input, false, "probe bank")?;
+        let queries = load_split(ds.split(Some(&domain), "test")?, n, &input, false, "probe queries")?;
+        let pretrained = dir.load_model::<backend::Inner>("best", &device)?;
+        <backend::Inner as burn::tensor::backend::Backend>::seed(&device, cfg.seed);
+        let random = cfg.architecture.init::<backend::Inner>(&device)?;
+        let result = run_probe(
+            &pretrained,
+            &random,
+            &bank,
+            &queries,
+            [args.channels, args.image_size, args.image_size],
+            &pre.layer,
+            args.probe_k,
+            &device,
+        )
+        .with_context(|| format!("probe on {}", path.display()))?;
+        std::fs::write(args.out.join("probe.json"), serde_json::to_vec_pretty(&result)?)?;
+        println!(
+            "probe ({}; {}-NN, {} reference / {} query images of {domain}): pretrained {:.3}, random init {:.3}, majority {:.3}",
+            result.task,
+            result.k,
+            result.bank_images,
+            result.query_images,
+            result.pretrained_accuracy,
+            result.random_init_accuracy,
+            result.majority_baseline
+        );
+    }
+    Ok(())
+}
