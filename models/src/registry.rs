@@ -577,9 +577,18 @@ mod tests {
                 .iter()
                 .filter(|(n, _)| n == crate::network::ENCODER_TAP)
                 .collect();
-            assert_eq!(encoder.len(), 1, "{name}: {:?}", taps.iter().map(|t| &t.0).collect::<Vec<_>>());
+            assert_eq!(
+                encoder.len(),
+                1,
+                "{name}: {:?}",
+                taps.iter().map(|t| &t.0).collect::<Vec<_>>()
+            );
             let [n, c, h, w] = encoder[0].1.dims();
-            assert!(n == 2 && c > 0 && h < side && w < side, "{name}: {:?}", encoder[0].1.dims());
+            assert!(
+                n == 2 && c > 0 && h < side && w < side,
+                "{name}: {:?}",
+                encoder[0].1.dims()
+            );
             assert_eq!(out.logits.dims(), model.forward(x).dims(), "{name}");
             let graph = model.export([1, 1, side, side]);
             let again = model.export([1, 1, side, side]);

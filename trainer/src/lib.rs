@@ -13,6 +13,7 @@ pub mod losses;
 pub mod objective;
 pub mod phone;
 pub mod plot;
+pub mod prefetch;
 pub mod pretrain;
 pub mod sampling;
 pub mod scanner_shift;

@@ -17,13 +17,12 @@ use medseg_runtime::dataset::IMAGE_EXTS;
 use medseg_runtime::image_io::load_image;
 use medseg_runtime::preprocess::to_model_input;
 
-use crate::augment::Augment;
+use crate::augment::Pipeline;
 use crate::data::LoadedSplit;
 use crate::objective::{Batch, Target};
-use crate::sampling::random_crop;
 
 /// Something the training loop draws batches from.
-pub trait DataSource<B: Backend> {
+pub trait DataSource<B: Backend>: Sync {
     /// Number of samples (an epoch visits each once).
     fn len(&self) -> usize;
 
@@ -31,9 +30,44 @@ pub trait DataSource<B: Backend> {
         self.len() == 0
     }
 
-    /// The batch of samples `indices`. Randomness (crops, augmentation) comes from `rng`
-    /// only, so a batch is the same whatever the thread count.
-    fn batch(&self, indices: &[usize], rng: &mut ChaCha8Rng, device: &B::Device) -> Batch<B>;
+    /// The host-side batch of samples `indices` (any thread; see [`crate::prefetch`]).
+    /// Randomness (crops, augmentation) comes from `rng` only, so a batch is the same
+    /// whatever the thread count.
+    fn prepare(&self, indices: &[usize], rng: &mut ChaCha8Rng) -> HostBatch;
+
+    /// The batch of samples `indices` as tensors on `device`.
+    fn batch(&self, indices: &[usize], rng: &mut ChaCha8Rng, device: &B::Device) -> Batch<B> {
+        self.prepare(indices, rng).upload(device)
+    }
+}
+
+/// A prepared batch in host memory: what a prefetch thread hands the training thread, which
+/// turns it into tensors ([`HostBatch::upload`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostBatch {
+    /// `[n, channels, side, side]`.
+    pub shape: [usize; 4],
+    pub images: Vec<f32>,
+    /// One-hot targets `[n, classes, side, side]` and the masks `[n, side, side]`.
+    pub target: Option<(usize, Vec<f32>, Vec<u8>)>,
+    /// Further views, each shaped like `images`.
+    pub views: Vec<Vec<f32>>,
+}
+
+impl HostBatch {
+    pub fn upload<B: Backend>(self, device: &B::Device) -> Batch<B> {
+        let [n, c, h, w] = self.shape;
+        let tensor =
+            |xs: Vec<f32>, c: usize| Tensor::from_data(TensorData::new(xs, [n, c, h, w]), device);
+        Batch {
+            images: tensor(self.images, c),
+            target: self.target.map(|(classes, one_hot, masks)| Target {
+                one_hot: tensor(one_hot, classes),
+                masks,
+            }),
+            views: self.views.into_iter().map(|v| tensor(v, c)).collect(),
+        }
+    }
 }
 
 /// A labelled split: augmented `crop`-sized patches and their one-hot targets, the masks
@@ -43,27 +77,7 @@ pub struct Labelled<'a> {
     pub spec: &'a InputSpec,
     pub crop: usize,
     pub classes: usize,
-    pub augment: &'a Augment,
-}
-
-/// One prepared sample: the augmented patch and its mask.
-fn augmented_patch(
-    input: &[f32],
-    mask: &[u8],
-    side: usize,
-    crop: usize,
-    augment: &Augment,
-    rng: &mut ChaCha8Rng,
-) -> (Vec<f32>, Vec<u8>) {
-    let (mut input, mut mask) = if augment.is_geometric() {
-        let (mut whole, mut whole_mask) = (input.to_vec(), mask.to_vec());
-        augment.warp(&mut whole, &mut whole_mask, side, rng);
-        random_crop(&whole, &whole_mask, side, crop, rng)
-    } else {
-        random_crop(input, mask, side, crop, rng)
-    };
-    augment.apply(&mut input, &mut mask, crop, rng);
-    (input, mask)
+    pub augment: &'a Pipeline,
 }
 
 /// Runs `prepare` for every index with its own generator seeded from `rng`, in parallel
@@ -86,18 +100,12 @@ impl<B: Backend> DataSource<B> for Labelled<'_> {
         self.split.len()
     }
 
-    fn batch(&self, indices: &[usize], rng: &mut ChaCha8Rng, device: &B::Device) -> Batch<B> {
-        let (side, crop) = (self.spec.width, self.crop);
+    fn prepare(&self, indices: &[usize], rng: &mut ChaCha8Rng) -> HostBatch {
+        let crop = self.crop.min(self.spec.width);
         let samples = prepare_in_parallel(indices, rng, |i, rng| {
             let split = self.split;
-            augmented_patch(
-                &split.inputs[i],
-                &split.targets[i],
-                side,
-                crop,
-                self.augment,
-                rng,
-            )
+            self.augment
+                .patch(&split.inputs[i], &split.targets[i], self.spec, crop, rng)
         });
         let plane = crop * crop;
         let n = indices.len();
@@ -112,13 +120,10 @@ impl<B: Backend> DataSource<B> for Labelled<'_> {
                 ys[base + c as usize * plane + p] = 1.0;
             }
         }
-        let shape = |c: usize| [n, c, crop, crop];
-        Batch {
-            images: Tensor::from_data(TensorData::new(xs, shape(self.spec.channels)), device),
-            target: Some(Target {
-                one_hot: Tensor::from_data(TensorData::new(ys, shape(self.classes)), device),
-                masks,
-            }),
+        HostBatch {
+            shape: [n, self.spec.channels, crop, crop],
+            images: xs,
+            target: Some((self.classes, ys, masks)),
             views: Vec::new(),
         }
     }
@@ -134,7 +139,7 @@ pub struct Unlabelled {
     inputs: Vec<Vec<f32>>,
     spec: InputSpec,
     pub crop: usize,
-    pub augment: Augment,
+    pub augment: Pipeline,
     pub views: usize,
 }
 
@@ -165,6 +170,12 @@ impl Unlabelled {
             dir.display(),
             IMAGE_EXTS.join(", ")
         );
+        Self::from_files(files, spec)
+    }
+
+    /// Loads the given images (a data set split's, say); errors name the file at fault.
+    pub fn from_files(files: Vec<PathBuf>, spec: &InputSpec) -> anyhow::Result<Self> {
+        anyhow::ensure!(!files.is_empty(), "no images to learn from");
         let bar = ProgressBar::new(files.len() as u64).with_message("loading images");
         let inputs = files
             .iter()
@@ -179,7 +190,7 @@ impl Unlabelled {
             inputs,
             spec: spec.clone(),
             crop: spec.width,
-            augment: Augment::default(),
+            augment: Pipeline::preset("basic").expect("a preset"),
             views: 1,
         })
     }
@@ -190,27 +201,25 @@ impl<B: Backend> DataSource<B> for Unlabelled {
         self.inputs.len()
     }
 
-    fn batch(&self, indices: &[usize], rng: &mut ChaCha8Rng, device: &B::Device) -> Batch<B> {
-        let (side, crop, channels) = (self.spec.width, self.crop, self.spec.channels);
+    fn prepare(&self, indices: &[usize], rng: &mut ChaCha8Rng) -> HostBatch {
+        let (side, channels) = (self.spec.width, self.spec.channels);
+        let crop = self.crop.min(side);
         let no_mask = vec![0u8; side * side];
-        let views = self.views.max(1);
-        let mut tensors: Vec<Tensor<B, 4>> = (0..views)
+        let mut views: Vec<Vec<f32>> = (0..self.views.max(1))
             .map(|_| {
-                let samples = prepare_in_parallel(indices, rng, |i, rng| {
-                    augmented_patch(&self.inputs[i], &no_mask, side, crop, &self.augment, rng).0
-                });
-                let xs: Vec<f32> = samples.concat();
-                Tensor::from_data(
-                    TensorData::new(xs, [indices.len(), channels, crop, crop]),
-                    device,
-                )
+                prepare_in_parallel(indices, rng, |i, rng| {
+                    self.augment
+                        .patch(&self.inputs[i], &no_mask, &self.spec, crop, rng)
+                        .0
+                })
+                .concat()
             })
             .collect();
-        let images = tensors.remove(0);
-        Batch {
-            images,
+        HostBatch {
+            shape: [indices.len(), channels, crop, crop],
+            images: views.remove(0),
             target: None,
-            views: tensors,
+            views,
         }
     }
 }
@@ -254,11 +263,7 @@ mod tests {
         let mut source = Unlabelled::from_folder(dir.path(), &spec(16)).unwrap();
         assert_eq!(DataSource::<B>::len(&source), 2, "{:?}", source.files);
         source.views = 2;
-        source.augment = Augment {
-            flip: true,
-            contrast: 0.3,
-            ..Augment::default()
-        };
+        source.augment = Pipeline::preset("strong").unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let batch: Batch<B> = source.batch(&[1, 0], &mut rng, &Default::default());
         assert!(batch.target.is_none());
@@ -315,13 +320,20 @@ mod tests {
             patients: vec!["p".into(); 6],
         };
         let spec = spec(side);
-        let augment = Augment {
+        // Every kind of step, each firing about half the time.
+        let mut augment: Pipeline = crate::augment::Legacy {
             rotate_degrees: 15.0,
             zoom: 0.1,
             gamma: 0.5,
             blur: 1.0,
-            ..Augment::default()
-        };
+            ..Default::default()
+        }
+        .into();
+        for step in Pipeline::preset("strong").unwrap().steps {
+            let mut v = serde_json::to_value(&step).unwrap();
+            v["p"] = 0.5.into();
+            augment.steps.push(serde_json::from_value(v).unwrap());
+        }
         let batch = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

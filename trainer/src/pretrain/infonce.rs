@@ -80,7 +80,11 @@ pub fn info_nce<B: Backend>(
 /// Random unit rows (tests).
 #[cfg(test)]
 pub fn random_unit<B: Backend>(n: usize, d: usize, device: &B::Device) -> Tensor<B, 2> {
-    crate::pretrain::head::l2_normalize(Tensor::random([n, d], burn::tensor::Distribution::Normal(0.0, 1.0), device))
+    crate::pretrain::head::l2_normalize(Tensor::random(
+        [n, d],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        device,
+    ))
 }
 
 #[cfg(test)]
@@ -92,8 +96,14 @@ mod tests {
     #[test]
     fn info_nce_matches_a_hand_computation() {
         let dev = Default::default();
-        let q = Tensor::<Flex, 2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]), &dev);
-        let k = Tensor::<Flex, 2>::from_data(TensorData::new(vec![0.6f32, 0.8, 0.0, 1.0], [2, 2]), &dev);
+        let q = Tensor::<Flex, 2>::from_data(
+            TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]),
+            &dev,
+        );
+        let k = Tensor::<Flex, 2>::from_data(
+            TensorData::new(vec![0.6f32, 0.8, 0.0, 1.0], [2, 2]),
+            &dev,
+        );
         let queue = Tensor::<Flex, 2>::from_data(
             TensorData::new(vec![-1.0f32, 0.0, 0.0, -1.0, 0.8, 0.6], [3, 2]),
             &dev,
@@ -101,7 +111,10 @@ mod tests {
         let t = 0.5f32;
         // Row 0: positive 0.6, negatives -1, 0, 0.8. Row 1: positive 1, negatives 0, -1, 0.6.
         let ce = |pos: f32, negs: [f32; 3]| {
-            let z: f32 = std::iter::once(pos).chain(negs).map(|s| (s / t).exp()).sum();
+            let z: f32 = std::iter::once(pos)
+                .chain(negs)
+                .map(|s| (s / t).exp())
+                .sum();
             -((pos / t).exp() / z).ln()
         };
         let expected = (ce(0.6, [-1.0, 0.0, 0.8]) + ce(1.0, [0.0, -1.0, 0.6])) / 2.0;

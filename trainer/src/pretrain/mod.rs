@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use medseg_models::SegModel;
 
-use crate::augment::Augment;
+use crate::augment::{Legacy, Pipeline};
 use crate::plot::EpochLog;
 use crate::source::{DataSource, Unlabelled};
 use crate::train::{CheckpointRecorder, RunConfig, RunDir, RunState};
@@ -38,12 +38,12 @@ use infonce::{Queue, info_nce};
 use momentum::{independent_copy, momentum_update};
 
 /// The augmentation that makes the two views of an image (the one place to change it): in
-/// the spirit of MoCo v2 / JMedSeg's views, with the existing [`Augment`] fields. Random
+/// the spirit of MoCo v2 / JMedSeg's views, as the pipeline of the old flat settings. Random
 /// resized crop -> zoom 1 ± 0.3, shift ± 15% and the random crop of the source; colour
 /// jitter -> brightness and contrast ± 0.4, gamma; Gaussian blur of half the views up to 1.5
 /// px; horizontal flip. Small rotations stand in for the tilt of a phone photo.
-pub fn pretrain_views_augment() -> Augment {
-    Augment {
+pub fn pretrain_views_augment() -> Pipeline {
+    Legacy {
         flip: true,
         contrast: 0.4,
         brightness: 0.4,
@@ -53,6 +53,7 @@ pub fn pretrain_views_augment() -> Augment {
         gamma: 0.4,
         blur: 1.5,
     }
+    .into()
 }
 
 /// The settings of a pre-training run (pretrain.json), beside the [`RunConfig`] that
@@ -67,7 +68,7 @@ pub struct PretrainConfig {
     /// Key encoder = EMA of the query encoder with this momentum; none = JMedSeg's shared
     /// encoder (both views through one network, gradients through both).
     pub momentum: Option<f32>,
-    pub augment: Augment,
+    pub augment: Pipeline,
     /// A labelled data set for the probe (none: no probe).
     pub probe_data: Option<PathBuf>,
     pub probe_k: usize,
@@ -105,7 +106,14 @@ pub fn pick_tap<B: Backend>(
 
 impl<B: Backend> PretrainNet<B> {
     /// A head sized for the model's `layer` features (found by one forward of a small input).
-    pub fn new(model: SegModel<B>, layer: &str, dim: usize, side: usize, channels: usize, device: &B::Device) -> anyhow::Result<Self> {
+    pub fn new(
+        model: SegModel<B>,
+        layer: &str,
+        dim: usize,
+        side: usize,
+        channels: usize,
+        device: &B::Device,
+    ) -> anyhow::Result<Self> {
         let probe = Tensor::<B, 4>::zeros([2, channels, side, side], device);
         let (_, taps) = model.forward_taps(probe);
         let c = pick_tap(taps, layer)?.dims()[1];
@@ -161,7 +169,9 @@ pub fn pretrain<B: AutodiffBackend>(
         independent_copy(&net, fresh)
     });
     let mut queue = Queue::random(pre.queue, pre.dim, cfg.seed ^ 0x51);
-    let mut optim = AdamConfig::new().with_epsilon(1e-8).init::<B, PretrainNet<B>>();
+    let mut optim = AdamConfig::new()
+        .with_epsilon(1e-8)
+        .init::<B, PretrainNet<B>>();
     let mut state = RunState::default();
     let mut losses = Vec::new();
     let n = DataSource::<B>::len(source);
@@ -180,13 +190,19 @@ pub fn pretrain<B: AutodiffBackend>(
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
         let bar = ProgressBar::new(steps_per_epoch as u64).with_style(
-            ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]",
+            )
+            .expect("valid template"),
         );
         bar.set_prefix(format!("{epoch}/{}", cfg.epochs));
         let (mut loss_sum, mut images) = (0.0f64, 0usize);
         // Batches of at least 2 images: one image cannot have BatchNorm batch statistics.
-        for batch in order.chunks(cfg.batch_size).take(steps_per_epoch).filter(|b| b.len() >= 2) {
+        for batch in order
+            .chunks(cfg.batch_size)
+            .take(steps_per_epoch)
+            .filter(|b| b.len() >= 2)
+        {
             let data = source.batch(batch, &mut rng, device);
             let view2 = data.views.into_iter().next().expect("two views");
             let q = net.embed(data.images, &pre.layer)?;
@@ -205,7 +221,12 @@ pub fn pretrain<B: AutodiffBackend>(
             if let (Some(k_net), Some(m)) = (key.take(), pre.momentum) {
                 key = Some(momentum_update(k_net, &net, m));
             }
-            let keys: Vec<f32> = k.detach().into_data().convert::<f32>().to_vec().expect("f32 keys");
+            let keys: Vec<f32> = k
+                .detach()
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .expect("f32 keys");
             queue.enqueue(&keys);
             losses.push(value);
             loss_sum += value * batch.len() as f64;
@@ -258,6 +279,10 @@ fn save_extras<B: AutodiffBackend>(
     queue: &Queue,
 ) -> anyhow::Result<()> {
     let rec = CheckpointRecorder::new();
+    // Burn warns when it replaces a file; the previous epoch's are simply out of date.
+    for old in ["head.bin", "key.bin"] {
+        let _ = std::fs::remove_file(dir.path.join(old));
+    }
     net.head
         .valid()
         .save_file(dir.path.join("head"), &rec)
@@ -270,4 +295,124 @@ fn save_extras<B: AutodiffBackend>(
     std::fs::write(dir.path.join("queue.json"), serde_json::to_vec(queue)?)
         .context("saving the queue")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use medseg_models::Architecture;
+    use medseg_runtime::InputSpec;
+
+    use super::*;
+    use crate::train::OptimizerKind;
+
+    type B = Autodiff<Flex>;
+
+    fn config(arch: Architecture, input: InputSpec, epochs: usize) -> RunConfig {
+        RunConfig {
+            data: PathBuf::from("images"),
+            domain: "unlabelled".into(),
+            dataset_name: "images".into(),
+            dataset_hash: String::new(),
+            dataset_images: 8,
+            classes: vec!["background".into(), "foreground".into()],
+            architecture: arch,
+            input,
+            augment: pretrain_views_augment(),
+            init_from: None,
+            init_modules: Vec::new(),
+            freeze: Vec::new(),
+            aux_weight: 1.0,
+            stn_penalty: 0.0,
+            weight_decay: 0.0,
+            crop_size: None,
+            epochs,
+            batch_size: 4,
+            lr: 3e-3,
+            optimizer: OptimizerKind::Adam,
+            poly_power: None,
+            class_weights: None,
+            loss: "infonce".into(),
+            seed: 7,
+            max_steps_per_epoch: None,
+            fixed_batch: false,
+            time_budget_minutes: None,
+            command: "test".into(),
+            backend: "flex".into(),
+        }
+    }
+
+    /// Eight distinct generated images (stripes at different angles and frequencies).
+    fn image_folder(dir: &Path) {
+        for i in 0..8u32 {
+            image::GrayImage::from_fn(32, 32, |x, y| {
+                let v = ((x * (i % 4 + 1) + y * (i / 4 + 1) * 3) % 16) * 16;
+                image::Luma([v as u8])
+            })
+            .save(dir.join(format!("{i}.png")))
+            .unwrap();
+        }
+    }
+
+    fn losses(momentum: Option<f32>, epochs: usize) -> (Vec<f64>, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let images = tmp.path().join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        image_folder(&images);
+        let input = InputSpec {
+            channels: 1,
+            height: 16,
+            width: 16,
+            mean: 0.5,
+            std: 0.25,
+            stacked_neighbours: false,
+        };
+        let mut source = Unlabelled::from_folder(&images, &input).unwrap();
+        source.views = 2;
+        source.augment = pretrain_views_augment();
+        let arch = Architecture::tiny("unet", 1, 2).unwrap();
+        let cfg = config(arch, input, epochs);
+        let pre = PretrainConfig {
+            layer: "encoder".into(),
+            dim: 8,
+            temperature: 0.2,
+            queue: 32,
+            momentum,
+            augment: source.augment,
+            probe_data: None,
+            probe_k: 1,
+        };
+        let dir = RunDir::new(&tmp.path().join("run"));
+        dir.write_config(&cfg).unwrap();
+        let (_, l) = pretrain::<B>(&dir, &cfg, &pre, &source, &Default::default()).unwrap();
+        assert!(dir.path.join("best.bin").is_file() && dir.path.join("head.bin").is_file());
+        (l, tmp)
+    }
+
+    fn mean(v: &[f64]) -> f64 {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+
+    #[test]
+    fn pretrain_loss_falls_over_a_few_steps() {
+        for momentum in [None, Some(0.9)] {
+            let (l, _tmp) = losses(momentum, 12);
+            assert_eq!(l.len(), 24);
+            let (first, last) = (mean(&l[..4]), mean(&l[20..]));
+            assert!(last < first, "{momentum:?}: {first} -> {last}: {l:?}");
+        }
+    }
+
+    #[test]
+    fn pretrain_asks_for_a_tap_the_model_offers() {
+        let dev = Default::default();
+        let model = Architecture::tiny("unet", 1, 2)
+            .unwrap()
+            .init::<Flex>(&dev)
+            .unwrap();
+        let err = PretrainNet::new(model, "down9", 8, 16, 1, &dev)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("down9") && err.contains("encoder"), "{err}");
+    }
 }

@@ -82,7 +82,11 @@ mod tests {
         let copied = momentum_update(key.clone(), &query, 0.0);
         assert_eq!(weights(&copied), weights(&query));
         let half = momentum_update(key.clone(), &query, 0.5);
-        for ((h, k), q) in weights(&half).iter().zip(weights(&key)).zip(weights(&query)) {
+        for ((h, k), q) in weights(&half)
+            .iter()
+            .zip(weights(&key))
+            .zip(weights(&query))
+        {
             assert!((h - 0.5 * (k + q)).abs() < 1e-6);
         }
     }

@@ -25,9 +25,9 @@ pub struct ProbeResult {
     pub layer: String,
     pub bank_images: usize,
     pub query_images: usize,
-    /// Share of queries whose true answer is "above": what always guessing one answer scores
-    /// (its maximum with 1 - it).
-    pub majority_baseline: f64,
+    /// Share of queries whose true answer is "above" (the accuracies are balanced: chance is
+    /// 0.5 whatever this is).
+    pub query_share_above: f64,
     pub pretrained_accuracy: f64,
     pub random_init_accuracy: f64,
 }
@@ -72,7 +72,9 @@ pub fn features<B: Backend>(
     Ok(out)
 }
 
-/// Accuracy of a cosine k-NN vote (ties: the nearest neighbour's answer).
+/// Balanced accuracy (the mean of the two answers' recalls, so always guessing one answer
+/// scores 0.5 however unbalanced the queries) of a cosine k-NN vote (ties: the nearest
+/// neighbour's answer).
 pub fn knn_accuracy(
     bank: &[Vec<f32>],
     bank_labels: &[bool],
@@ -80,7 +82,8 @@ pub fn knn_accuracy(
     query_labels: &[bool],
     k: usize,
 ) -> f64 {
-    let mut right = 0usize;
+    let mut right = [0usize; 2];
+    let mut total = [0usize; 2];
     for (q, &truth) in queries.iter().zip(query_labels) {
         let mut sims: Vec<(f32, bool)> = bank
             .iter()
@@ -95,9 +98,14 @@ pub fn knn_accuracy(
             std::cmp::Ordering::Less => false,
             std::cmp::Ordering::Equal => top[0].1,
         };
-        right += usize::from(vote == truth);
+        total[usize::from(truth)] += 1;
+        right[usize::from(truth)] += usize::from(vote == truth);
     }
-    right as f64 / queries.len().max(1) as f64
+    let recalls: Vec<f64> = (0..2)
+        .filter(|&c| total[c] > 0)
+        .map(|c| right[c] as f64 / total[c] as f64)
+        .collect();
+    recalls.iter().sum::<f64>() / recalls.len().max(1) as f64
 }
 
 /// The probe for a pretrained and a random-init model of the same architecture.
@@ -119,7 +127,11 @@ pub fn run_probe<B: Backend>(
     let bank_area: Vec<f64> = bank.targets.iter().map(|m| area(m)).collect();
     let threshold = median(&bank_area);
     let bank_labels: Vec<bool> = bank_area.iter().map(|&a| a > threshold).collect();
-    let query_labels: Vec<bool> = queries.targets.iter().map(|m| area(m) > threshold).collect();
+    let query_labels: Vec<bool> = queries
+        .targets
+        .iter()
+        .map(|m| area(m) > threshold)
+        .collect();
     let accuracy = |model: &SegModel<B>| -> anyhow::Result<f64> {
         let fb = features(model, bank, shape, layer, 8, device)?;
         let fq = features(model, queries, shape, layer, 8, device)?;
@@ -135,7 +147,7 @@ pub fn run_probe<B: Backend>(
         layer: layer.to_string(),
         bank_images: bank.inputs.len(),
         query_images: queries.inputs.len(),
-        majority_baseline: above.max(1.0 - above),
+        query_share_above: above,
         pretrained_accuracy: accuracy(pretrained)?,
         random_init_accuracy: accuracy(random)?,
     })
@@ -147,11 +159,27 @@ mod tests {
 
     #[test]
     fn knn_votes_by_cosine_neighbours() {
-        let bank = vec![vec![1.0, 0.0], vec![0.9, 0.1], vec![0.0, 1.0], vec![0.1, 0.9]];
+        let bank = vec![
+            vec![1.0, 0.0],
+            vec![0.9, 0.1],
+            vec![0.0, 1.0],
+            vec![0.1, 0.9],
+        ];
         let labels = [true, true, false, false];
         let queries = vec![vec![0.95, 0.05], vec![0.05, 0.95]];
-        assert_eq!(knn_accuracy(&bank, &labels, &queries, &[true, false], 1), 1.0);
-        assert_eq!(knn_accuracy(&bank, &labels, &queries, &[false, false], 3), 0.5);
+        assert_eq!(
+            knn_accuracy(&bank, &labels, &queries, &[true, false], 1),
+            1.0
+        );
+        // Both queries "false": the first is voted wrong, the second right.
+        assert_eq!(
+            knn_accuracy(&bank, &labels, &queries, &[false, false], 3),
+            0.5
+        );
+        // Balanced: one right answer of the rare class counts as much as the common class.
+        let q3 = vec![vec![0.95, 0.05], vec![0.05, 0.95], vec![0.0, 1.0]];
+        let acc = knn_accuracy(&bank, &labels, &q3, &[false, false, true], 1);
+        assert!((acc - 0.25).abs() < 1e-9, "{acc}");
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
     }
 }

@@ -28,8 +28,13 @@ use crate::data::LoadedSplit;
 use crate::losses::{CompoundLoss, LossSpec};
 use crate::objective::{Objective, Supervised};
 use crate::plot::EpochLog;
+use crate::prefetch::Prefetch;
 use crate::source::{DataSource, Labelled};
 use budget::TimeBudget;
+
+/// Batches prepared ahead of the step: two keep the step fed when one batch takes longer
+/// than a step, without holding many batches of images in memory.
+const PREFETCH_BATCHES: usize = 2;
 
 /// The data a run trains and validates on.
 pub struct TrainData {
@@ -189,37 +194,59 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
         );
         bar.set_prefix(format!("{epoch}/{planned}"));
         let (mut loss_sum, mut images, mut lr) = (0.0f64, 0usize, cfg.lr);
-        for (step, batch) in order
-            .chunks(cfg.batch_size)
-            .take(steps_per_epoch)
-            .enumerate()
-        {
-            let step_started = Instant::now();
-            let global = (epoch - 1) * steps_per_epoch + step;
-            lr = match cfg.poly_power {
-                Some(p) => cfg.lr * (1.0 - global as f64 / total_steps as f64).powf(p),
-                None => cfg.lr,
-            };
-            let batch_data = source.batch(batch, &mut rng, device);
-            let out = model.forward_train(batch_data.images.clone());
-            let loss = objective.loss(&batch_data, &out)?;
-            let value: f64 = loss.clone().into_scalar().elem();
-            anyhow::ensure!(
-                value.is_finite(),
-                "loss became {value} at epoch {epoch} step {step}; lower --lr"
-            );
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            loss_sum += value * batch.len() as f64;
-            images += batch.len();
-            step_seconds.push(step_started.elapsed().as_secs_f64());
-            let ips = images as f64 / started.elapsed().as_secs_f64();
-            bar.set_message(format!(
-                "loss {:.4} {ips:.1} img/s",
-                loss_sum / images as f64
-            ));
-            bar.inc(1);
-        }
+        // Batches are prepared ahead on another thread (augmentation off the training
+        // thread); only the upload to the device happens here. The producer owns the epoch's
+        // generator and prepares the batches in order, so they are the serial loop's.
+        let (trained, waited) = std::thread::scope(|scope| -> anyhow::Result<_> {
+            let mut chunks = order.chunks(cfg.batch_size).take(steps_per_epoch);
+            let (source, rng) = (&source, &mut rng);
+            let mut batches = Prefetch::spawn(scope, PREFETCH_BATCHES, move || {
+                let indices = chunks.next()?;
+                Some((
+                    indices.len(),
+                    DataSource::<B>::prepare(source, indices, rng),
+                ))
+            });
+            for step in 0..steps_per_epoch {
+                let step_started = Instant::now();
+                let Some((batch_len, host)) = batches.next_item() else {
+                    break;
+                };
+                let global = (epoch - 1) * steps_per_epoch + step;
+                lr = match cfg.poly_power {
+                    Some(p) => cfg.lr * (1.0 - global as f64 / total_steps as f64).powf(p),
+                    None => cfg.lr,
+                };
+                let batch_data = host.upload::<B>(device);
+                let out = model.forward_train(batch_data.images.clone());
+                let loss = objective.loss(&batch_data, &out)?;
+                let value: f64 = loss.clone().into_scalar().elem();
+                anyhow::ensure!(
+                    value.is_finite(),
+                    "loss became {value} at epoch {epoch} step {step}; lower --lr"
+                );
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(lr, model, grads);
+                loss_sum += value * batch_len as f64;
+                images += batch_len;
+                step_seconds.push(step_started.elapsed().as_secs_f64());
+                let ips = images as f64 / started.elapsed().as_secs_f64();
+                bar.set_message(format!(
+                    "loss {:.4} {ips:.1} img/s",
+                    loss_sum / images as f64
+                ));
+                bar.inc(1);
+            }
+            Ok((model, batches.waited().as_secs_f64()))
+        })?;
+        model = trained;
+        let step_total: f64 = step_seconds.iter().sum();
+        tracing::info!(
+            epoch,
+            waited_seconds = waited,
+            "the training step waited for a batch {:.1}% of its time",
+            100.0 * waited / step_total.max(f64::EPSILON)
+        );
         let train_seconds = started.elapsed().as_secs_f64();
         bar.set_message("validating");
         let inference = model.valid();

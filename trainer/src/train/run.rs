@@ -12,8 +12,12 @@ use serde::{Deserialize, Serialize};
 use medseg_models::{Architecture, SegModel};
 use medseg_runtime::InputSpec;
 
-use crate::augment::Augment;
+use crate::augment::Pipeline;
 use crate::plot::EpochLog;
+
+fn basic_pipeline() -> Pipeline {
+    Pipeline::preset("basic").expect("basic is a preset")
+}
 
 pub type CheckpointRecorder = BinFileRecorder<FullPrecisionSettings>;
 
@@ -37,9 +41,11 @@ pub struct RunConfig {
     pub classes: Vec<String>,
     pub architecture: Architecture,
     pub input: InputSpec,
-    /// Augmentation of training samples (runs written before it existed get the default).
-    #[serde(default)]
-    pub augment: Augment,
+    /// Augmentation pipeline of training samples. Runs written before it existed get the
+    /// `basic` preset; runs written before the pipeline (a flat object of settings) load as
+    /// the equivalent pipeline.
+    #[serde(default = "basic_pipeline")]
+    pub augment: Pipeline,
     /// Run whose best checkpoint gave the starting weights (none = random initialization).
     #[serde(default)]
     pub init_from: Option<PathBuf>,

@@ -16,7 +16,7 @@ use medseg_trainer::phone::{self, PhoneCapture};
 use medseg_trainer::train::RunDir;
 
 use crate::cmd_bench_losses::machine_description;
-use crate::cmd_train;
+use crate::{cmd_pretrain, cmd_train};
 
 /// The generalization benchmark of SAS: trains the same model five ways (baseline,
 /// +augmentation, +STN, +SSL, SAS) with the same budget and seeds, exports each to ONNX, scores
@@ -315,12 +315,17 @@ fn draw_figure(args: &Args, results: &[RunResult]) -> anyhow::Result<Option<Stri
 }
 
 /// What a method changes, for the report (the training flags it sets).
-fn describe(method: Method, _train: &cmd_train::Args) -> String {
+fn describe(method: Method, train: &cmd_train::Args) -> String {
     match method {
-        Method::Baseline => "the model as `train` makes it by default (flips and small \
-                             intensity jitter)"
-            .into(),
-        Method::Aug => "the SAS augmentation pipeline".into(),
+        Method::Baseline => format!(
+            "the model as `train` makes it (`--augment {}`)",
+            train.augment
+        ),
+        Method::Aug => format!(
+            "`--augment {SAS_AUGMENT}`: the phone-capture simulator with its training settings on \
+             half the samples, then affine, perspective and elastic warps, colour jitter and \
+             temperature, gamma, blur, noise and JPEG (docs/AUGMENTATION.md)"
+        ),
         Method::Stn => "`--stn`: JMedSeg's spatial transformer in front of the model, logits \
                         warped back onto the input"
             .into(),
@@ -331,7 +336,15 @@ fn describe(method: Method, _train: &cmd_train::Args) -> String {
     }
 }
 
-fn configure_augmentation(_train: &mut cmd_train::Args, _method: Method) {}
+/// The augmentation methods train with SAS's pipeline; the others with `train`'s default.
+fn configure_augmentation(train: &mut cmd_train::Args, method: Method) {
+    if method.augments() {
+        train.augment = SAS_AUGMENT.into();
+    }
+}
+
+/// The `--augment` preset of the augmentation methods.
+const SAS_AUGMENT: &str = "sas";
 
 /// Makes the data set's phone-capture test domain when it has none (the default capture
 /// settings, seed 42, from the training domain's test split) and says how it was made.
@@ -369,6 +382,47 @@ fn ensure_phone_domain(data: &Path, source_domain: Option<&str>) -> anyhow::Resu
     ))
 }
 
-fn ensure_pretrained(_args: &Args, _seed: u64, _root: &Path) -> anyhow::Result<(PathBuf, f64)> {
-    anyhow::bail!("not wired yet")
+/// The seed's self-supervised pre-training run (`--out/pretrain-s<seed>`), made on the
+/// source domain's training images (no labels) when it is not there finished; its seconds.
+/// Every run of that seed that needs pre-training starts from the same one.
+fn ensure_pretrained(args: &Args, seed: u64, root: &Path) -> anyhow::Result<(PathBuf, f64)> {
+    let out = root.join(format!("pretrain-s{seed}"));
+    let dir = RunDir::new(&out);
+    let finished = dir
+        .state()
+        .is_ok_and(|s| s.epochs_done >= args.pretrain_epochs);
+    if !finished {
+        if dir.has_progress() {
+            // Pre-training has no --resume: an interrupted one starts again.
+            println!(
+                "== {}: interrupted pre-training, starting it again",
+                out.display()
+            );
+            std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
+        }
+        let t = &args.train;
+        let data = t
+            .data
+            .clone()
+            .context("bench-generalization needs --data")?;
+        let mut pre = cmd_pretrain::Args::defaults(data, out.clone());
+        pre.domain = t.domain.clone();
+        pre.split = Some("train".into());
+        pre.model = t.model.clone();
+        pre.model_opts = t.model_opts.clone();
+        pre.epochs = args.pretrain_epochs;
+        pre.max_steps_per_epoch = t.max_steps_per_epoch;
+        pre.batch_size = t.batch_size;
+        pre.image_size = t.image_size;
+        pre.crop_size = t.crop_size;
+        pre.seed = seed;
+        pre.probe_data = t.data.clone();
+        println!(
+            "== pretrain-s{seed}: contrastive pre-training ({})",
+            out.display()
+        );
+        cmd_pretrain::run(pre)?;
+    }
+    let state = dir.state()?;
+    Ok((out, state.log.iter().map(|e| e.seconds).sum()))
 }

@@ -9,7 +9,9 @@ use medseg_runtime::dataset::Dataset;
 use medseg_trainer::backend;
 use medseg_trainer::data::load_split;
 use medseg_trainer::pretrain::probe::run_probe;
-use medseg_trainer::pretrain::{PretrainConfig, pretrain, pretrain_config_path, pretrain_views_augment};
+use medseg_trainer::pretrain::{
+    PretrainConfig, pretrain, pretrain_config_path, pretrain_views_augment,
+};
 use medseg_trainer::source::Unlabelled;
 use medseg_trainer::train::{OptimizerKind, RunConfig, RunDir};
 
@@ -22,18 +24,26 @@ use medseg_trainer::train::{OptimizerKind, RunConfig, RunDir};
 /// Example: medseg-train pretrain --data phantom/xh/images --model unet --out runs/ssl --probe-data phantom
 #[derive(clap::Args, Clone)]
 pub struct Args {
-    /// Folder of images, searched recursively (a data set's masks/ and labels/ are skipped).
+    /// Folder of images, searched recursively (a data set's masks/ and labels/ are skipped);
+    /// with --split, a data set whose split's images are used (labels ignored).
     #[arg(long)]
-    data: PathBuf,
+    pub(crate) data: PathBuf,
+    /// With --split: the data set's domain [default: its training domain].
+    #[arg(long, requires = "split")]
+    pub(crate) domain: Option<String>,
+    /// Learn from this split of the data set in --data only (e.g. train: no test image of any
+    /// domain is seen, as a benchmark of unseen domains needs).
+    #[arg(long)]
+    pub(crate) split: Option<String>,
     /// Architecture (`medseg-train models` lists them).
     #[arg(long, default_value = "unet")]
-    model: String,
+    pub(crate) model: String,
     /// An architecture option, KEY=VALUE, repeatable; use the same ones for `train --init-from`.
     #[arg(long = "model-opt", value_name = "KEY=VALUE")]
-    model_opts: Vec<String>,
+    pub(crate) model_opts: Vec<String>,
     /// Run folder (the layout of a training run).
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// The tap the features come from (every architecture offers "encoder"; UNet-family
     /// encoders also offer level1..levelN).
     #[arg(long, default_value = ENCODER_TAP)]
@@ -58,17 +68,17 @@ pub struct Args {
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
     #[arg(long, default_value_t = 5)]
-    epochs: usize,
+    pub(crate) epochs: usize,
     #[arg(long, default_value_t = 8)]
-    batch_size: usize,
+    pub(crate) batch_size: usize,
     #[arg(long, default_value_t = 42)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Side of the model input: images are resized to it.
     #[arg(long, default_value_t = 128)]
-    image_size: usize,
+    pub(crate) image_size: usize,
     /// Random square crops of this side from each view (0 = whole images).
     #[arg(long, default_value_t = 96)]
-    crop_size: usize,
+    pub(crate) crop_size: usize,
     /// Input channels (1 gray, 3 RGB).
     #[arg(long, default_value_t = 1)]
     channels: usize,
@@ -79,19 +89,34 @@ pub struct Args {
     classes: Option<Vec<String>>,
     /// Stop each epoch after this many steps (quick trials).
     #[arg(long)]
-    max_steps_per_epoch: Option<usize>,
+    pub(crate) max_steps_per_epoch: Option<usize>,
     /// Stop after the last epoch that fits in this many minutes.
     #[arg(long, value_name = "MINUTES")]
     time_budget: Option<f64>,
     /// A labelled data set for the k-NN probe (train split = reference, test split = queries).
     #[arg(long)]
-    probe_data: Option<PathBuf>,
+    pub(crate) probe_data: Option<PathBuf>,
     /// Domain of --probe-data [default: its first].
     #[arg(long)]
     probe_domain: Option<String>,
     /// Neighbours in the k-NN vote.
     #[arg(long, default_value_t = 5)]
     probe_k: usize,
+}
+
+impl Args {
+    /// Every flag at its default, for commands that run a pre-training of their own.
+    pub(crate) fn defaults(data: PathBuf, out: PathBuf) -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: Args,
+        }
+        let (data, out) = (data.display().to_string(), out.display().to_string());
+        <Only as clap::Parser>::try_parse_from(["pretrain", "--data", &data, "--out", &out])
+            .expect("--data and --out are the only required flags")
+            .args
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -121,7 +146,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.queue > 0 && args.dim > 0 && args.batch_size >= 2 && args.epochs > 0,
         "--queue, --dim and --epochs must be at least 1, --batch-size at least 2"
     );
-    let probe_ds = args.probe_data.as_ref().map(|p| Dataset::open(p)).transpose()?;
+    let probe_ds = args
+        .probe_data
+        .as_ref()
+        .map(|p| Dataset::open(p))
+        .transpose()?;
     let classes = match (&args.classes, &probe_ds) {
         (Some(c), _) => c.clone(),
         (None, Some(ds)) => ds.classes.clone(),
@@ -130,16 +159,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ensure!(classes.len() >= 2, "--classes: at least two");
     let mut arch = Architecture::by_name(&args.model, args.channels, classes.len())?;
     for opt in &args.model_opts {
-        let (key, value) = opt
-            .split_once('=')
-            .with_context(|| format!("--model-opt {opt}: expected KEY=VALUE, e.g. base_width=32"))?;
+        let (key, value) = opt.split_once('=').with_context(|| {
+            format!("--model-opt {opt}: expected KEY=VALUE, e.g. base_width=32")
+        })?;
         arch.set_option(key.trim(), value.trim())
             .with_context(|| format!("--model {}", args.model))?;
     }
     arch.validate()?;
     let m = arch.size_multiple();
     ensure!(
-        args.image_size > 0 && args.image_size.is_multiple_of(m) && args.crop_size.is_multiple_of(m),
+        args.image_size > 0
+            && args.image_size.is_multiple_of(m)
+            && args.crop_size.is_multiple_of(m),
         "--image-size {} and --crop-size {} must be multiples of {m} for this architecture",
         args.image_size,
         args.crop_size
@@ -152,7 +183,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std: 0.25,
         stacked_neighbours: false,
     };
-    let mut source = Unlabelled::from_folder(&args.data, &input)?;
+    let mut source = match &args.split {
+        None => Unlabelled::from_folder(&args.data, &input)?,
+        Some(split) => {
+            let ds = Dataset::open(&args.data)?;
+            let samples = ds.split(args.domain.as_deref(), split)?;
+            Unlabelled::from_files(samples.iter().map(|s| s.image.clone()).collect(), &input)
+                .with_context(|| format!("--data {} --split {split}", args.data.display()))?
+        }
+    };
     source.views = 2;
     source.augment = pretrain_views_augment();
     if args.crop_size > 0 && args.crop_size < args.image_size {
@@ -170,7 +209,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         classes,
         architecture: arch,
         input: input.clone(),
-        augment: source.augment,
+        augment: source.augment.clone(),
         init_from: None,
         init_modules: Vec::new(),
         freeze: Vec::new(),
@@ -198,19 +237,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         temperature: args.temperature,
         queue: args.queue,
         momentum: (!args.shared_encoder).then_some(args.momentum),
-        augment: source.augment,
+        augment: source.augment.clone(),
         probe_data: args.probe_data.clone(),
         probe_k: args.probe_k,
     };
     dir.write_config(&cfg)?;
-    std::fs::write(pretrain_config_path(&args.out), serde_json::to_vec_pretty(&pre)?)?;
+    std::fs::write(
+        pretrain_config_path(&args.out),
+        serde_json::to_vec_pretty(&pre)?,
+    )?;
     println!(
         "pre-training {} ({} tap) on {} images of {} ({}), {} on {}",
         cfg.architecture.name(),
         pre.layer,
         source.files.len(),
         args.data.display(),
-        if args.shared_encoder { "shared encoder" } else { "momentum encoder" },
+        if args.shared_encoder {
+            "shared encoder"
+        } else {
+            "momentum encoder"
+        },
         format_args!("InfoNCE T {} queue {}", pre.temperature, pre.queue),
         backend::NAME
     );
@@ -229,8 +275,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| ds.default_domain().to_string());
         let n = ds.classes.len();
-        let bank = load_split(ds.split(Some(&domain), "train")?, n, &input, false, "probe bank")?;
-        let queries = load_split(ds.split(Some(&domain), "test")?, n, &input, false, "probe queries")?;
+        let bank = load_split(
+            ds.split(Some(&domain), "train")?,
+            n,
+            &input,
+            false,
+            "probe bank",
+        )?;
+        let queries = load_split(
+            ds.split(Some(&domain), "test")?,
+            n,
+            &input,
+            false,
+            "probe queries",
+        )?;
         let pretrained = dir.load_model::<backend::Inner>("best", &device)?;
         <backend::Inner as burn::tensor::backend::Backend>::seed(&device, cfg.seed);
         let random = cfg.architecture.init::<backend::Inner>(&device)?;
@@ -245,16 +303,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &device,
         )
         .with_context(|| format!("probe on {}", path.display()))?;
-        std::fs::write(args.out.join("probe.json"), serde_json::to_vec_pretty(&result)?)?;
+        std::fs::write(
+            args.out.join("probe.json"),
+            serde_json::to_vec_pretty(&result)?,
+        )?;
         println!(
-            "probe ({}; {}-NN, {} reference / {} query images of {domain}): pretrained {:.3}, random init {:.3}, majority {:.3}",
+            "probe ({}; {}-NN, {} reference / {} query images of {domain}): balanced accuracy pretrained {:.3}, random init {:.3} (chance 0.5; {:.0}% of queries above)",
             result.task,
             result.k,
             result.bank_images,
             result.query_images,
             result.pretrained_accuracy,
             result.random_init_accuracy,
-            result.majority_baseline
+            100.0 * result.query_share_above
         );
     }
     Ok(())

@@ -5,7 +5,7 @@ use anyhow::{Context, bail, ensure};
 use medseg_models::Architecture;
 use medseg_runtime::InputSpec;
 use medseg_runtime::dataset::Dataset;
-use medseg_trainer::augment::Augment;
+use medseg_trainer::augment::{Legacy, Pipeline};
 use medseg_trainer::backend;
 use medseg_trainer::data::{evenly_spaced, load_split};
 use medseg_trainer::losses::LossSpec;
@@ -79,7 +79,14 @@ pub struct Args {
     pub(crate) upsampling: Option<UpsamplingArg>,
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
-    /// Geometric augmentation: random rotation in ± this many degrees (0 = none).
+    /// Augmentation pipeline: a preset (none; basic = flip + intensity jitter; jmedseg =
+    /// JMedSeg's colour jitter + blur; strong = colour, geometry incl. perspective and
+    /// elastic, noise, blur, JPEG) or a .toml pipeline file (docs/AUGMENTATION.md). The
+    /// resolved pipeline is stored in run.json. Preview it with `medseg-train augment-preview`.
+    #[arg(long, default_value = "basic", value_name = "PRESET_OR_FILE")]
+    pub(crate) augment: String,
+    /// Geometric augmentation: random rotation in ± this many degrees (0 = none); adds an
+    /// affine step to --augment.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) rotate: f32,
     /// Geometric augmentation: random isotropic scale in 1 ± this (0 = none).
@@ -93,7 +100,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0.0)]
     pub(crate) gamma: f32,
     /// MR intensity augmentation: Gaussian blur of half the samples, sigma up to this many
-    /// pixels (0 = none).
+    /// pixels (0 = none). --rotate/--zoom/--shift/--gamma/--blur add their steps to --augment
+    /// (with the default `basic`, in the places and draw order they always had).
     #[arg(long, default_value_t = 0.0)]
     pub(crate) blur: f32,
     /// Stop each epoch after this many steps (quick trials).
@@ -318,14 +326,6 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             ds.classes.len()
         );
     }
-    let augment = Augment {
-        rotate_degrees: args.rotate,
-        zoom: args.zoom,
-        shift: args.shift,
-        gamma: args.gamma,
-        blur: args.blur,
-        ..Augment::default()
-    };
     if !(0.0..=180.0).contains(&args.rotate)
         || !(0.0..1.0).contains(&args.zoom)
         || !(0.0..=0.5).contains(&args.shift)
@@ -344,6 +344,7 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             args.blur
         );
     }
+    let augment = augment_pipeline(args)?;
     if let Some(source) = &args.init_from {
         let from = RunDir::new(source)
             .config()
@@ -425,4 +426,28 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         backend: backend::NAME.into(),
     })
+}
+
+/// `--augment` with the older flags folded in. With `basic` the old flags go where they always
+/// were (the pipeline an old run.json with these settings loads as); with any other pipeline
+/// their steps are appended.
+pub(crate) fn augment_pipeline(args: &Args) -> anyhow::Result<Pipeline> {
+    let legacy = Legacy {
+        rotate_degrees: args.rotate,
+        zoom: args.zoom,
+        shift: args.shift,
+        gamma: args.gamma,
+        blur: args.blur,
+        ..Legacy::default()
+    };
+    let pipeline = if args.augment == "basic" {
+        Pipeline::from(legacy)
+    } else {
+        let mut p = Pipeline::from_arg(&args.augment)?;
+        let extra = [legacy.affine(), legacy.gamma_step(), legacy.blur_step()];
+        p.steps.extend(extra.into_iter().flatten());
+        p
+    };
+    pipeline.validate()?;
+    Ok(pipeline)
 }
