@@ -74,12 +74,15 @@ pub fn forward<B: Backend, N: Network<B>>(net: &N, x: Tensor<B, 4>) -> SegOutput
 /// The name every architecture taps its encoder output under (UNet: the bottleneck).
 pub const ENCODER_TAP: &str = "encoder";
 
-/// The Burn forward pass and the values the network offered through [`Ops::tap`] (name,
-/// tensor `[N, C, h, w]`), in the order it offered them.
+/// Values a network offered through [`Ops::tap`]: name and tensor `[N, C, h, w]`, in the
+/// order it offered them.
+pub type Taps<B> = Vec<(String, Tensor<B, 4>)>;
+
+/// The Burn forward pass and the network's [`Taps`].
 pub fn forward_with_taps<B: Backend, N: Network<B>>(
     net: &N,
     x: Tensor<B, 4>,
-) -> (SegOutput<Tensor<B, 4>>, Vec<(String, Tensor<B, 4>)>) {
+) -> (SegOutput<Tensor<B, 4>>, Taps<B>) {
     let mut o = BurnOps::new(&x.device());
     let out = net.run(&mut o, x);
     (out, o.into_taps())

@@ -442,7 +442,7 @@ impl<B: Backend> SegModel<B> {
     pub fn forward_taps(
         &self,
         x: Tensor<B, 4>,
-    ) -> (SegOutput<Tensor<B, 4>>, Vec<(String, Tensor<B, 4>)>) {
+    ) -> (SegOutput<Tensor<B, 4>>, crate::network::Taps<B>) {
         crate::network::forward_with_taps(self, x)
     }
 

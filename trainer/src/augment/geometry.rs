@@ -360,7 +360,11 @@ mod tests {
                 );
                 moved += usize::from(changed);
             }
-            assert!(moved >= 9, "{step:?} moved the mask in {moved}/10 draws");
+            // The test square is centred left-right, so a horizontal flip maps its mask onto
+            // itself: for a flip, only "together" is checked above.
+            if !matches!(step, Step::Flip(_)) {
+                assert!(moved >= 9, "{step:?} moved the mask in {moved}/10 draws");
+            }
         }
     }
 

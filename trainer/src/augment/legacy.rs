@@ -60,12 +60,10 @@ impl Legacy {
     }
 
     pub fn blur_step(&self) -> Option<Step> {
-        (self.blur > 0.0).then(|| {
-            Step::Blur(Blur {
-                p: 0.5,
-                sigma: [0.0, self.blur],
-            })
-        })
+        (self.blur > 0.0).then_some(Step::Blur(Blur {
+            p: 0.5,
+            sigma: [0.0, self.blur],
+        }))
     }
 
     pub fn gamma_step(&self) -> Option<Step> {

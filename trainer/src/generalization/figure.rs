@@ -121,8 +121,8 @@ pub fn write_grid(
     }
     crate::plot::register_font();
     {
-        let mut buf = canvas.as_mut();
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let buf = canvas.as_mut();
+        let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
         for (i, (text, _)) in panels.iter().enumerate() {
             let (cx, cy) = (
                 (i % columns) as u32 * pw,

@@ -54,8 +54,12 @@ pub fn momentum_update<B: Backend, M: Module<B>>(key: M, query: &M, momentum: f3
 /// shares BatchNorm's running statistics (`RunningState` holds them behind an `Arc`), so
 /// the key encoder's batches would move the query's statistics; `fresh` is a newly
 /// initialised module of the same structure that receives the values.
+///
+/// The values go over by a momentum-0 update (`0 * fresh + 1 * module`, exact in floats):
+/// `fresh.load_record(module.clone().into_record())` left the fresh weights in place here
+/// (Burn 0.21, flex), so the key encoder started from other random weights than the query.
 pub fn independent_copy<B: Backend, M: Module<B>>(module: &M, fresh: M) -> M {
-    fresh.load_record(module.clone().into_record()).no_grad()
+    momentum_update(fresh, module, 0.0).no_grad()
 }
 
 #[cfg(test)]
