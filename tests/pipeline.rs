@@ -140,9 +140,16 @@ fn synth_train_export_segment_eval() {
     let cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("tuned/run.json")).unwrap()).unwrap();
     assert!(cfg["init_from"].as_str().unwrap().ends_with("run"), "{cfg}");
-    assert_eq!(cfg["augment"]["rotate_degrees"], 10.0);
-    assert_eq!(cfg["augment"]["gamma"], 0.5);
-    assert_eq!(cfg["augment"]["blur"], 1.5);
+    // The old flags became steps of the stored pipeline.
+    let step = |kind: &str| {
+        cfg["augment"]["steps"]
+            .as_array()
+            .and_then(|steps| steps.iter().find(|s| s["kind"] == kind).cloned())
+            .unwrap_or_else(|| panic!("no {kind} step in {}", cfg["augment"]))
+    };
+    assert_eq!(step("affine")["rotate_degrees"][1], 10.0);
+    assert_eq!(step("gamma")["exponent"][1], 1.5);
+    assert_eq!(step("blur")["sigma"][1], 1.5);
     assert!(cfg["crop_size"].is_null());
 
     // A time budget already spent after the first epoch ends the run there, with fixed-size
