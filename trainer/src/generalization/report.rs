@@ -64,7 +64,7 @@ pub fn render(ctx: &ReportContext, results: &[RunResult], source_domain: &str) -
     let _ = writeln!(md, "- machine: {}", ctx.machine);
     let _ = writeln!(
         md,
-        "- wall clock of the whole benchmark: {:.0} min\n",
+        "- wall clock of this invocation (finished runs are reused, not timed again): {:.0} min\n",
         ctx.wall_seconds / 60.0
     );
     let _ = writeln!(md, "## Methods\n");

@@ -324,7 +324,7 @@ fn describe(method: Method, train: &cmd_train::Args) -> String {
         Method::Aug => format!(
             "`--augment {SAS_AUGMENT}`: the phone-capture simulator with its training settings on \
              half the samples, then affine, perspective and elastic warps, colour jitter and \
-             temperature, gamma, blur, noise and JPEG (docs/AUGMENTATION.md)"
+             temperature, gamma, blur, noise and JPEG (README, SAS)"
         ),
         Method::Stn => "`--stn`: JMedSeg's spatial transformer in front of the model, logits \
                         warped back onto the input"
