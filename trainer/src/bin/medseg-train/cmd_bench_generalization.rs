@@ -416,7 +416,9 @@ fn ensure_pretrained(args: &Args, seed: u64, root: &Path) -> anyhow::Result<(Pat
         pre.image_size = t.image_size;
         pre.crop_size = t.crop_size;
         pre.seed = seed;
-        pre.probe_data = t.data.clone();
+        // No k-NN probe here: on the whole source split it took longer than the pre-training
+        // (two networks over ~2000 images); `medseg-train pretrain --probe-data` runs it.
+        pre.probe_data = None;
         println!(
             "== pretrain-s{seed}: contrastive pre-training ({})",
             out.display()
