@@ -165,6 +165,16 @@ fn run_one(args: &Args, method: Method, seed: u64, root: &Path) -> anyhow::Resul
         cfg.architecture.stn.is_some(),
         method.name()
     );
+    // A reused run must have had this budget, or the table would compare unequal runs.
+    let t = &args.train;
+    let asked = (epochs, t.max_steps_per_epoch, t.batch_size, t.lr);
+    let had = (cfg.epochs, cfg.max_steps_per_epoch, cfg.batch_size, cfg.lr);
+    anyhow::ensure!(
+        asked == had,
+        "{} was trained with (epochs, max steps, batch, lr) = {had:?}, not {asked:?}; use \
+         another --out for a new budget",
+        out.display()
+    );
     let scores = if onnx.exists() {
         scores_from_card(&onnx)?
     } else {
