@@ -15,7 +15,7 @@ use medseg_trainer::phone::dataset::{PhoneDomainSpec, write_phone_domain};
 use medseg_trainer::phone::{self, PhoneCapture};
 use medseg_trainer::train::RunDir;
 
-use crate::cmd_bench_losses::machine_description;
+use crate::cmd_bench_losses::{machine_description, write_markdown};
 use crate::{cmd_pretrain, cmd_train};
 
 /// The generalization benchmark of SAS: trains the same model five ways (baseline,
@@ -270,15 +270,7 @@ fn write_report(
         results,
         source_domain,
     );
-    if let Some(parent) = args.report.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let tmp = args.report.with_extension("md.tmp");
-    std::fs::write(&tmp, md).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.report)
-        .with_context(|| format!("writing {}", args.report.display()))?;
-    Ok(())
+    write_markdown(&args.report, &md)
 }
 
 /// The real photo with every method's first-seed prediction, beside the report; `None`

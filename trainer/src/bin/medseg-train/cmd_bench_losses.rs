@@ -170,14 +170,18 @@ fn write_report(args: &Args, dataset: &str, results: &[LossResult]) -> anyhow::R
         },
         results,
     );
-    if let Some(parent) = args.report.parent().filter(|p| !p.as_os_str().is_empty()) {
+    write_markdown(&args.report, &md)
+}
+
+/// Writes a generated report atomically (temp file + rename), making its folder if needed.
+pub(crate) fn write_markdown(path: &std::path::Path, md: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let tmp = args.report.with_extension("md.tmp");
+    let tmp = path.with_extension("md.tmp");
     std::fs::write(&tmp, md).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.report)
-        .with_context(|| format!("writing {}", args.report.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
