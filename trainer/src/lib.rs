@@ -11,6 +11,7 @@ pub mod import;
 pub mod loss_table;
 pub mod losses;
 pub mod objective;
+pub mod panels;
 pub mod phone;
 pub mod plot;
 pub mod prefetch;

@@ -79,6 +79,24 @@ fn pretrain_then_train_init_from_starts_with_the_pretrained_encoder() {
     let probe: serde_json::Value =
         serde_json::from_slice(&std::fs::read(ssl.join("probe.json")).unwrap()).unwrap();
     assert!(probe["pretrained_accuracy"].as_f64().unwrap() >= 0.0);
+    // The same probe on the finished run, on a subset of each split.
+    std::fs::remove_file(ssl.join("probe.json")).unwrap();
+    medseg_train(&[
+        "probe",
+        "--run",
+        s(&ssl),
+        "--data",
+        s(&data),
+        "--max-images",
+        "3",
+        "--k",
+        "1",
+    ]);
+    let probe: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ssl.join("probe.json")).unwrap()).unwrap();
+    assert_eq!(probe["bank_images"], 3);
+    assert_eq!(probe["query_images"], 3);
+    assert_eq!(probe["layer"], "encoder", "the pre-training's tap");
     // lr 0: the fine-tuning run's weights stay what it started from.
     let mut train = vec![
         "train",

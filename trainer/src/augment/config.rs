@@ -36,7 +36,7 @@ pub enum AugmentError {
         presets = PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
     )]
     Unknown(String),
-    #[error("reading the augmentation pipeline {path}: {source}")]
+    #[error("reading the augmentation pipeline {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

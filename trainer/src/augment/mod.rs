@@ -16,6 +16,7 @@ mod config;
 pub mod degrade;
 pub mod geometry;
 mod legacy;
+pub mod preview;
 
 pub use config::{AugmentError, PRESETS};
 pub use legacy::Legacy;

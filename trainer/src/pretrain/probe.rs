@@ -15,8 +15,9 @@ use serde::Serialize;
 
 use medseg_models::SegModel;
 
-use crate::data::LoadedSplit;
+use crate::data::{LoadedSplit, evenly_spaced, load_split};
 use crate::pretrain::head::{global_pool, l2_normalize};
+use crate::train::RunDir;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeResult {
@@ -30,6 +31,24 @@ pub struct ProbeResult {
     pub query_share_above: f64,
     pub pretrained_accuracy: f64,
     pub random_init_accuracy: f64,
+}
+
+impl ProbeResult {
+    /// One line for the terminal.
+    pub fn summary(&self) -> String {
+        format!(
+            "probe ({}; {}-NN on the {} tap, {} reference / {} query images): balanced accuracy \
+             pretrained {:.3}, random init {:.3} (chance 0.5; {:.0}% of queries above)",
+            self.task,
+            self.k,
+            self.layer,
+            self.bank_images,
+            self.query_images,
+            self.pretrained_accuracy,
+            self.random_init_accuracy,
+            100.0 * self.query_share_above
+        )
+    }
 }
 
 /// Foreground share of each mask, and whether it lies above `threshold`.
@@ -150,6 +169,75 @@ pub fn run_probe<B: Backend>(
         query_share_above: above,
         pretrained_accuracy: accuracy(pretrained)?,
         random_init_accuracy: accuracy(random)?,
+    })
+}
+
+/// Where a probe of a finished run takes its labelled task from.
+#[derive(Debug, Clone)]
+pub struct ProbeData<'a> {
+    pub data: &'a std::path::Path,
+    /// Domain of the data set (default: its first with a train split).
+    pub domain: Option<&'a str>,
+    /// At most this many reference and this many query images, spread evenly over each split
+    /// so every patient still counts (0 = all).
+    pub max_images: usize,
+    pub k: usize,
+}
+
+/// Probes the best checkpoint of the run in `dir` at tap `layer` against a random
+/// initialisation of the same architecture (the run's seed), on the data set's train split
+/// (reference) and test split (queries) at the run's input size.
+pub fn probe_run<B: Backend>(
+    dir: &RunDir,
+    layer: &str,
+    probe: &ProbeData<'_>,
+    device: &B::Device,
+) -> anyhow::Result<ProbeResult> {
+    use anyhow::Context;
+    let cfg = dir.config()?;
+    let ds = medseg_runtime::dataset::Dataset::open(probe.data)?;
+    anyhow::ensure!(
+        ds.classes.len() == cfg.classes.len(),
+        "{} has {} classes, the run {} was made for {}",
+        probe.data.display(),
+        ds.classes.len(),
+        dir.path.display(),
+        cfg.classes.len()
+    );
+    let domain = probe
+        .domain
+        .map_or_else(|| ds.default_domain().to_string(), str::to_string);
+    let input = &cfg.input;
+    let load = |split: &str| -> anyhow::Result<LoadedSplit> {
+        let samples = evenly_spaced(ds.split(Some(&domain), split)?, probe.max_images);
+        load_split(
+            &samples,
+            ds.classes.len(),
+            input,
+            false,
+            &format!("probe {split}"),
+        )
+    };
+    let (bank, queries) = (load("train")?, load("test")?);
+    let pretrained = dir.load_model::<B>("best", device)?;
+    B::seed(device, cfg.seed);
+    let random = cfg.architecture.init::<B>(device)?;
+    run_probe(
+        &pretrained,
+        &random,
+        &bank,
+        &queries,
+        [input.channels, input.height, input.width],
+        layer,
+        probe.k,
+        device,
+    )
+    .with_context(|| {
+        format!(
+            "probe of {} on {}",
+            dir.path.display(),
+            probe.data.display()
+        )
     })
 }
 

@@ -34,7 +34,7 @@ use budget::TimeBudget;
 
 /// Batches prepared ahead of the step: two keep the step fed when one batch takes longer
 /// than a step, without holding many batches of images in memory.
-const PREFETCH_BATCHES: usize = 2;
+pub const PREFETCH_BATCHES: usize = 2;
 
 /// The data a run trains and validates on.
 pub struct TrainData {

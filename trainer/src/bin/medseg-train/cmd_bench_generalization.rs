@@ -301,7 +301,7 @@ fn draw_figure(args: &Args, results: &[RunResult]) -> anyhow::Result<Option<Stri
             .with_context(|| format!("segmenting {source} with {}", first.onnx))?;
         panels.push((
             method.label().to_string(),
-            figure::overlay(&rgb, &seg.prediction.mask),
+            medseg_trainer::panels::overlay(&rgb, &seg.prediction.mask),
         ));
     }
     let name = args
@@ -311,7 +311,7 @@ fn draw_figure(args: &Args, results: &[RunResult]) -> anyhow::Result<Option<Stri
         .map(|n| n.to_string_lossy().to_lowercase())
         .unwrap_or_else(|| "generalization.png".into());
     let path = args.report.with_file_name(&name);
-    figure::write_grid(&panels, 3, &path)?;
+    medseg_trainer::panels::write_grid(&panels, 3, &path)?;
     println!("wrote {}", path.display());
     Ok(Some(name))
 }

@@ -7,8 +7,7 @@ use medseg_models::network::ENCODER_TAP;
 use medseg_runtime::InputSpec;
 use medseg_runtime::dataset::Dataset;
 use medseg_trainer::backend;
-use medseg_trainer::data::load_split;
-use medseg_trainer::pretrain::probe::run_probe;
+use medseg_trainer::pretrain::probe::{ProbeData, ProbeResult, probe_run};
 use medseg_trainer::pretrain::{
     PretrainConfig, pretrain, pretrain_config_path, pretrain_views_augment,
 };
@@ -102,6 +101,10 @@ pub struct Args {
     /// Neighbours in the k-NN vote.
     #[arg(long, default_value_t = 5)]
     probe_k: usize,
+    /// At most this many reference (train) and query (test) images in the probe, spread
+    /// evenly over each split (0 = all; a whole phantom split takes long on a CPU).
+    #[arg(long, default_value_t = 400)]
+    probe_max_images: usize,
 }
 
 impl Args {
@@ -269,54 +272,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.out.display()
         );
     }
-    if let (Some(ds), Some(path)) = (&probe_ds, &args.probe_data) {
-        let domain = args
-            .probe_domain
-            .clone()
-            .unwrap_or_else(|| ds.default_domain().to_string());
-        let n = ds.classes.len();
-        let bank = load_split(
-            ds.split(Some(&domain), "train")?,
-            n,
-            &input,
-            false,
-            "probe bank",
-        )?;
-        let queries = load_split(
-            ds.split(Some(&domain), "test")?,
-            n,
-            &input,
-            false,
-            "probe queries",
-        )?;
-        let pretrained = dir.load_model::<backend::Inner>("best", &device)?;
-        <backend::Inner as burn::tensor::backend::Backend>::seed(&device, cfg.seed);
-        let random = cfg.architecture.init::<backend::Inner>(&device)?;
-        let result = run_probe(
-            &pretrained,
-            &random,
-            &bank,
-            &queries,
-            [args.channels, args.image_size, args.image_size],
-            &pre.layer,
-            args.probe_k,
-            &device,
-        )
-        .with_context(|| format!("probe on {}", path.display()))?;
-        std::fs::write(
-            args.out.join("probe.json"),
-            serde_json::to_vec_pretty(&result)?,
-        )?;
-        println!(
-            "probe ({}; {}-NN, {} reference / {} query images of {domain}): balanced accuracy pretrained {:.3}, random init {:.3} (chance 0.5; {:.0}% of queries above)",
-            result.task,
-            result.k,
-            result.bank_images,
-            result.query_images,
-            result.pretrained_accuracy,
-            result.random_init_accuracy,
-            100.0 * result.query_share_above
-        );
+    if let Some(path) = &args.probe_data {
+        let probe = ProbeData {
+            data: path,
+            domain: args.probe_domain.as_deref(),
+            max_images: args.probe_max_images,
+            k: args.probe_k,
+        };
+        let result = probe_run::<backend::Inner>(&dir, &pre.layer, &probe, &device)?;
+        write_probe(&args.out, &result)?;
     }
+    Ok(())
+}
+
+/// Writes RUN/probe.json and prints the probe's line.
+pub(crate) fn write_probe(out: &std::path::Path, result: &ProbeResult) -> anyhow::Result<()> {
+    let path = out.join("probe.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(result)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("{}; written to {}", result.summary(), path.display());
     Ok(())
 }

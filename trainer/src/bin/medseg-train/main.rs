@@ -1,11 +1,13 @@
 //! `medseg-train`: make phantom data, train a model, export it for the bedside runtime.
 
+mod cmd_augment_preview;
 mod cmd_bench_generalization;
 mod cmd_bench_losses;
 mod cmd_export;
 mod cmd_import;
 mod cmd_models;
 mod cmd_pretrain;
+mod cmd_probe;
 mod cmd_synth;
 mod cmd_train;
 mod typed_flags;
@@ -31,6 +33,8 @@ enum Command {
     Synth(cmd_synth::Args),
     Train(cmd_train::Args),
     Pretrain(cmd_pretrain::Args),
+    Probe(cmd_probe::Args),
+    AugmentPreview(cmd_augment_preview::Args),
     Export(cmd_export::Args),
     // Boxed: the import flags (every format's) make this variant far larger than the rest.
     Import(Box<cmd_import::Args>),
@@ -60,6 +64,8 @@ fn main() {
             })
             .and_then(|()| cmd_train::run(a)),
         Command::Pretrain(a) => cmd_pretrain::run(a),
+        Command::Probe(a) => cmd_probe::run(a),
+        Command::AugmentPreview(a) => cmd_augment_preview::run(a),
         Command::Export(a) => cmd_export::run(a),
         Command::Import(a) => typed("import")
             .map_or(Ok(()), |(c, m)| typed_flags::refuse_other_formats(c, m))
