@@ -5,6 +5,7 @@
 pub mod augment;
 pub mod backend;
 pub mod data;
+pub mod derived_domain;
 pub mod export;
 pub mod generalization;
 pub mod import;

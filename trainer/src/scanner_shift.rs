@@ -15,12 +15,16 @@
 //!
 //! Geometry moves the mask with the image (nearest neighbour), so labels stay exact.
 
+use image::codecs::png::PngEncoder;
 use image::imageops::{FilterType, resize};
-use image::{GrayImage, Luma};
+use image::{DynamicImage, GrayImage, ImageEncoder, Luma, RgbImage};
 use imageproc::geometric_transformations::{Border, Interpolation, Projection, warp};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
+use serde_json::Value;
+
+use crate::derived_domain::{Derived, DomainMaker, encode_png};
 
 /// One simulated scanner difference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,6 +80,104 @@ impl ScannerShift {
             ),
         }
     }
+}
+
+impl ScannerShift {
+    /// What the shift draws, in words (stored in `splits.json` with the domain).
+    pub fn describe(self) -> &'static str {
+        match self {
+            ScannerShift::Contrast => {
+                "gray levels folded about t drawn in 0.35..0.6: v -> |v - t| / max(t, 1 - t)"
+            }
+            ScannerShift::Fov => {
+                "field of view: zoomed about the centre by 0.6..0.8 (anatomy smaller) or 1.25..1.5 (cropped), half each"
+            }
+            ScannerShift::Resolution => {
+                "down-sampled by 2..3x (area average) and interpolated back"
+            }
+            ScannerShift::Noise => "Rician noise, sigma 0.06..0.12 of the gray range",
+        }
+    }
+}
+
+/// Mixed into the image seeds of the simulated-scanner domains ("SCANNERS"), with the shift's
+/// index, so that each domain and no training run draws the same seeds.
+const SCANNER_SALT: u64 = 0x5343_414E_4E45_5253;
+
+/// A simulated scanner as a derived test domain (`synth --domain scanner-contrast --from
+/// DIR`): PNG images, so nothing is added beyond the shift itself. Gray slices are shifted as
+/// they are; RGB ones (neighbouring slices stacked as channels) channel by channel with the
+/// same draws, so the three slices stay one acquisition.
+impl DomainMaker for ScannerShift {
+    fn domain(&self) -> &str {
+        ScannerShift::domain(*self)
+    }
+
+    fn extension(&self) -> &'static str {
+        "png"
+    }
+
+    fn salt(&self) -> u64 {
+        let index = ScannerShift::ALL
+            .iter()
+            .position(|s| s == self)
+            .unwrap_or(0);
+        SCANNER_SALT ^ mix_index(index)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn make(
+        &self,
+        image: &DynamicImage,
+        mask: &GrayImage,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Derived, String> {
+        let (w, h) = (image.width(), image.height());
+        let png_error = |e: image::ImageError| e.to_string();
+        if !image.color().has_color() {
+            let (img, m) = self.apply(&image.to_luma8(), mask, rng);
+            let image_bytes = encode_png(&img).map_err(|e| e.to_string())?;
+            return Ok(Derived {
+                image_bytes,
+                mask: m,
+            });
+        }
+        let rgb = image.to_rgb8();
+        let start = rng.clone();
+        let mut out = RgbImage::new(w, h);
+        let mut warped = mask.clone();
+        for c in 0..3 {
+            let plane = GrayImage::from_fn(w, h, |x, y| Luma([rgb.get_pixel(x, y).0[c]]));
+            *rng = start.clone();
+            let (shifted, m) = self.apply(&plane, mask, rng);
+            for (x, y, px) in out.enumerate_pixels_mut() {
+                px.0[c] = shifted.get_pixel(x, y).0[0];
+            }
+            warped = m;
+        }
+        let mut image_bytes = Vec::new();
+        PngEncoder::new(&mut image_bytes)
+            .write_image(out.as_raw(), w, h, image::ExtendedColorType::Rgb8)
+            .map_err(png_error)?;
+        Ok(Derived {
+            image_bytes,
+            mask: warped,
+        })
+    }
+
+    fn provenance(&self) -> (String, Value) {
+        (
+            format!("{}_shift", ScannerShift::domain(*self).replace('-', "_")),
+            serde_json::json!({ "shift": ScannerShift::domain(*self), "draws": self.describe() }),
+        )
+    }
+}
+
+fn mix_index(i: usize) -> u64 {
+    (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// `v -> |v - t| / max(t, 1 - t)` on the 0..1 range: gray levels folded about `t`.
@@ -167,6 +269,89 @@ mod tests {
             assert_eq!((a.clone(), am.clone()), run(3), "{shift:?} is not seeded");
             assert_ne!(a, img, "{shift:?} changed nothing");
         }
+    }
+
+    /// Each shift written as a test domain of a tiny data set (one gray, one RGB slice):
+    /// readable, same patients, labels kept, and the four domains beside each other.
+    #[test]
+    fn every_shift_writes_a_readable_test_domain() {
+        use crate::derived_domain::{DerivedSpec, write_derived_domain};
+        use medseg_runtime::dataset::Dataset;
+        use medseg_runtime::image_io::{load_image, load_mask};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("images")).unwrap();
+        std::fs::create_dir_all(root.join("masks")).unwrap();
+        let (img, mask) = square();
+        img.save(root.join("images/g0.png")).unwrap();
+        DynamicImage::ImageLuma8(img.clone())
+            .to_rgb8()
+            .save(root.join("images/c0.png"))
+            .unwrap();
+        for name in ["g0", "c0", "t0"] {
+            mask.save(root.join(format!("masks/{name}.png"))).unwrap();
+        }
+        img.save(root.join("images/t0.png")).unwrap();
+        std::fs::write(
+            root.join("splits.json"),
+            r#"{"name":"tiny","classes":["bg","fg"],
+                "domains":{"mr":{"train":{"p0":["t0"]},"test":{"p1":["g0"],"p2":["c0"]}}}}"#,
+        )
+        .unwrap();
+        let spec = DerivedSpec {
+            root: root.to_path_buf(),
+            source_domain: None,
+            seed: 5,
+            force: false,
+        };
+        for shift in ScannerShift::ALL {
+            let summary = write_derived_domain(&spec, &shift, &mut |_, _| {}).unwrap();
+            assert_eq!((summary.images, summary.patients), (2, 2), "{shift:?}");
+        }
+        let ds = Dataset::open(root).unwrap();
+        for shift in ScannerShift::ALL {
+            let test = ds.split(Some(shift.domain()), "test").unwrap();
+            let names: Vec<&str> = test.iter().map(|s| s.name.as_str()).collect();
+            let expected = [
+                format!("{}_g0", shift.domain()),
+                format!("{}_c0", shift.domain()),
+            ];
+            assert_eq!(names, expected, "{shift:?}");
+            let gray = load_image(&test[0].image).unwrap();
+            assert!(!gray.color().has_color(), "{shift:?}: gray stays gray");
+            let rgb = load_image(&test[1].image).unwrap().to_rgb8();
+            assert!(
+                rgb.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]),
+                "{shift:?}: equal channels get the same draws"
+            );
+            assert!(load_mask(&test[0].mask, 2).unwrap().data.contains(&1));
+        }
+        assert_eq!(
+            ds.default_domain(),
+            "mr",
+            "the training domain stays the default"
+        );
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(root.join("splits.json")).unwrap()).unwrap();
+        assert_eq!(manifest["scanner_noise_shift"]["source_domain"], "mr");
+        // The same seed makes the same domain again (with --force).
+        let before = std::fs::read(root.join("images/scanner-noise_g0.png")).unwrap();
+        let again = DerivedSpec {
+            force: true,
+            ..spec.clone()
+        };
+        write_derived_domain(&again, &ScannerShift::Noise, &mut |_, _| {}).unwrap();
+        assert_eq!(
+            std::fs::read(root.join("images/scanner-noise_g0.png")).unwrap(),
+            before
+        );
+        let err = write_derived_domain(&spec, &ScannerShift::Noise, &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--force") && err.contains("scanner-noise"),
+            "{err}"
+        );
     }
 
     #[test]

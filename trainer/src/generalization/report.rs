@@ -14,8 +14,9 @@ pub struct ReportContext<'a> {
     pub machine: &'a str,
     /// What each method changes, one line each.
     pub methods: &'a [(Method, String)],
-    /// How the phone-capture test domain was made.
-    pub phone_domain: &'a str,
+    /// How the derived test domains (phone captures, simulated scanners) were made: a
+    /// paragraph or more of markdown.
+    pub derived_domains: &'a str,
     /// The figure's file name relative to the report, if one was drawn.
     pub figure: Option<&'a str>,
     /// Wall-clock seconds of the whole benchmark so far.
@@ -71,7 +72,7 @@ pub fn render(ctx: &ReportContext, results: &[RunResult], source_domain: &str) -
     for (m, what) in ctx.methods {
         let _ = writeln!(md, "- **{}** (`{}`): {what}", m.label(), m.name());
     }
-    let _ = writeln!(md, "\nPhone-capture domain: {}\n", ctx.phone_domain);
+    let _ = writeln!(md, "\n{}\n", ctx.derived_domains);
 
     let _ = writeln!(md, "## Dice per method and domain\n");
     let mut header = String::from("| method |");
@@ -245,7 +246,7 @@ mod tests {
             budget: "1 epoch",
             machine: "test",
             methods,
-            phone_domain: "simulated",
+            derived_domains: "Phone-capture domain: simulated.",
             figure: Some("generalization.png"),
             wall_seconds: 600.0,
         }

@@ -7,12 +7,14 @@ use medseg_runtime::Segmenter;
 use medseg_runtime::dataset::Dataset;
 use medseg_runtime::image_io::load_image;
 use medseg_trainer::backend;
+use medseg_trainer::derived_domain::{DerivedSpec, write_derived_domain};
 use medseg_trainer::export::{ExportOptions, export, onnx::WeightFormat};
 use medseg_trainer::generalization::figure::{self, Crop};
 use medseg_trainer::generalization::report::{ReportContext, render};
 use medseg_trainer::generalization::{DomainDice, Method, RunResult};
 use medseg_trainer::phone::dataset::{PhoneDomainSpec, write_phone_domain};
 use medseg_trainer::phone::{self, PhoneCapture};
+use medseg_trainer::scanner_shift::ScannerShift;
 use medseg_trainer::train::RunDir;
 
 use crate::cmd_bench_losses::{machine_description, write_markdown};
@@ -50,6 +52,12 @@ pub struct Args {
     /// 'Original' panel of JMedSeg's figure, above its caption].
     #[arg(long, default_value = "50,0,400,400")]
     photo_crop: Crop,
+    /// Also score simulated other scanners (`synth --domain scanners`: contrast, field of
+    /// view, resolution, noise), made from the source domain's test split when missing; on
+    /// by itself for a data set with no test domain but the source and phone (e.g. a real
+    /// single-scanner set).
+    #[arg(long)]
+    scanner_shifts: bool,
     /// Self-supervised pre-training epochs (SSL and SAS start from it).
     #[arg(long, default_value_t = 2)]
     pretrain_epochs: usize,
@@ -69,7 +77,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .data
         .clone()
         .context("bench-generalization needs --data")?;
-    let phone_note = ensure_phone_domain(&data, args.train.domain.as_deref())?;
+    let mut domains_note = ensure_phone_domain(&data, args.train.domain.as_deref())?;
+    if let Some(note) =
+        ensure_scanner_domains(&data, args.train.domain.as_deref(), args.scanner_shifts)?
+    {
+        domains_note = format!("{domains_note}\n\n{note}");
+    }
     let ds = Dataset::open(&data)?;
     let source_domain = args
         .train
@@ -98,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 &args,
                 &ds.name,
                 &source_domain,
-                &phone_note,
+                &domains_note,
                 &methods,
                 &results,
                 None,
@@ -111,7 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &args,
         &ds.name,
         &source_domain,
-        &phone_note,
+        &domains_note,
         &methods,
         &results,
         figure.as_deref(),
@@ -232,7 +245,7 @@ fn write_report(
     args: &Args,
     dataset: &str,
     source_domain: &str,
-    phone_note: &str,
+    domains_note: &str,
     methods: &[Method],
     results: &[RunResult],
     figure: Option<&str>,
@@ -263,7 +276,7 @@ fn write_report(
             budget: &budget,
             machine: &machine,
             methods: &described,
-            phone_domain: phone_note,
+            derived_domains: domains_note,
             figure,
             wall_seconds: started.elapsed().as_secs_f64(),
         },
@@ -374,7 +387,7 @@ fn ensure_phone_domain(data: &Path, source_domain: Option<&str>) -> anyhow::Resu
         .unwrap_or_default();
     let made = &splits["phone_capture"];
     Ok(format!(
-        "each test slice of `{}` captured once by the phone-capture simulator \
+        "Phone-capture domain: each test slice of `{}` captured once by the phone-capture simulator \
          (docs/PHONE_CAPTURE.md) at severity {}, seed {}, with a per-image seed salted so that \
          no training run draws it; training augmentation (the `aug` and `sas` methods) uses the \
          simulator's wider `training()` ranges with fresh seeds every step.",
@@ -382,6 +395,58 @@ fn ensure_phone_domain(data: &Path, source_domain: Option<&str>) -> anyhow::Resu
         made["settings"]["severity"],
         made["seed"],
     ))
+}
+
+/// Makes the four simulated-scanner test domains when asked for, or when the data set has no
+/// other test domain than its source and the phone captures (a single-scanner data set would
+/// otherwise say nothing about other scanners); says how they were made.
+fn ensure_scanner_domains(
+    data: &Path,
+    source_domain: Option<&str>,
+    asked: bool,
+) -> anyhow::Result<Option<String>> {
+    let ds = Dataset::open(data)?;
+    let source = source_domain.map_or_else(|| ds.default_domain().to_string(), str::to_string);
+    let has_other = ds.domains.iter().any(|(name, splits)| {
+        *name != source
+            && name != phone::dataset::DOMAIN
+            && !name.starts_with("scanner-")
+            && splits.contains_key("test")
+    });
+    if !asked && has_other {
+        return Ok(None);
+    }
+    let spec = DerivedSpec {
+        root: data.to_path_buf(),
+        source_domain: Some(source.clone()),
+        seed: 42,
+        force: false,
+    };
+    let mut lines = Vec::new();
+    for shift in ScannerShift::ALL {
+        if !ds.domains.contains_key(shift.domain()) {
+            println!(
+                "== {} has no '{}' domain: making it from the test split of '{source}'",
+                data.display(),
+                shift.domain()
+            );
+            write_derived_domain(&spec, &shift, &mut |_, _| {}).with_context(|| {
+                format!(
+                    "writing the {} domain into {}",
+                    shift.domain(),
+                    data.display()
+                )
+            })?;
+        }
+        lines.push(format!("`{}` ({})", shift.domain(), shift.describe()));
+    }
+    Ok(Some(format!(
+        "Simulated other scanners (trainer/src/scanner_shift.rs; `synth --domain scanners`), \
+         each test slice of `{source}` once, seed 42, a salted per-image seed: {}. Training \
+         augmentation never applies these shifts as such (`strong` has gamma, blur and noise \
+         of its own, milder).",
+        lines.join("; ")
+    )))
 }
 
 /// The seed's self-supervised pre-training run (`--out/pretrain-s<seed>`), made on the
