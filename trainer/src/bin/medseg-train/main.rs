@@ -46,7 +46,7 @@ enum Command {
 fn main() {
     // The matches as well as the parsed flags: `train --resume` and `import` need to know
     // which flags were typed, not only their values.
-    let mut command = Cli::command();
+    let mut command = cmd_bench_generalization::with_bench_defaults(Cli::command());
     let matches = command.get_matches_mut();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let typed = |name: &str| {
