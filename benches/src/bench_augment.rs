@@ -66,14 +66,7 @@ struct Measured {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let ds = Dataset::open(&args.data)?;
-    let spec = InputSpec {
-        channels: 1,
-        height: args.size,
-        width: args.size,
-        mean: 0.5,
-        std: 0.25,
-        stacked_neighbours: false,
-    };
+    let spec = InputSpec::square(1, args.size, false);
     let samples = evenly_spaced(ds.split(None, "train")?, args.images);
     let split = load_split(&samples, ds.classes.len(), &spec, false, "train")?;
     let crop = if args.crop == 0 { args.size } else { args.crop };

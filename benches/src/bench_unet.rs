@@ -72,14 +72,7 @@ fn main() -> anyhow::Result<()> {
     let model: SegModel<Train> = arch.init(&dev)?;
     let model = model.valid();
     let graph = model.export([1, 1, args.size, args.size]);
-    let input = InputSpec {
-        channels: 1,
-        height: args.size,
-        width: args.size,
-        mean: 0.5,
-        std: 0.25,
-        stacked_neighbours: false,
-    };
+    let input = InputSpec::square(1, args.size, false);
     let mut card = bare_card(&arch, input, vec!["background".into(), "foreground".into()])?;
     card.parameters = graph.parameter_count();
     let (proto, seg) = build_onnx(

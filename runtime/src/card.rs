@@ -96,6 +96,19 @@ impl ModelCard {
 }
 
 impl InputSpec {
+    /// A square input of `side` pixels with the normalisation every medseg model is trained
+    /// with (gray levels 0..1 centred on 0.5, scaled by 4).
+    pub fn square(channels: usize, side: usize, stacked_neighbours: bool) -> Self {
+        Self {
+            channels,
+            height: side,
+            width: side,
+            mean: 0.5,
+            std: 0.25,
+            stacked_neighbours,
+        }
+    }
+
     /// Normalizes an 8-bit value as the model was trained.
     pub fn normalize(&self, v: u8) -> f32 {
         (v as f32 / 255.0 - self.mean) / self.std

@@ -11,8 +11,6 @@
 //! per-step seeds with no salt, does not reproduce it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 
 use image::codecs::png::PngEncoder;
 use image::{DynamicImage, GrayImage, ImageEncoder};
@@ -21,6 +19,9 @@ use medseg_runtime::image_io::{load_image, load_mask};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
+
+use crate::parallel::for_each_with_progress;
+use crate::synth::{hash_str, mix64};
 
 /// One derived slice: the encoded image (in the maker's [`DomainMaker::extension`]) and the
 /// mask (class indices).
@@ -259,8 +260,8 @@ fn write_manifest(path: &Path, manifest: &Value) -> Result<(), DerivedDomainErro
     })
 }
 
-/// Makes and writes every sample on up to 8 threads; progress from this thread. Output
-/// does not depend on scheduling: each image's rng depends only on its name.
+/// Makes and writes every sample on all cores; progress from this thread. Output does not
+/// depend on scheduling: each image's rng depends only on its name.
 fn make_all(
     spec: &DerivedSpec,
     maker: &dyn DomainMaker,
@@ -268,38 +269,7 @@ fn make_all(
     samples: &[Sample],
     on_image: &mut dyn FnMut(usize, usize),
 ) -> Result<(), DerivedDomainError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<Result<(), DerivedDomainError>>();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            let (tx, next, failed) = (tx.clone(), &next, &failed);
-            s.spawn(move || {
-                while !failed.load(Ordering::Relaxed) {
-                    let Some(sample) = samples.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
-                    if tx.send(make_one(spec, maker, classes, sample)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut done = 0;
-        for result in rx {
-            if let Err(e) = result {
-                failed.store(true, Ordering::Relaxed);
-                return Err(e);
-            }
-            done += 1;
-            on_image(done, samples.len());
-        }
-        Ok(())
-    })
+    for_each_with_progress(samples, |s| make_one(spec, maker, classes, s), on_image)
 }
 
 fn make_one(
@@ -352,19 +322,4 @@ pub fn encode_png(image: &GrayImage) -> std::io::Result<Vec<u8>> {
         )
         .map_err(std::io::Error::other)?;
     Ok(png)
-}
-
-/// SplitMix64 finaliser (as the phantom's seeds).
-fn mix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// FNV-1a: stable across Rust versions, unlike `DefaultHasher`.
-fn hash_str(s: &str) -> u64 {
-    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
-    })
 }

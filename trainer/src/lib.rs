@@ -13,6 +13,7 @@ pub mod loss_table;
 pub mod losses;
 pub mod objective;
 pub mod panels;
+pub mod parallel;
 pub mod phone;
 pub mod plot;
 pub mod prefetch;

@@ -25,6 +25,7 @@ use rand_distr::{Distribution, Normal};
 use serde_json::Value;
 
 use crate::derived_domain::{Derived, DomainMaker, encode_png};
+use crate::synth::mix64;
 
 /// One simulated scanner difference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -122,7 +123,7 @@ impl DomainMaker for ScannerShift {
             .iter()
             .position(|s| s == self)
             .unwrap_or(0);
-        SCANNER_SALT ^ mix_index(index)
+        SCANNER_SALT ^ mix64(index as u64 + 1)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -174,10 +175,6 @@ impl DomainMaker for ScannerShift {
             serde_json::json!({ "shift": ScannerShift::domain(*self), "draws": self.describe() }),
         )
     }
-}
-
-fn mix_index(i: usize) -> u64 {
-    (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// `v -> |v - t| / max(t, 1 - t)` on the 0..1 range: gray levels folded about `t`.

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, GrayImage, ImageEncoder};
@@ -13,6 +11,7 @@ use serde::Serialize;
 use super::domain::{DOMAINS, Domain};
 use super::texture::{hash_str, mix64};
 use super::{SynthConfig, SynthError, SynthSummary, render_slice};
+use crate::parallel::for_each_with_progress;
 
 /// Patient names carry three digits: p000..p999.
 const MAX_PATIENTS: usize = 1000;
@@ -153,38 +152,7 @@ fn render_all(
     jobs: &[Job],
     on_slice: &mut dyn FnMut(usize, usize),
 ) -> Result<(), SynthError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<Result<(), SynthError>>();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            let (tx, next, failed) = (tx.clone(), &next, &failed);
-            s.spawn(move || {
-                while !failed.load(Ordering::Relaxed) {
-                    let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
-                    if tx.send(write_slice(out, job)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut done = 0;
-        for result in rx {
-            if let Err(e) = result {
-                failed.store(true, Ordering::Relaxed);
-                return Err(e);
-            }
-            done += 1;
-            on_slice(done, jobs.len());
-        }
-        Ok(())
-    })
+    for_each_with_progress(jobs, |job| write_slice(out, job), on_slice)
 }
 
 fn write_slice(out: &Path, job: &Job) -> Result<(), SynthError> {

@@ -21,6 +21,8 @@ mod domain;
 mod layout;
 mod raster;
 mod texture;
+
+pub use texture::{hash_str, mix64};
 mod vertebra;
 mod viscera;
 

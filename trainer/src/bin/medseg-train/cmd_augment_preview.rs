@@ -88,14 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if ![1, 3].contains(&channels) {
         bail!("--channels {channels}: expected 1 (gray) or 3 (RGB)");
     }
-    let spec = InputSpec {
-        channels,
-        height: args.image_size,
-        width: args.image_size,
-        mean: 0.5,
-        std: 0.25,
-        stacked_neighbours: ds.stacked_neighbours,
-    };
+    let spec = InputSpec::square(channels, args.image_size, ds.stacked_neighbours);
     let samples = evenly_spaced(ds.split(Some(&domain), &args.split)?, args.samples);
     let label = format!("{domain}/{}", args.split);
     let split = load_split(&samples, ds.classes.len(), &spec, false, &label)?;

@@ -178,14 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.image_size,
         args.crop_size
     );
-    let input = InputSpec {
-        channels: args.channels,
-        height: args.image_size,
-        width: args.image_size,
-        mean: 0.5,
-        std: 0.25,
-        stacked_neighbours: false,
-    };
+    let input = InputSpec::square(args.channels, args.image_size, false);
     let mut source = match &args.split {
         None => Unlabelled::from_folder(&args.data, &input)?,
         Some(split) => {

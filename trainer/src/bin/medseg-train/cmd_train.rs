@@ -382,14 +382,7 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         dataset_images: ds.image_count(),
         classes: ds.classes.clone(),
         architecture: arch,
-        input: InputSpec {
-            channels,
-            height: args.image_size,
-            width: args.image_size,
-            mean: 0.5,
-            std: 0.25,
-            stacked_neighbours: ds.stacked_neighbours,
-        },
+        input: InputSpec::square(channels, args.image_size, ds.stacked_neighbours),
         augment,
         init_from: args
             .init_from
