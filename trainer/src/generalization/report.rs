@@ -39,6 +39,12 @@ fn cell(s: Option<Spread>) -> String {
     }
 }
 
+/// `train`'s own budget (6 epochs of the whole training split) and every validation and test
+/// image, on the CUDA build: about 8 hours of a 2-core CPU, so a GPU's job.
+pub const FULL_SIZE_GPU: &str = "`cargo build --release -p medseg-trainer --features cuda && \
+     target/release/medseg-train bench-generalization --data DIR --epochs 6 \
+     --max-steps-per-epoch 0 --max-val-images 0 --max-test-images 0`";
+
 pub fn render(ctx: &ReportContext, results: &[RunResult], source_domain: &str) -> String {
     let domains = domains(results);
     let methods: Vec<Method> = Method::ALL
@@ -65,8 +71,12 @@ pub fn render(ctx: &ReportContext, results: &[RunResult], source_domain: &str) -
     let _ = writeln!(md, "- machine: {}", ctx.machine);
     let _ = writeln!(
         md,
-        "- wall clock of this invocation (finished runs are reused, not timed again): {:.0} min\n",
+        "- wall clock of this invocation (finished runs are reused, not timed again): {:.0} min",
         ctx.wall_seconds / 60.0
+    );
+    let _ = writeln!(
+        md,
+        "- the full-size run, for an NVIDIA GPU: {FULL_SIZE_GPU}\n"
     );
     let _ = writeln!(md, "## Methods\n");
     for (m, what) in ctx.methods {

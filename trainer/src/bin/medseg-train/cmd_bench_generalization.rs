@@ -203,7 +203,7 @@ fn run_one(args: &Args, method: Method, seed: u64, root: &Path) -> anyhow::Resul
     );
     // A reused run must have had this budget, or the table would compare unequal runs.
     let t = &args.train;
-    let asked = (epochs, t.max_steps_per_epoch, t.batch_size, t.lr);
+    let asked = (epochs, t.step_limit(), t.batch_size, t.lr);
     let had = (cfg.epochs, cfg.max_steps_per_epoch, cfg.batch_size, cfg.lr);
     anyhow::ensure!(
         asked == had,
@@ -279,7 +279,7 @@ fn write_report(
         "{} epoch(s){}, batch {}, {} px crops of {} px images, {} lr {} (poly {}); \
          self-supervised pre-training {} epoch(s)",
         t.epochs.unwrap_or(cmd_train::DEFAULT_EPOCHS),
-        t.max_steps_per_epoch
+        t.step_limit()
             .map_or(String::new(), |m| format!(" of at most {m} steps")),
         t.batch_size,
         t.crop_size,
@@ -501,7 +501,7 @@ fn ensure_pretrained(args: &Args, seed: u64, root: &Path) -> anyhow::Result<(Pat
         pre.model = t.model.clone();
         pre.model_opts = t.model_opts.clone();
         pre.epochs = args.pretrain_epochs;
-        pre.max_steps_per_epoch = t.max_steps_per_epoch;
+        pre.max_steps_per_epoch = t.step_limit();
         pre.batch_size = t.batch_size;
         pre.image_size = t.image_size;
         pre.crop_size = t.crop_size;

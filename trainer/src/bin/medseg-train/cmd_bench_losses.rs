@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // A reused run must have had the same budget, or the table would compare unequal runs.
         let asked = (
             epochs,
-            train.max_steps_per_epoch,
+            train.step_limit(),
             train.batch_size,
             train.lr,
             train.seed,
@@ -149,7 +149,7 @@ fn write_report(args: &Args, dataset: &str, results: &[LossResult]) -> anyhow::R
     let budget = format!(
         "{} epoch(s){}, batch {}, {} px crops of {} px images, {} lr {} (poly {}), seed {}",
         t.epochs.unwrap_or(cmd_train::DEFAULT_EPOCHS),
-        t.max_steps_per_epoch
+        t.step_limit()
             .map_or(String::new(), |m| format!(" of at most {m} steps")),
         t.batch_size,
         t.crop_size,

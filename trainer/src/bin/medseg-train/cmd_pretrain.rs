@@ -86,7 +86,7 @@ pub struct Args {
     /// background,foreground].
     #[arg(long, value_delimiter = ',')]
     classes: Option<Vec<String>>,
-    /// Stop each epoch after this many steps (quick trials).
+    /// Stop each epoch after this many steps (quick trials; 0 = no limit).
     #[arg(long)]
     pub(crate) max_steps_per_epoch: Option<usize>,
     /// Stop after the last epoch that fits in this many minutes.
@@ -221,7 +221,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         class_weights: None,
         loss: "infonce".into(),
         seed: args.seed,
-        max_steps_per_epoch: args.max_steps_per_epoch,
+        max_steps_per_epoch: args.max_steps_per_epoch.filter(|&m| m > 0),
         fixed_batch: false,
         time_budget_minutes: args.time_budget,
         command: std::env::args().collect::<Vec<_>>().join(" "),

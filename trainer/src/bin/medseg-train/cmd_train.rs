@@ -104,7 +104,7 @@ pub struct Args {
     /// (with the default `basic`, in the places and draw order they always had).
     #[arg(long, default_value_t = 0.0)]
     pub(crate) blur: f32,
-    /// Stop each epoch after this many steps (quick trials).
+    /// Stop each epoch after this many steps (quick trials; 0 = no limit).
     #[arg(long)]
     pub(crate) max_steps_per_epoch: Option<usize>,
     /// Validate each epoch on at most this many images, evenly spaced over the split so every
@@ -245,6 +245,13 @@ fn checked_budget(minutes: Option<f64>) -> anyhow::Result<Option<f64>> {
             bail!("--time-budget {m}: expected a positive number of minutes")
         }
         m => Ok(m),
+    }
+}
+
+impl Args {
+    /// `--max-steps-per-epoch` as the run stores it (0 = no limit = none).
+    pub(crate) fn step_limit(&self) -> Option<usize> {
+        self.max_steps_per_epoch.filter(|&m| m > 0)
     }
 }
 
@@ -413,7 +420,7 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         class_weights,
         loss: loss.to_string(),
         seed: args.seed,
-        max_steps_per_epoch: args.max_steps_per_epoch,
+        max_steps_per_epoch: args.step_limit(),
         fixed_batch: args.fixed_batch,
         time_budget_minutes: checked_budget(args.time_budget)?,
         command: std::env::args().collect::<Vec<_>>().join(" "),
