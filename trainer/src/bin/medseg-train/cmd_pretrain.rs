@@ -58,8 +58,8 @@ pub struct Args {
     queue: usize,
     /// Key encoder momentum (MoCo's EMA). MoCo's 0.999 suits its 200 epochs of 5000 steps; in
     /// runs of hundreds of steps it leaves the key encoder close to its random start (0.999^120
-    /// = 0.89), and measured here pre-training then learned nothing (docs/SSL.md). MoCo's own
-    /// ablation puts 0.99 within 0.6 points of 0.999.
+    /// = 0.89), and measured here pre-training then learned nothing (docs/SSL.md). In MoCo's
+    /// own momentum ablation 0.99 is about a point below 0.999.
     #[arg(long, default_value_t = 0.99)]
     pub(crate) momentum: f32,
     /// JMedSeg's variant: one network encodes both views, gradients through both, no
