@@ -496,7 +496,11 @@ fn ensure_pretrained(args: &Args, seed: u64, root: &Path) -> anyhow::Result<(Pat
             .data
             .clone()
             .context("bench-generalization needs --data")?;
+        // The pre-trained model must have the data set's classes, or `train --init-from`
+        // refuses it (the classes come from the probe's data set otherwise, and there is none).
+        let classes = Dataset::open(&data)?.classes;
         let mut pre = cmd_pretrain::Args::defaults(data, out.clone());
+        pre.classes = Some(classes);
         pre.domain = t.domain.clone();
         pre.split = Some("train".into());
         pre.model = t.model.clone();
@@ -518,7 +522,7 @@ fn ensure_pretrained(args: &Args, seed: u64, root: &Path) -> anyhow::Result<(Pat
     }
     // A reused pre-training must be the one this code would make: the momentum default
     // changed (0.999 -> 0.99) after runs were made with the old one.
-    let expected = cmd_pretrain::Args::defaults(PathBuf::new(), out.clone()).momentum;
+    let expected = cmd_pretrain::DEFAULT_MOMENTUM;
     let made: Option<f64> = std::fs::read(pretrain_config_path(&out))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

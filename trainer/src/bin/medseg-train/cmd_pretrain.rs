@@ -14,6 +14,9 @@ use medseg_trainer::pretrain::{
 use medseg_trainer::source::Unlabelled;
 use medseg_trainer::train::{OptimizerKind, RunConfig, RunDir};
 
+/// The key encoder's default momentum (see `--momentum`).
+pub(crate) const DEFAULT_MOMENTUM: f32 = 0.99;
+
 /// Contrastive self-supervised pre-training of a model's encoder on unlabelled images (MoCo v2
 /// with a momentum key encoder; JMedSeg's shared encoder with --shared-encoder). The run
 /// folder loads with `medseg-train train --init-from RUN` (whole model; the decoder is
@@ -60,7 +63,7 @@ pub struct Args {
     /// runs of hundreds of steps it leaves the key encoder close to its random start (0.999^120
     /// = 0.89), and measured here pre-training then learned nothing (docs/SSL.md). In MoCo's
     /// own momentum ablation 0.99 is about a point below 0.999.
-    #[arg(long, default_value_t = 0.99)]
+    #[arg(long, default_value_t = DEFAULT_MOMENTUM)]
     pub(crate) momentum: f32,
     /// JMedSeg's variant: one network encodes both views, gradients through both, no
     /// momentum encoder (--momentum is ignored).
@@ -88,7 +91,7 @@ pub struct Args {
     /// data set `train --init-from` will use [default: the classes of --probe-data, else
     /// background,foreground].
     #[arg(long, value_delimiter = ',')]
-    classes: Option<Vec<String>>,
+    pub(crate) classes: Option<Vec<String>>,
     /// Stop each epoch after this many steps (quick trials; 0 = no limit).
     #[arg(long)]
     pub(crate) max_steps_per_epoch: Option<usize>,
