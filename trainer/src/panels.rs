@@ -23,14 +23,7 @@ pub fn overlay(photo: &RgbImage, mask: &Mask) -> RgbImage {
             if !fg(x, y) {
                 continue;
             }
-            let edge = x == 0
-                || y == 0
-                || x + 1 == w
-                || y + 1 == h
-                || !fg(x - 1, y)
-                || !fg(x + 1, y)
-                || !fg(x, y - 1)
-                || !fg(x, y + 1);
+            let edge = on_boundary(x, y, w, h, fg);
             let px = out.get_pixel_mut(x as u32, y as u32);
             *px = if edge {
                 Rgb(FILL)
@@ -42,6 +35,25 @@ pub fn overlay(photo: &RgbImage, mask: &Mask) -> RgbImage {
         }
     }
     out
+}
+
+/// Whether pixel (x, y) of a `w x h` region lies on its boundary: at the image border, or
+/// beside a 4-neighbour for which `inside` is false.
+fn on_boundary(
+    x: usize,
+    y: usize,
+    w: usize,
+    h: usize,
+    inside: impl Fn(usize, usize) -> bool,
+) -> bool {
+    x == 0
+        || y == 0
+        || x + 1 == w
+        || y + 1 == h
+        || !inside(x - 1, y)
+        || !inside(x + 1, y)
+        || !inside(x, y - 1)
+        || !inside(x, y + 1)
 }
 
 /// Outline colours by class (class 1 first), cycling for more classes.
@@ -60,14 +72,7 @@ pub fn outline(image: &RgbImage, mask: &Mask) -> RgbImage {
             if c == 0 {
                 continue;
             }
-            let edge = x == 0
-                || y == 0
-                || x + 1 == w
-                || y + 1 == h
-                || class(x - 1, y) != c
-                || class(x + 1, y) != c
-                || class(x, y - 1) != c
-                || class(x, y + 1) != c;
+            let edge = on_boundary(x, y, w, h, |x, y| class(x, y) == c);
             if edge {
                 out.put_pixel(
                     x as u32,

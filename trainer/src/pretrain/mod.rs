@@ -135,6 +135,15 @@ pub fn pretrain_config_path(run: &Path) -> PathBuf {
     run.join("pretrain.json")
 }
 
+impl PretrainConfig {
+    /// The settings a pre-training run folder was made with; `None` for a folder that is not
+    /// one (no or unreadable pretrain.json).
+    pub fn read(run: &Path) -> Option<PretrainConfig> {
+        let bytes = std::fs::read(pretrain_config_path(run)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
 /// Trains for `cfg.epochs` epochs on `source` (its `views` must be 2), writing the run
 /// folder after every epoch. Returns the loss of every step.
 pub fn pretrain<B: AutodiffBackend>(

@@ -14,7 +14,7 @@ use medseg_trainer::generalization::report::{ReportContext, render};
 use medseg_trainer::generalization::{DomainDice, Method, RunResult};
 use medseg_trainer::phone::dataset::{PhoneDomainSpec, write_phone_domain};
 use medseg_trainer::phone::{self, PhoneCapture};
-use medseg_trainer::pretrain::pretrain_config_path;
+use medseg_trainer::pretrain::PretrainConfig;
 use medseg_trainer::scanner_shift::ScannerShift;
 use medseg_trainer::train::RunDir;
 
@@ -523,11 +523,8 @@ fn ensure_pretrained(args: &Args, seed: u64, root: &Path) -> anyhow::Result<(Pat
     // A reused pre-training must be the one this code would make: the momentum default
     // changed (0.999 -> 0.99) after runs were made with the old one.
     let expected = cmd_pretrain::DEFAULT_MOMENTUM;
-    let made: Option<f64> = std::fs::read(pretrain_config_path(&out))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["momentum"].as_f64());
-    if let Some(m) = made.filter(|m| (m - f64::from(expected)).abs() > 1e-6) {
+    let made = PretrainConfig::read(&out).and_then(|c| c.momentum);
+    if let Some(m) = made.filter(|m| (m - expected).abs() > 1e-6) {
         anyhow::bail!(
             "{} was pre-trained with key-encoder momentum {m}, not {expected}; remove it (and \
              the ssl-s{seed} and sas-s{seed} runs made from it) or use another --out",

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use medseg_trainer::backend;
-use medseg_trainer::pretrain::pretrain_config_path;
+use medseg_trainer::pretrain::PretrainConfig;
 use medseg_trainer::pretrain::probe::{ProbeData, probe_run};
 use medseg_trainer::train::RunDir;
 
@@ -40,10 +40,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let dir = RunDir::new(&args.run);
     let layer = match &args.layer {
         Some(l) => l.clone(),
-        None => std::fs::read(pretrain_config_path(&args.run))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["layer"].as_str().map(str::to_string))
+        None => PretrainConfig::read(&args.run)
+            .map(|c| c.layer)
             .unwrap_or_else(|| medseg_models::network::ENCODER_TAP.to_string()),
     };
     let probe = ProbeData {
