@@ -5,7 +5,6 @@
 //! architecture is one file plus one line in the [`registry`] table. The backend is a type
 //! parameter: the binary that trains or exports picks it.
 
-pub mod attention_unet;
 pub mod blocks;
 pub mod burn_ops;
 pub mod graph;
@@ -14,12 +13,11 @@ pub mod network;
 pub mod ops;
 pub mod registry;
 pub mod stn;
-pub mod unet;
-pub mod unet_plus_plus;
+pub mod unet_family;
 pub mod vit_seg;
 
 pub use graph::{Graph, Node, Op, ValueId};
 pub use network::{ArchConfig, Aux, AuxKind, Network, SegOutput};
 pub use registry::{Architecture, ArchitectureError, Entry, SegModel, ZooConfig, ZooNet};
 pub use stn::StnConfig;
-pub use unet::{UNet, UNetConfig, Upsampling};
+pub use unet_family::unet::{UNet, UNetConfig, Upsampling};

@@ -113,8 +113,15 @@ pub trait ArchConfig:
     fn size_multiple(&self) -> usize;
     /// Checks the options (beyond what their types say); the reason names the option.
     fn validate(&self) -> Result<(), String>;
+    /// Scales every channel width by `scale` (see [`scaled_width`]), keeping the structure.
+    fn scale_widths(&mut self, scale: f64);
     fn init<B: Backend>(&self, device: &B::Device) -> Self::Model<B>;
     /// A configuration small enough to train a few steps in a test (every architecture's
     /// structure, tiny widths): what the table-driven tests and smoke runs build.
     fn tiny() -> Self;
+}
+
+/// A channel width scaled by `scale`, rounded, at least `min` (and at least 1).
+pub fn scaled_width(width: usize, scale: f64, min: usize) -> usize {
+    ((width as f64 * scale).round() as usize).max(min).max(1)
 }

@@ -40,49 +40,61 @@ pub struct Entry {
     pub paper: &'static str,
 }
 
+/// Names earlier versions wrote into checkpoints and model cards, and what they are now.
+const RENAMED: [(&str, &str); 2] = [("attention_unet", "attunet"), ("unet_plus_plus", "unetpp")];
+
+/// The current registry name for `name` (lower case, old names renamed).
+fn current_name(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    RENAMED
+        .iter()
+        .find(|(old, _)| *old == lower)
+        .map_or(lower, |(_, new)| new.to_string())
+}
+
 /// Options every architecture has but that come from the data, not from the user.
 const DATA_OPTIONS: [&str; 2] = ["in_channels", "num_classes"];
 
 macro_rules! zoo {
-    ($($variant:ident => $module:ident::{$config:ident, $model:ident};)*) => {
+    ($($variant:ident => [$($module:ident)::+] {$config:ident, $model:ident};)*) => {
         /// Which member of the zoo, with its options.
         #[derive(Debug, Clone, PartialEq)]
         pub enum ZooConfig {
-            $($variant(crate::$module::$config),)*
+            $($variant(crate::$($module)::+::$config),)*
         }
 
         /// Any member of the zoo, as one Burn module.
         #[derive(Module, Debug)]
         #[allow(clippy::large_enum_variant)]
         pub enum ZooNet<B: Backend> {
-            $($variant(crate::$module::$model<B>),)*
+            $($variant(crate::$($module)::+::$model<B>),)*
         }
 
         impl ZooConfig {
             pub const TABLE: &'static [Entry] = &[$(Entry {
-                name: <crate::$module::$config as ArchConfig>::NAME,
-                family: <crate::$module::$config as ArchConfig>::FAMILY,
-                paper: <crate::$module::$config as ArchConfig>::PAPER,
+                name: <crate::$($module)::+::$config as ArchConfig>::NAME,
+                family: <crate::$($module)::+::$config as ArchConfig>::FAMILY,
+                paper: <crate::$($module)::+::$config as ArchConfig>::PAPER,
             },)*];
 
             fn from_json(name: &str, options: Value) -> Option<Result<Self, serde_json::Error>> {
-                $(if name == <crate::$module::$config as ArchConfig>::NAME {
-                    return Some(serde_json::from_value::<crate::$module::$config>(options).map(Self::$variant));
+                $(if name == <crate::$($module)::+::$config as ArchConfig>::NAME {
+                    return Some(serde_json::from_value::<crate::$($module)::+::$config>(options).map(Self::$variant));
                 })*
                 None
             }
 
             fn default_of(name: &str) -> Option<Self> {
-                $(if name == <crate::$module::$config as ArchConfig>::NAME {
-                    return Some(Self::$variant(crate::$module::$config::default()));
+                $(if name == <crate::$($module)::+::$config as ArchConfig>::NAME {
+                    return Some(Self::$variant(crate::$($module)::+::$config::default()));
                 })*
                 None
             }
 
             fn tiny_of(name: &str) -> Option<Self> {
-                $(if name == <crate::$module::$config as ArchConfig>::NAME {
+                $(if name == <crate::$($module)::+::$config as ArchConfig>::NAME {
                     return Some(Self::$variant(
-                        <crate::$module::$config as ArchConfig>::tiny(),
+                        <crate::$($module)::+::$config as ArchConfig>::tiny(),
                     ));
                 })*
                 None
@@ -123,13 +135,13 @@ macro_rules! zoo {
     };
 }
 
-// The table: variant => file::{config, model}. Adding an architecture is its file, its `mod`
+// The table: variant => [module path] {config, model}. Adding an architecture is its file, its `mod`
 // line in lib.rs and one line here.
 zoo! {
-    Unet => unet::{UNetConfig, UNet};
-    AttentionUnet => attention_unet::{AttentionUNetConfig, AttentionUNet};
-    UnetPlusPlus => unet_plus_plus::{UNetPlusPlusConfig, UNetPlusPlus};
-    VitSeg => vit_seg::{VitSegConfig, VitSeg};
+    Unet => [unet_family::unet] {UNetConfig, UNet};
+    AttentionUnet => [unet_family::attention_unet] {AttentionUNetConfig, AttentionUNet};
+    UnetPlusPlus => [unet_family::unet_plus_plus] {UNetPlusPlusConfig, UNetPlusPlus};
+    VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.
@@ -140,6 +152,7 @@ trait DynConfig {
     fn set_io(&mut self, in_channels: usize, num_classes: usize);
     fn size_multiple(&self) -> usize;
     fn validate(&self) -> Result<(), String>;
+    fn scale_widths(&mut self, scale: f64);
     fn to_json(&self) -> Map<String, Value>;
 }
 
@@ -161,6 +174,9 @@ impl<C: ArchConfig> DynConfig for C {
     }
     fn validate(&self) -> Result<(), String> {
         ArchConfig::validate(self)
+    }
+    fn scale_widths(&mut self, scale: f64) {
+        ArchConfig::scale_widths(self, scale)
     }
     fn to_json(&self) -> Map<String, Value> {
         match serde_json::to_value(self) {
@@ -208,7 +224,7 @@ impl Architecture {
         make: fn(&str) -> Option<ZooConfig>,
         io: (usize, usize),
     ) -> Result<Self, ArchitectureError> {
-        let mut net = make(&name.to_ascii_lowercase())
+        let mut net = make(&current_name(name))
             .ok_or_else(|| ArchitectureError::Unknown(name.to_string()))?;
         net.config_mut().set_io(io.0, io.1);
         Ok(net.into())
@@ -303,6 +319,19 @@ impl Architecture {
         a
     }
 
+    /// Every channel width scaled by `scale` (0.25: a quarter of the paper's), for benches
+    /// that compare architectures at one reduced size; the result is validated.
+    pub fn scale_widths(&mut self, scale: f64) -> Result<(), ArchitectureError> {
+        if !(scale > 0.0 && scale.is_finite()) {
+            return Err(self.invalid(format!("width scale {scale}: expected a positive number")));
+        }
+        let mut scaled = self.clone();
+        scaled.net.config_mut().scale_widths(scale);
+        scaled.validate()?;
+        *self = scaled;
+        Ok(())
+    }
+
     /// The options a user may set, with their current values.
     pub fn options(&self) -> Vec<(String, Value)> {
         self.net
@@ -389,7 +418,7 @@ impl<'de> serde::Deserialize<'de> for Architecture {
             .map(serde_json::from_value::<StnConfig>)
             .transpose()
             .map_err(|e| D::Error::custom(format!("architecture {name}, stn: {e}")))?;
-        match ZooConfig::from_json(&name, Value::Object(m)) {
+        match ZooConfig::from_json(&current_name(&name), Value::Object(m)) {
             Some(r) => r
                 .map(|net| Self { net, stn })
                 .map_err(|e| D::Error::custom(format!("architecture {name}: {e}"))),
@@ -467,7 +496,7 @@ mod tests {
     use burn::tensor::{Distribution, Tolerance};
 
     use super::*;
-    use crate::unet::UNetConfig;
+    use crate::unet_family::unet::UNetConfig;
 
     fn small_unet(in_channels: usize) -> Architecture {
         Architecture::from(ZooConfig::Unet(UNetConfig {
@@ -495,6 +524,44 @@ mod tests {
             err.to_string().contains("unknown architecture 'nonet'"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn renamed_members_load_under_their_old_names() {
+        let old =
+            r#"{"name":"attention_unet","in_channels":1,"num_classes":2,"base_width":8,"depth":3}"#;
+        let arch: Architecture = serde_json::from_str(old).unwrap();
+        assert_eq!(arch.name(), "attunet");
+        assert_eq!(
+            Architecture::by_name("unet_plus_plus", 1, 2)
+                .unwrap()
+                .name(),
+            "unetpp"
+        );
+    }
+
+    #[test]
+    fn every_member_scales_its_widths_and_stays_valid() {
+        let dev = Default::default();
+        for name in Architecture::names() {
+            let full = Architecture::by_name(name, 1, 2).unwrap();
+            let mut quarter = full.clone();
+            quarter.scale_widths(0.25).unwrap();
+            let side = 4 * full.size_multiple().max(8);
+            let count = |a: &Architecture| {
+                a.init::<burn::backend::Flex>(&dev)
+                    .unwrap()
+                    .export([1, 1, side, side])
+                    .parameter_count()
+            };
+            let (big, small) = (count(&full), count(&quarter));
+            assert!(
+                small * 4 < big,
+                "{name}: {small} parameters at 1/4 width, {big} at full"
+            );
+        }
+        let mut unet = small_unet(1);
+        assert!(unet.scale_widths(0.0).is_err() && unet.scale_widths(f64::NAN).is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::blocks::{ConvBnRelu, Head, LayerNorm};
-use crate::network::{ArchConfig, Network, SegOutput};
+use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::{Ops, ResizeMode};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,6 +170,13 @@ impl ArchConfig for VitSegConfig {
             ));
         }
         Ok(())
+    }
+
+    fn scale_widths(&mut self, scale: f64) {
+        // Whole heads: the head count stays, each head narrows.
+        let head_dim = scaled_width(self.embed_dim / self.heads.max(1), scale, 1);
+        self.embed_dim = head_dim * self.heads.max(1);
+        self.decoder_width = scaled_width(self.decoder_width, scale, 1);
     }
 
     fn tiny() -> Self {

@@ -2,7 +2,8 @@
 //! configuration trains a few steps on the CPU with a falling loss, exports to ONNX, runs in
 //! tract with Burn's logits (1e-4 of the logit range), segments an image of another size with
 //! the runtime, and refuses an input size it cannot take; and the same behind a spatial
-//! transformer.
+//! transformer. `MEDSEG_ZOO_ONLY=unet,attunet` limits both to the named members (while one is
+//! being written); unset, every member runs.
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
@@ -148,11 +149,27 @@ fn trains_exports_and_segments(arch: Architecture) {
     }
 }
 
+/// The registry's names, or those of `MEDSEG_ZOO_ONLY` (refused when one is not registered).
+fn selected() -> Vec<&'static str> {
+    let all = Architecture::names();
+    let Ok(only) = std::env::var("MEDSEG_ZOO_ONLY") else {
+        return all;
+    };
+    let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+    for w in &wanted {
+        assert!(
+            all.contains(w),
+            "MEDSEG_ZOO_ONLY: '{w}' is not registered: {all:?}"
+        );
+    }
+    all.into_iter().filter(|n| wanted.contains(n)).collect()
+}
+
 #[test]
 fn every_registered_architecture_trains_exports_and_segments() {
     let names = Architecture::names();
     assert!(names.contains(&"unet") && names.len() >= 2, "{names:?}");
-    for name in names {
+    for name in selected() {
         trains_exports_and_segments(Architecture::tiny(name, 1, 2).unwrap());
     }
 }
@@ -161,7 +178,7 @@ fn every_registered_architecture_trains_exports_and_segments() {
 /// the identity, so the exported GridSample path (and the inverse warp) is really exercised.
 #[test]
 fn every_registered_architecture_behind_a_spatial_transformer() {
-    for name in Architecture::names() {
+    for name in selected() {
         let arch = Architecture::tiny(name, 1, 2)
             .unwrap()
             .with_stn(StnConfig::tiny());

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::blocks::{
     DoubleConv, Head, Upsample2x, unet_down_stages, unet_encoder, widen_single_channel_input,
 };
-use crate::network::{ArchConfig, Network, SegOutput};
+use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::Ops;
 
 /// How the decoder doubles the resolution.
@@ -87,6 +87,10 @@ impl ArchConfig for UNetConfig {
             return Err("base_width must be > 0 and depth within 1..=6".into());
         }
         Ok(())
+    }
+
+    fn scale_widths(&mut self, scale: f64) {
+        self.base_width = scaled_width(self.base_width, scale, 1);
     }
 
     fn tiny() -> Self {

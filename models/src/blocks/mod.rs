@@ -9,6 +9,8 @@ use burn::tensor::backend::Backend;
 
 use crate::ops::{Ops, Pool, ResizeMode};
 
+pub mod attention_gate;
+
 /// A `k`x`k` convolution with "same" padding (odd `k`), optionally dilated.
 pub fn conv2d<B: Backend>(
     in_ch: usize,

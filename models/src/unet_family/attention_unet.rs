@@ -9,13 +9,12 @@
 //! JMedSeg (and this file) up-samples first, so both inputs of the gate share a resolution.
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::blocks::{ConvBnRelu, DoubleConv, Head, conv2d, unet_down_stages, unet_encoder};
-use crate::network::{ArchConfig, Network, SegOutput};
+use crate::blocks::attention_gate::AttentionGate;
+use crate::blocks::{ConvBnRelu, DoubleConv, Head, unet_down_stages, unet_encoder};
+use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::{Ops, ResizeMode};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,41 +39,6 @@ impl Default for AttentionUNetConfig {
     }
 }
 
-/// Additive attention gate: coefficients in (0, 1) per pixel, multiplied onto the skip.
-#[derive(Module, Debug)]
-pub struct AttentionGate<B: Backend> {
-    pub w_g: Conv2d<B>,
-    pub bn_g: BatchNorm<B>,
-    pub w_x: Conv2d<B>,
-    pub bn_x: BatchNorm<B>,
-    pub psi: Conv2d<B>,
-    pub bn_psi: BatchNorm<B>,
-}
-
-impl<B: Backend> AttentionGate<B> {
-    pub fn new(gate_ch: usize, skip_ch: usize, inner: usize, device: &B::Device) -> Self {
-        Self {
-            w_g: conv2d(gate_ch, inner, 1, true, device),
-            bn_g: BatchNormConfig::new(inner).init(device),
-            w_x: conv2d(skip_ch, inner, 1, true, device),
-            bn_x: BatchNormConfig::new(inner).init(device),
-            psi: conv2d(inner, 1, 1, true, device),
-            bn_psi: BatchNormConfig::new(1).init(device),
-        }
-    }
-
-    /// `x` gated by `g` (same spatial size).
-    pub fn run<O: Ops<B>>(&self, o: &mut O, g: O::T, x: O::T) -> O::T {
-        let g1 = o.conv_bn(g, &self.w_g, &self.bn_g);
-        let x1 = o.conv_bn(x.clone(), &self.w_x, &self.bn_x);
-        let sum = o.add(g1, x1);
-        let a = o.relu(sum);
-        let psi = o.conv_bn(a, &self.psi, &self.bn_psi);
-        let coefficients = o.sigmoid(psi);
-        o.mul(x, coefficients)
-    }
-}
-
 /// One decoder stage: up-convolution, gate on the skip, concatenation, double conv.
 #[derive(Module, Debug)]
 pub struct AttentionUpStage<B: Backend> {
@@ -93,7 +57,7 @@ pub struct AttentionUNet<B: Backend> {
 
 impl ArchConfig for AttentionUNetConfig {
     type Model<B: Backend> = AttentionUNet<B>;
-    const NAME: &'static str = "attention_unet";
+    const NAME: &'static str = "attunet";
     const FAMILY: &'static str = "unet";
     const PAPER: &'static str =
         "Oktay et al., Attention U-Net: Learning Where to Look for the Pancreas, MIDL 2018";
@@ -120,6 +84,10 @@ impl ArchConfig for AttentionUNetConfig {
             return Err("base_width must be >= 2 and depth within 1..=6".into());
         }
         Ok(())
+    }
+
+    fn scale_widths(&mut self, scale: f64) {
+        self.base_width = scaled_width(self.base_width, scale, 2);
     }
 
     fn tiny() -> Self {

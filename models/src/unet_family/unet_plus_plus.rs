@@ -13,7 +13,7 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::blocks::{DoubleConv, Head, pool2x};
-use crate::network::{ArchConfig, Aux, AuxKind, Network, SegOutput};
+use crate::network::{ArchConfig, Aux, AuxKind, Network, SegOutput, scaled_width};
 use crate::ops::{Ops, ResizeMode};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,7 +51,7 @@ pub struct UNetPlusPlus<B: Backend> {
 
 impl ArchConfig for UNetPlusPlusConfig {
     type Model<B: Backend> = UNetPlusPlus<B>;
-    const NAME: &'static str = "unet_plus_plus";
+    const NAME: &'static str = "unetpp";
     const FAMILY: &'static str = "unet";
     const PAPER: &'static str = "Zhou et al., UNet++: A Nested U-Net Architecture for Medical Image Segmentation, DLMIA 2018";
 
@@ -77,6 +77,10 @@ impl ArchConfig for UNetPlusPlusConfig {
             return Err("base_width must be > 0 and depth within 1..=6".into());
         }
         Ok(())
+    }
+
+    fn scale_widths(&mut self, scale: f64) {
+        self.base_width = scaled_width(self.base_width, scale, 1);
     }
 
     fn tiny() -> Self {

@@ -1,0 +1,6 @@
+//! The UNet family: encoder-decoder networks with skip connections, one file per member,
+//! each composing the shared [`crate::blocks`].
+
+pub mod attention_unet;
+pub mod unet;
+pub mod unet_plus_plus;
