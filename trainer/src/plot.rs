@@ -14,6 +14,9 @@ pub struct EpochLog {
     pub lr: f64,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// Images trained on in the epoch (0 in logs written before it was recorded).
+    #[serde(default)]
+    pub train_images: usize,
 }
 
 pub(crate) fn register_font() {
@@ -97,6 +100,7 @@ mod tests {
                 lr: 1e-3,
                 seconds: 1.0,
                 images_per_second: 10.0,
+                train_images: 10,
             })
             .collect();
         let path = dir.path().join("curves.png");

@@ -4,6 +4,7 @@
 pub mod onnx;
 mod onnx_ops;
 pub mod parity;
+pub mod test_scores;
 
 use std::collections::BTreeMap;
 use std::path::Path;

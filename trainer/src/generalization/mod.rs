@@ -81,16 +81,7 @@ impl Method {
     }
 }
 
-/// One domain's test split scored by one trained model (the exported ONNX file in tract).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DomainDice {
-    pub domain: String,
-    pub images: usize,
-    /// Foreground Dice pooled over the split's pixels.
-    pub dice: f64,
-    /// Foreground IoU pooled over the split's pixels.
-    pub iou: f64,
-}
+pub use crate::export::test_scores::DomainScore;
 
 /// One trained and scored model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,7 +93,7 @@ pub struct RunResult {
     /// Seconds of self-supervised pre-training this model started from (0 without).
     pub pretrain_seconds: f64,
     pub onnx: String,
-    pub scores: Vec<DomainDice>,
+    pub scores: Vec<DomainScore>,
 }
 
 impl RunResult {
@@ -191,7 +182,7 @@ mod tests {
             train_seconds: 1.0,
             pretrain_seconds: 0.0,
             onnx: String::new(),
-            scores: vec![DomainDice {
+            scores: vec![DomainScore {
                 domain: "phone".into(),
                 images: 3,
                 dice,

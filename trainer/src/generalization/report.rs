@@ -228,11 +228,11 @@ fn verdict(results: &[RunResult], source: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::DomainDice;
+    use super::super::DomainScore;
     use super::*;
 
     fn run(method: Method, seed: u64, xh: f64, phone: f64) -> RunResult {
-        let score = |d: &str, dice| DomainDice {
+        let score = |d: &str, dice| DomainScore {
             domain: d.into(),
             images: 4,
             dice,

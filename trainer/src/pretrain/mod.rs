@@ -257,6 +257,7 @@ pub fn pretrain<B: AutodiffBackend>(
             lr: cfg.lr,
             seconds,
             images_per_second: images as f64 / seconds,
+            train_images: images,
         });
         state.epochs_done = epoch;
         state.best_epoch = epoch;

@@ -274,6 +274,7 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
             lr,
             seconds: started.elapsed().as_secs_f64(),
             images_per_second: images as f64 / train_seconds,
+            train_images: images,
         });
         state.epochs_done = epoch;
         dir.save_epoch(&inference, optim.to_record(), &state, is_best)?;

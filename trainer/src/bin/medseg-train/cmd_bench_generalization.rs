@@ -8,10 +8,10 @@ use medseg_runtime::dataset::Dataset;
 use medseg_runtime::image_io::load_image;
 use medseg_trainer::backend;
 use medseg_trainer::derived_domain::{DerivedSpec, write_derived_domain};
-use medseg_trainer::export::{ExportOptions, export, onnx::WeightFormat};
+use medseg_trainer::export::{ExportOptions, export, onnx::WeightFormat, test_scores};
 use medseg_trainer::generalization::figure::{self, Crop};
 use medseg_trainer::generalization::report::{ReportContext, render};
-use medseg_trainer::generalization::{DomainDice, Method, RunResult};
+use medseg_trainer::generalization::{Method, RunResult};
 use medseg_trainer::phone::dataset::{PhoneDomainSpec, write_phone_domain};
 use medseg_trainer::phone::{self, PhoneCapture};
 use medseg_trainer::pretrain::PretrainConfig;
@@ -78,18 +78,6 @@ pub(crate) const BENCH_DEFAULTS: [(&str, &str); 4] = [
     ("max_val_images", "100"),
     ("out", "runs/generalization"),
 ];
-
-/// `command` with [`BENCH_DEFAULTS`] set on the `bench-generalization` subcommand.
-pub(crate) fn with_bench_defaults(command: clap::Command) -> clap::Command {
-    command.mut_subcommand("bench-generalization", |mut sub| {
-        for (id, value) in BENCH_DEFAULTS {
-            sub = sub.mut_arg(id, |a| a.default_value(value));
-        }
-        sub.mut_arg("epochs", |a| {
-            a.long_help("Passes over the training split, for every method and seed")
-        })
-    })
-}
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -213,7 +201,7 @@ fn run_one(args: &Args, method: Method, seed: u64, root: &Path) -> anyhow::Resul
         out.display()
     );
     let scores = if onnx.exists() {
-        scores_from_card(&onnx)?
+        test_scores::from_card(&onnx)?
     } else {
         let opts = ExportOptions {
             checkpoint: "best".into(),
@@ -225,7 +213,7 @@ fn run_one(args: &Args, method: Method, seed: u64, root: &Path) -> anyhow::Resul
         };
         export::<backend::Inner>(&out, &onnx, &opts, &backend::device())
             .with_context(|| format!("exporting {}", out.display()))?;
-        scores_from_card(&onnx)?
+        test_scores::from_card(&onnx)?
     };
     Ok(RunResult {
         method,
@@ -236,32 +224,6 @@ fn run_one(args: &Args, method: Method, seed: u64, root: &Path) -> anyhow::Resul
         onnx: onnx.display().to_string(),
         scores,
     })
-}
-
-/// Every domain's test scores as the exported model's card holds them.
-fn scores_from_card(onnx: &Path) -> anyhow::Result<Vec<DomainDice>> {
-    let model = Segmenter::from_file(onnx)?;
-    let card = &model.card;
-    let fg = card
-        .classes
-        .get(1)
-        .with_context(|| format!("{}: the card names no foreground class", onnx.display()))?;
-    let mut out = Vec::new();
-    for (split, m) in &card.metrics {
-        let Some(domain) = split.strip_suffix("/test") else {
-            continue;
-        };
-        let get = |k: &str| m.get(&format!("{k}_{fg}")).copied();
-        out.push(DomainDice {
-            domain: domain.to_string(),
-            images: m.get("images").copied().unwrap_or(0.0) as usize,
-            // A split where neither truth nor prediction has the class has no Dice: count it
-            // as 0 rather than leave the table's cell out.
-            dice: get("dice").unwrap_or(0.0),
-            iou: get("iou").unwrap_or(0.0),
-        });
-    }
-    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -291,7 +253,7 @@ fn write_report(
         args.pretrain_epochs,
     );
     let described: Vec<(Method, String)> = methods.iter().map(|&m| (m, describe(m, t))).collect();
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let command = crate::typed_command();
     let machine = machine_description();
     let md = render(
         &ReportContext {

@@ -159,7 +159,7 @@ fn write_report(args: &Args, dataset: &str, results: &[LossResult]) -> anyhow::R
         t.poly,
         t.seed,
     );
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let command = crate::typed_command();
     let machine = machine_description();
     let md = render(
         &TableContext {
@@ -185,17 +185,30 @@ pub(crate) fn write_markdown(path: &std::path::Path, md: &str) -> anyhow::Result
     Ok(())
 }
 
-/// CPU model and core count (Linux), or the backend name elsewhere.
+/// CPU model, the vector extensions speed depends on, and core count (Linux); the backend.
 pub(crate) fn machine_description() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+    };
+    let cpu = field("model name").unwrap_or_else(|| "unknown CPU".into());
+    let flags = field("flags").unwrap_or_default();
+    let simd: Vec<&str> = ["avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni"]
+        .into_iter()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    let simd = if simd.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", simd.join(", "))
+    };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} threads, Burn backend {}", backend::NAME)
+    format!(
+        "{cpu}{simd}, {cores} threads, Burn backend {}",
+        backend::NAME
+    )
 }

@@ -230,7 +230,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_steps_per_epoch: args.max_steps_per_epoch.filter(|&m| m > 0),
         fixed_batch: false,
         time_budget_minutes: args.time_budget,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: crate::typed_command(),
         backend: backend::NAME.into(),
     };
     let pre = PretrainConfig {

@@ -30,6 +30,10 @@ pub struct Args {
     /// architecture's options and defaults), e.g. --model-opt base_width=32 --model-opt depth=5.
     #[arg(long = "model-opt", value_name = "KEY=VALUE")]
     pub(crate) model_opts: Vec<String>,
+    /// Scale every channel width of the architecture by this factor, after --model-opt (0.25:
+    /// a quarter of each width), e.g. to compare architectures at one reduced size.
+    #[arg(long, value_name = "FACTOR")]
+    pub(crate) width_scale: Option<f64>,
     /// Run folder: checkpoints, log.csv, curves.png.
     #[arg(long, default_value = "runs/unet")]
     pub(crate) out: PathBuf,
@@ -293,6 +297,10 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         arch.set_option(key.trim(), value.trim())
             .with_context(|| format!("--model {}", args.model))?;
     }
+    if let Some(scale) = args.width_scale {
+        arch.scale_widths(scale)
+            .with_context(|| format!("--width-scale {scale} for --model {}", args.model))?;
+    }
     if args.stn {
         arch = arch.with_stn(medseg_models::StnConfig {
             unwarp: !args.stn_no_unwarp,
@@ -423,7 +431,7 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
         max_steps_per_epoch: args.step_limit(),
         fixed_batch: args.fixed_batch,
         time_budget_minutes: checked_budget(args.time_budget)?,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: crate::typed_command(),
         backend: backend::NAME.into(),
     })
 }

@@ -10,6 +10,7 @@ mod cmd_pretrain;
 mod cmd_probe;
 mod cmd_synth;
 mod cmd_train;
+mod cmd_zoo_bench;
 mod typed_flags;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -40,13 +41,19 @@ enum Command {
     Import(Box<cmd_import::Args>),
     BenchLosses(cmd_bench_losses::Args),
     BenchGeneralization(Box<cmd_bench_generalization::Args>),
+    ZooBench(Box<cmd_zoo_bench::Args>),
     Models(cmd_models::Args),
 }
 
 fn main() {
     // The matches as well as the parsed flags: `train --resume` and `import` need to know
     // which flags were typed, not only their values.
-    let mut command = cmd_bench_generalization::with_bench_defaults(Cli::command());
+    let mut command = with_defaults(
+        Cli::command(),
+        "bench-generalization",
+        &cmd_bench_generalization::BENCH_DEFAULTS,
+    );
+    command = with_defaults(command, "zoo-bench", &cmd_zoo_bench::BENCH_DEFAULTS);
     let matches = command.get_matches_mut();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let typed = |name: &str| {
@@ -72,7 +79,52 @@ fn main() {
             .and_then(|()| cmd_import::run(*a)),
         Command::BenchLosses(a) => cmd_bench_losses::run(a),
         Command::BenchGeneralization(a) => cmd_bench_generalization::run(*a),
+        Command::ZooBench(a) => typed("zoo-bench")
+            .map_or(Ok(()), |(c, m)| {
+                typed_flags::refuse(
+                    c,
+                    m,
+                    cmd_zoo_bench::SET_PER_MODEL,
+                    "zoo-bench sets it per model",
+                )
+            })
+            .and_then(|()| cmd_zoo_bench::run(*a)),
         Command::Models(a) => cmd_models::run(a),
     };
     medseg_runtime::logging::exit_on_error(result);
+}
+
+/// `command` with `defaults` (flag id, value) set on subcommand `sub`: the benches share
+/// `train`'s flags but not all of its defaults. Typed flags still win; `--help` shows them.
+fn with_defaults(
+    command: clap::Command,
+    sub: &str,
+    defaults: &[(&'static str, &'static str)],
+) -> clap::Command {
+    command.mut_subcommand(sub, |mut sub| {
+        for &(id, value) in defaults {
+            sub = sub.mut_arg(id, |a| a.default_value(value));
+        }
+        sub.mut_arg("epochs", |a| {
+            a.long_help("Passes over the training split, for every run")
+        })
+    })
+}
+
+/// The command line as typed, with the program's name instead of its path on this machine
+/// (what reports and model cards record).
+pub(crate) fn typed_command() -> String {
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .map(|p| {
+            std::path::Path::new(&p)
+                .file_name()
+                .map_or(p.clone(), |n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    std::iter::once(program)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -17,6 +17,18 @@ fn flag(a: &Arg) -> String {
     format!("--{}", a.get_long().unwrap_or(a.get_id().as_str()))
 }
 
+/// Refuses the flags of `ids` that were typed, naming them and saying `why`.
+pub fn refuse(command: &Command, m: &ArgMatches, ids: &[&str], why: &str) -> anyhow::Result<()> {
+    let typed: Vec<String> = typed(command, m)
+        .filter(|a| ids.contains(&a.get_id().as_str()))
+        .map(flag)
+        .collect();
+    if !typed.is_empty() {
+        bail!("{}: {why}", typed.join(", "));
+    }
+    Ok(())
+}
+
 /// With `train --resume`, a typed flag that the run's saved settings override would be
 /// ignored without a word (a lower `--lr` that never applies): refuse it, naming it. `read`
 /// are the ids a resumed run does read.

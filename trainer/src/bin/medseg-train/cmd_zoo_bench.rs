@@ -1,0 +1,317 @@
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use medseg_models::Architecture;
+use medseg_runtime::Segmenter;
+use medseg_runtime::dataset::Dataset;
+use medseg_trainer::backend;
+use medseg_trainer::export::{ExportOptions, export, onnx::WeightFormat, test_scores};
+use medseg_trainer::peak_memory;
+use medseg_trainer::train::RunDir;
+use medseg_trainer::zoo_bench::report::{ReportContext, render};
+use medseg_trainer::zoo_bench::{Budget, ZooRow, figure, median, median_latency_ms};
+
+use crate::cmd_bench_losses::{machine_description, write_markdown};
+use crate::cmd_train;
+
+/// The model-zoo benchmark: trains every architecture (or those of --models) on one data set
+/// with one equal budget (the same training images, every channel width scaled by
+/// --width-scale), exports each to ONNX, scores it in tract on every domain's test split,
+/// measures training speed, peak memory and tract latency, and writes docs/MODEL_ZOO.md with
+/// a figure of Dice against GFLOPs and latency. Runs go to --out/<model>; finished models are
+/// reused and interrupted ones resumed, so the command can be run again after a stop.
+///
+/// Example: medseg-train zoo-bench --data phantom/
+///   (same as --out runs/zoo --width-scale 0.25 --epochs 2 --max-steps-per-epoch 100)
+#[derive(clap::Args)]
+pub struct Args {
+    /// Architectures to train, comma separated [default: every registered one].
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Markdown report to write (the figure goes beside it).
+    #[arg(long, default_value = "docs/MODEL_ZOO.md")]
+    report: PathBuf,
+    /// Score at most this many test images per domain, evenly spaced (0 = all).
+    #[arg(long, default_value_t = 100)]
+    max_test_images: usize,
+    /// Tract runs per model for the median latency.
+    #[arg(long, default_value_t = 20)]
+    latency_runs: usize,
+    /// Training settings shared by every model (--out is the folder of the runs; --model and
+    /// --model-opt are set per model).
+    #[command(flatten)]
+    train: cmd_train::Args,
+}
+
+/// The bench's own defaults for flags it shares with `train`. The budget: 1600 training
+/// images (2 epochs of 100 steps of 8 crops) per model at a quarter of each paper's widths,
+/// so that the whole zoo trains in about 3 hours on a 2-core CPU (docs/MODEL_ZOO.md says what
+/// it took). Typed flags still win.
+pub(crate) const BENCH_DEFAULTS: [(&str, &str); 5] = [
+    ("epochs", "2"),
+    ("max_steps_per_epoch", "100"),
+    ("max_val_images", "50"),
+    ("width_scale", "0.25"),
+    ("out", "runs/zoo"),
+];
+
+/// `train` flags that the bench sets per model, refused when typed.
+pub(crate) const SET_PER_MODEL: &[&str] = &[
+    "model",
+    "model_opts",
+    "base_width",
+    "depth",
+    "upsampling",
+    "resume",
+    "init_from",
+    "init_modules",
+    "freeze",
+];
+
+/// Options a member trains with in the bench instead of its registry default, so that every
+/// member starts from its paper's widths before --width-scale: `unet`'s registry default
+/// (base width 16) is medseg's own CPU-sized choice; JMedSeg's is 64 with a halved bottleneck.
+const PAPER_OPTIONS: &[(&str, &[&str])] = &[("unet", &["base_width=64"])];
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let data = args.train.data.clone().context("zoo-bench needs --data")?;
+    let ds = Dataset::open(&data)?;
+    let source_domain = args
+        .train
+        .domain
+        .clone()
+        .unwrap_or_else(|| ds.default_domain().to_string());
+    let names: Vec<String> = match &args.models {
+        Some(m) => m.clone(),
+        None => Architecture::names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect(),
+    };
+    anyhow::ensure!(!names.is_empty(), "--models is empty");
+    for name in &names {
+        // Refused before hours of training, not when its turn comes.
+        Architecture::by_name(name, 1, 2).with_context(|| format!("--models {name}"))?;
+    }
+    let root = args.train.out.clone();
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let mut rows: Vec<ZooRow> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let row = run_one(&args, name, &root).with_context(|| {
+            format!(
+                "zoo-bench: model {name} (its run is in {})",
+                root.join(name).display()
+            )
+        })?;
+        println!(
+            "== {name}: {} params, {:.2} GFLOPs, {:.1} img/s, {:.1} ms, {}",
+            row.parameters,
+            row.gflops,
+            row.train_images_per_second,
+            row.latency_ms,
+            row.scores
+                .iter()
+                .map(|s| format!("{} {:.4}", s.domain, s.dice))
+                .collect::<Vec<_>>()
+                .join("  ")
+        );
+        rows.push(row);
+        // Rewritten after each model, so an interrupted bench still leaves a table.
+        write_report(
+            &args,
+            &ds.name,
+            &source_domain,
+            &rows,
+            &names[i + 1..],
+            None,
+            started,
+        )?;
+    }
+    let figure_name = figure_file_name(&args.report);
+    let figure_path = args.report.with_file_name(&figure_name);
+    figure::draw(&rows, &source_domain, &figure_path)?;
+    println!("wrote {}", figure_path.display());
+    write_report(
+        &args,
+        &ds.name,
+        &source_domain,
+        &rows,
+        &[],
+        Some(&figure_name),
+        started,
+    )?;
+    println!("wrote {}", args.report.display());
+    Ok(())
+}
+
+fn budget(t: &cmd_train::Args) -> Budget {
+    Budget {
+        epochs: t.epochs.unwrap_or(cmd_train::DEFAULT_EPOCHS),
+        max_steps_per_epoch: t.step_limit(),
+        batch_size: t.batch_size,
+        image_size: t.image_size,
+        crop_size: t.crop_size,
+        width_scale: t.width_scale.unwrap_or(1.0),
+        lr: t.lr,
+        loss: t.loss.clone(),
+        seed: t.seed,
+    }
+}
+
+/// Trains (or resumes, or reuses) one architecture, exports, scores and times it.
+fn run_one(args: &Args, name: &str, root: &Path) -> anyhow::Result<ZooRow> {
+    let out = root.join(name);
+    let onnx = root.join(format!("{name}.onnx"));
+    let row_path = root.join(format!("{name}.json"));
+    let wanted = budget(&args.train);
+    if row_path.exists() {
+        let row = ZooRow::read(&row_path)?;
+        anyhow::ensure!(
+            row.budget == wanted,
+            "{} was measured with budget {:?}, not {wanted:?}; use another --out for a new budget",
+            row_path.display(),
+            row.budget
+        );
+        println!("== {name}: reusing {}", row_path.display());
+        return Ok(row);
+    }
+    let mut train = args.train.clone();
+    train.model = name.to_string();
+    train.model_opts = PAPER_OPTIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(Vec::new(), |(_, opts)| {
+            opts.iter().map(|o| o.to_string()).collect()
+        });
+    train.out = out.clone();
+    let dir = RunDir::new(&out);
+    let done = dir.state().map(|s| s.epochs_done).unwrap_or(0);
+    let mut peak_rss_bytes = None;
+    if done < wanted.epochs {
+        train.resume = dir.has_progress();
+        println!("== {name}: training ({})", out.display());
+        let measured = peak_memory::reset_peak();
+        cmd_train::run(train)?;
+        peak_rss_bytes = peak_memory::peak_bytes().filter(|_| measured);
+        // A stale export of an earlier, shorter run must not be reused.
+        let _ = std::fs::remove_file(&onnx);
+    }
+    let cfg = dir.config()?;
+    let had = (cfg.epochs, cfg.max_steps_per_epoch, cfg.batch_size, cfg.lr);
+    let asked = (
+        wanted.epochs,
+        wanted.max_steps_per_epoch,
+        wanted.batch_size,
+        wanted.lr,
+    );
+    anyhow::ensure!(
+        had == asked,
+        "{} was trained with (epochs, max steps, batch, lr) = {had:?}, not {asked:?}; use \
+         another --out for a new budget",
+        out.display()
+    );
+    if !onnx.exists() {
+        let opts = ExportOptions {
+            checkpoint: "best".into(),
+            weights: WeightFormat::F32,
+            evaluate: true,
+            compare_burn: false,
+            cleanup: Default::default(),
+            max_test_images: args.max_test_images,
+        };
+        export::<backend::Inner>(&out, &onnx, &opts, &backend::device())
+            .with_context(|| format!("exporting {}", out.display()))?;
+    }
+    let scores = test_scores::from_card(&onnx)?;
+    let model = Segmenter::from_file(&onnx)?;
+    let latency_ms = median_latency_ms(&model, args.latency_runs)?;
+    let state = dir.state()?;
+    let spec = &cfg.input;
+    let graph = cfg
+        .architecture
+        .init::<backend::Inner>(&backend::device())?
+        .export([1, 1, spec.height, spec.width]);
+    let row = ZooRow {
+        name: name.to_string(),
+        family: cfg.architecture.entry().family.to_string(),
+        options: cfg.architecture.options().into_iter().collect(),
+        budget: wanted,
+        parameters: graph.parameter_count(),
+        gflops: 2.0 * graph.multiply_accumulates() as f64 / 1e9,
+        train_images: state.log.iter().map(|e| e.train_images).sum(),
+        train_images_per_second: median(
+            &mut state
+                .log
+                .iter()
+                .map(|e| e.images_per_second)
+                .collect::<Vec<_>>(),
+        ),
+        train_seconds: state.log.iter().map(|e| e.seconds).sum(),
+        peak_rss_bytes,
+        latency_ms,
+        latency_side: spec.width,
+        best_val_dice: state.best_dice,
+        scores,
+        onnx: onnx.display().to_string(),
+    };
+    row.write(&row_path)?;
+    Ok(row)
+}
+
+fn figure_file_name(report: &Path) -> String {
+    report
+        .with_extension("png")
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_else(|| "model_zoo.png".into())
+}
+
+fn write_report(
+    args: &Args,
+    dataset: &str,
+    source_domain: &str,
+    rows: &[ZooRow],
+    pending: &[String],
+    figure: Option<&str>,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let b = budget(&args.train);
+    let images = rows.first().map_or(0, |r| r.train_images);
+    let budget = format!(
+        "{} training images per model ({} epoch(s){}, batch {}), {} px crops of {} px images, \
+         every width x {}, {} lr {} (poly {}), loss {}, `train`'s default augmentation, seed {}",
+        images,
+        b.epochs,
+        b.max_steps_per_epoch
+            .map_or(String::new(), |m| format!(" of at most {m} steps")),
+        b.batch_size,
+        b.crop_size,
+        b.image_size,
+        b.width_scale,
+        format!("{:?}", args.train.optimizer).to_lowercase(),
+        b.lr,
+        args.train.poly,
+        b.loss,
+        b.seed,
+    );
+    let command = crate::typed_command();
+    let machine = machine_description();
+    let md = render(
+        &ReportContext {
+            command: &command,
+            dataset,
+            source_domain,
+            budget: &budget,
+            machine: &machine,
+            figure,
+            wall_seconds: started.elapsed().as_secs_f64(),
+            pending,
+            latency_runs: args.latency_runs,
+        },
+        rows,
+    );
+    write_markdown(&args.report, &md)
+}
