@@ -141,6 +141,7 @@ zoo! {
     Unet => [unet_family::unet] {UNetConfig, UNet};
     AttentionUnet => [unet_family::attention_unet] {AttentionUNetConfig, AttentionUNet};
     UnetPlusPlus => [unet_family::unet_plus_plus] {UNetPlusPlusConfig, UNetPlusPlus};
+    SimpleUnet => [unet_family::simple] {SimpleUNetConfig, SimpleUNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 
