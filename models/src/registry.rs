@@ -142,6 +142,7 @@ zoo! {
     AttentionUnet => [unet_family::attention_unet] {AttentionUNetConfig, AttentionUNet};
     UnetPlusPlus => [unet_family::unet_plus_plus] {UNetPlusPlusConfig, UNetPlusPlus};
     SimpleUnet => [unet_family::simple] {SimpleUNetConfig, SimpleUNet};
+    Unet3Plus => [unet_family::unet_3plus] {UNet3PlusConfig, UNet3Plus};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 

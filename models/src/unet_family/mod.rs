@@ -4,4 +4,5 @@
 pub mod attention_unet;
 pub mod simple;
 pub mod unet;
+pub mod unet_3plus;
 pub mod unet_plus_plus;
