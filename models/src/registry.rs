@@ -143,6 +143,7 @@ zoo! {
     UnetPlusPlus => [unet_family::unet_plus_plus] {UNetPlusPlusConfig, UNetPlusPlus};
     SimpleUnet => [unet_family::simple] {SimpleUNetConfig, SimpleUNet};
     Unet3Plus => [unet_family::unet_3plus] {UNet3PlusConfig, UNet3Plus};
+    UnetPlusPlusBig => [unet_family::unet_plus_plus_big] {UNetPlusPlusBigConfig, UNetPlusPlusBig};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 

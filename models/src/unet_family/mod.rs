@@ -6,3 +6,4 @@ pub mod simple;
 pub mod unet;
 pub mod unet_3plus;
 pub mod unet_plus_plus;
+pub mod unet_plus_plus_big;
