@@ -144,6 +144,7 @@ zoo! {
     SimpleUnet => [unet_family::simple] {SimpleUNetConfig, SimpleUNet};
     Unet3Plus => [unet_family::unet_3plus] {UNet3PlusConfig, UNet3Plus};
     UnetPlusPlusBig => [unet_family::unet_plus_plus_big] {UNetPlusPlusBigConfig, UNetPlusPlusBig};
+    DenseUnet => [unet_family::dense_unet] {DenseUNetConfig, DenseUNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 

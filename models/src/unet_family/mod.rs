@@ -2,6 +2,7 @@
 //! each composing the shared [`crate::blocks`].
 
 pub mod attention_unet;
+pub mod dense_unet;
 pub mod simple;
 pub mod unet;
 pub mod unet_3plus;
