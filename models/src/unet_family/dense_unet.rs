@@ -22,8 +22,8 @@
 //! DARTS's code: JMedSeg up-samples bilinearly and uses a double conv after the concatenation
 //! where DARTS has a learned 4x4 stride-2 transposed convolution and one conv-BN-ReLU.
 //! Departures of this file from JMedSeg: convolutions followed by BatchNorm have no bias
-//! (BatchNorm's shift makes it redundant: 1,774,402 parameters exported against JMedSeg's
-//! 1,778,306, which states no count); bilinear up-sampling uses half-pixel centres (Jittor's
+//! (BatchNorm's shift makes it redundant: 1,776,130 parameters exported, 3 input channels and
+//! 2 classes, against 1,778,306 in JMedSeg's code, which states no count); bilinear up-sampling uses half-pixel centres (Jittor's
 //! and PyTorch's default).
 
 use burn::module::Module;

@@ -12,8 +12,8 @@
 //! - decoder: a 2x2 transposed convolution (no bias) to the skip's width, **multiplied**
 //!   element-wise with the skip (not concatenated), then one conv-GroupNorm-ReLU.
 //!
-//! Parameters: JMedSeg's code builds 3,014,594 (3 input channels, 2 classes), and so does this
-//! file. The 7.1 M that JMedSeg quotes (a comment in the file, "7,082,178 total parameters")
+//! Parameters: JMedSeg's code builds 3,014,594 (3 input channels, 2 classes); this file exports
+//! 3,016,386 (the export stores zero biases for the bias-less convolutions). The 7.1 M that JMedSeg quotes (a comment in the file, "7,082,178 total parameters")
 //! does not match the code beside it, and no variant we tried (two convolutions per stage,
 //! another depth) gives it; we follow the code, and the unit test checks its count.
 //!
