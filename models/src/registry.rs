@@ -141,6 +141,10 @@ zoo! {
     Unet => [unet_family::unet] {UNetConfig, UNet};
     AttentionUnet => [unet_family::attention_unet] {AttentionUNetConfig, AttentionUNet};
     UnetPlusPlus => [unet_family::unet_plus_plus] {UNetPlusPlusConfig, UNetPlusPlus};
+    SimpleUnet => [unet_family::simple] {SimpleUNetConfig, SimpleUNet};
+    Unet3Plus => [unet_family::unet_3plus] {UNet3PlusConfig, UNet3Plus};
+    UnetPlusPlusBig => [unet_family::unet_plus_plus_big] {UNetPlusPlusBigConfig, UNetPlusPlusBig};
+    DenseUnet => [unet_family::dense_unet] {DenseUNetConfig, DenseUNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 

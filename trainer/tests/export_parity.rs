@@ -1,5 +1,5 @@
 //! Every UNet configuration exports to an ONNX graph that tract runs with the same logits as
-//! Burn (BatchNorm folded, both up-sampling kinds), and int8 weights stay close.
+//! Burn (BatchNorm folded, both up-sampling kinds, JMedSeg's layout), and int8 weights stay close.
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
@@ -46,21 +46,24 @@ fn check(upsampling: Upsampling, classes: usize, in_channels: usize) {
         base_width: 4,
         depth: 3,
         upsampling,
+        ..UNetConfig::default()
     }));
+    check_arch(&arch, &format!("{upsampling:?}"));
+}
+
+fn check_arch(arch: &Architecture, label: &str) {
+    let in_channels = arch.in_channels();
     let size = 32;
-    let model = trained_looking_model(&arch, size);
+    let model = trained_looking_model(arch, size);
     let graph = model.export([1, in_channels, size, size]);
     let dev = Default::default();
-    let mut c = card(&arch, size);
+    let mut c = card(arch, size);
     let (_, tract) = build_onnx(&graph, &mut c, WeightFormat::F32, "test").unwrap();
     let p = check_parity(&model, &tract, &[], 3, &dev).unwrap();
-    assert!(p.relative <= PARITY_TOLERANCE, "{upsampling:?}: {p:?}");
+    assert!(p.relative <= PARITY_TOLERANCE, "{label}: {p:?}");
     let (_, q) = build_onnx(&graph, &mut c, WeightFormat::Int8, "test").unwrap();
     let p = check_parity(&model, &q, &[], 2, &dev).unwrap();
-    assert!(
-        p.relative <= QUANTIZED_TOLERANCE,
-        "{upsampling:?} int8: {p:?}"
-    );
+    assert!(p.relative <= QUANTIZED_TOLERANCE, "{label} int8: {p:?}");
 }
 
 #[test]
@@ -71,6 +74,15 @@ fn transposed_unet_matches_in_tract() {
 #[test]
 fn bilinear_unet_with_rgb_input_and_more_classes_matches_in_tract() {
     check(Upsampling::Bilinear, 4, 3);
+}
+
+#[test]
+fn jmedseg_layout_unet_matches_in_tract() {
+    let mut arch = Architecture::by_name("unet", 3, 2).unwrap();
+    arch.set_option("base_width", "4").unwrap();
+    arch.set_option("depth", "3").unwrap();
+    arch.set_option("layout", "jmedseg").unwrap();
+    check_arch(&arch, "layout=jmedseg");
 }
 
 #[test]

@@ -123,9 +123,15 @@ pub struct DoubleConv<B: Backend> {
 
 impl<B: Backend> DoubleConv<B> {
     pub fn new(in_ch: usize, out_ch: usize, device: &B::Device) -> Self {
+        Self::with_mid(in_ch, out_ch, out_ch, device)
+    }
+
+    /// The first convolution ends at `mid_ch` channels instead of `out_ch` (the widely used
+    /// PyTorch UNet's decoder halves the width this way).
+    pub fn with_mid(in_ch: usize, mid_ch: usize, out_ch: usize, device: &B::Device) -> Self {
         Self {
-            first: ConvBnRelu::new(in_ch, out_ch, 3, device),
-            second: ConvBnRelu::new(out_ch, out_ch, 3, device),
+            first: ConvBnRelu::new(in_ch, mid_ch, 3, device),
+            second: ConvBnRelu::new(mid_ch, out_ch, 3, device),
         }
     }
 

@@ -2,5 +2,9 @@
 //! each composing the shared [`crate::blocks`].
 
 pub mod attention_unet;
+pub mod dense_unet;
+pub mod simple;
 pub mod unet;
+pub mod unet_3plus;
 pub mod unet_plus_plus;
+pub mod unet_plus_plus_big;

@@ -1,4 +1,19 @@
 //! UNet (Ronneberger et al., 2015) with BatchNorm, configurable width, depth and up-sampling.
+//!
+//! Departures from the paper: padded ("same") convolutions, so the output has the input's size
+//! and skips need no cropping; BatchNorm after every convolution.
+//!
+//! The default (`base_width` 16, transposed up-convolutions) is small because the demo, the
+//! trainer's defaults and stored checkpoints use it. JMedSeg's `unet` is the widely used
+//! PyTorch UNet (milesial/Pytorch-UNet, `bilinear=True`) at width 64, 17.3 M parameters: its
+//! up-sampling is bilinear, so the bottleneck stage stops at 512 channels instead of 1024 and
+//! every decoder stage halves its width in its first convolution (concatenation of `2w`
+//! channels, `w` after the first convolution, `w/2` out; the last stage keeps 64).
+//! `--model-opt base_width=64 --model-opt layout=jmedseg` builds that layout (17.26 M
+//! parameters with 3 input channels and 2 classes, BatchNorm folded; JMedSeg counts 17.27 M
+//! with its convolution biases before BatchNorm, which we leave out as redundant). With
+//! `layout=jmedseg` up-sampling is always bilinear (half-pixel centres, as Jittor's and
+//! PyTorch's default): the `upsampling` option belongs to the classic layout.
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
@@ -21,6 +36,19 @@ pub enum Upsampling {
     Bilinear,
 }
 
+/// Which channel plan the network follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// The paper's: every level doubles the width down to the bottleneck; each decoder stage
+    /// concatenates the up-sampled features with the skip and returns to the skip's width.
+    #[default]
+    Classic,
+    /// JMedSeg's (the widely used PyTorch UNet with bilinear up-sampling): the bottleneck keeps
+    /// the width of the level above it and each decoder stage halves its width.
+    Jmedseg,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UNetConfig {
     pub in_channels: usize,
@@ -29,7 +57,11 @@ pub struct UNetConfig {
     pub base_width: usize,
     /// Number of 2x down-samplings (the input side must be a multiple of 2^depth).
     pub depth: usize,
+    /// Up-sampling of the classic layout (the `jmedseg` layout is always bilinear).
     pub upsampling: Upsampling,
+    /// Channel plan; absent in configurations stored before it existed (= classic).
+    #[serde(default)]
+    pub layout: Layout,
 }
 
 impl Default for UNetConfig {
@@ -40,6 +72,7 @@ impl Default for UNetConfig {
             base_width: 16,
             depth: 4,
             upsampling: Upsampling::Transposed,
+            layout: Layout::Classic,
         }
     }
 }
@@ -103,22 +136,56 @@ impl ArchConfig for UNetConfig {
 
     fn init<B: Backend>(&self, device: &B::Device) -> UNet<B> {
         let width = |level: usize| self.base_width << level;
-        let down = unet_down_stages(self.base_width, self.depth, device);
-        let up = (0..self.depth)
-            .rev()
-            .map(|l| {
-                // Decoder stage `l` takes the features of level l+1 up to level l.
-                let (deep, skip) = (width(l + 1), width(l));
-                let (up, up_out) = match self.upsampling {
-                    Upsampling::Transposed => (Upsample2x::transposed(deep, skip, device), skip),
-                    Upsampling::Bilinear => (Upsample2x::bilinear(), deep),
-                };
-                UpStage {
-                    up,
-                    conv: DoubleConv::new(up_out + skip, skip, device),
-                }
-            })
-            .collect();
+        let (down, up) = match self.layout {
+            Layout::Classic => (
+                unet_down_stages(self.base_width, self.depth, device),
+                (0..self.depth)
+                    .rev()
+                    .map(|l| {
+                        // Decoder stage `l` takes the features of level l+1 up to level l.
+                        let (deep, skip) = (width(l + 1), width(l));
+                        let (up, up_out) = match self.upsampling {
+                            Upsampling::Transposed => {
+                                (Upsample2x::transposed(deep, skip, device), skip)
+                            }
+                            Upsampling::Bilinear => (Upsample2x::bilinear(), deep),
+                        };
+                        UpStage {
+                            up,
+                            conv: DoubleConv::new(up_out + skip, skip, device),
+                        }
+                    })
+                    .collect(),
+            ),
+            Layout::Jmedseg => (
+                // The bottleneck stays at the width of the level above it.
+                (1..=self.depth)
+                    .map(|l| {
+                        let out = if l == self.depth {
+                            width(l - 1)
+                        } else {
+                            width(l)
+                        };
+                        DoubleConv::new(width(l - 1), out, device)
+                    })
+                    .collect(),
+                // Decoder stage `l`: `width(l)` up-sampled channels beside the skip's
+                // `width(l)`, halved to `width(l)` by the first convolution and to
+                // `width(l - 1)` by the second (the last stage keeps `width(0)`).
+                (0..self.depth)
+                    .rev()
+                    .map(|l| UpStage {
+                        up: Upsample2x::bilinear(),
+                        conv: DoubleConv::with_mid(
+                            2 * width(l),
+                            width(l),
+                            width(l.saturating_sub(1)),
+                            device,
+                        ),
+                    })
+                    .collect(),
+            ),
+        };
         UNet {
             stem: DoubleConv::new(self.in_channels, width(0), device),
             down,
@@ -146,5 +213,46 @@ impl<B: Backend> Network<B> for UNet<B> {
     fn widen_input(mut self, channels: usize) -> Result<Self, String> {
         self.stem.first.conv = widen_single_channel_input(self.stem.first.conv, channels)?;
         Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::export_graph;
+
+    fn parameters(config: &UNetConfig) -> usize {
+        let net = config.init::<burn::backend::Flex>(&Default::default());
+        export_graph(&net, [1, config.in_channels, 64, 64]).parameter_count()
+    }
+
+    #[test]
+    fn the_jmedseg_layout_at_width_64_has_jmedsegs_parameter_count() {
+        // JMedSeg's `unet` (3 input channels, 2 classes): 17,267,458 parameters.
+        let mut c = UNetConfig {
+            base_width: 64,
+            layout: Layout::Jmedseg,
+            ..UNetConfig::default()
+        };
+        c.set_io(3, 2);
+        let n = parameters(&c);
+        assert!(
+            (n as f64 - 17_267_458.0).abs() < 0.1 * 17_267_458.0,
+            "{n} parameters"
+        );
+        // Its classic bilinear layout at the same width is much larger.
+        let classic = parameters(&UNetConfig {
+            upsampling: Upsampling::Bilinear,
+            layout: Layout::Classic,
+            ..c.clone()
+        });
+        assert!(classic > n * 3 / 2, "{classic} vs {n}");
+    }
+
+    #[test]
+    fn configurations_stored_without_a_layout_load_as_the_classic_one() {
+        let old = r#"{"in_channels":1,"num_classes":2,"base_width":16,"depth":4,"upsampling":"transposed"}"#;
+        let c: UNetConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(c, UNetConfig::default());
     }
 }

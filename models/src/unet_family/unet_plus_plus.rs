@@ -7,6 +7,14 @@
 //! (the side ones as auxiliary outputs, each trained against the target), and the exported
 //! model is the last head (the paper's "accurate" mode). Up-sampling is bilinear with
 //! `align_corners`, as in JMedSeg's (and the reference PyTorch) NestedUNet.
+//!
+//! Defaults: `base_width` 32 (widths 32..512) and deep supervision on, as the UNet++ authors'
+//! reference code (`nb_filter = [32, 64, 128, 256, 512]`, 9.2 M parameters with 3 input
+//! channels). JMedSeg's `unetpp` uses widths 64..1024 and a single head (36.6 M), which is
+//! `--model-opt base_width=64 --model-opt deep_supervision=false` here; we keep the authors'
+//! configuration as the default (the paper is what the registry entry names, and stored
+//! configurations spell their width anyway). JMedSeg's `unetppbig` (learned up-sampling
+//! blocks) is [`super::unet_plus_plus_big`], which runs this file's node grid.
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
@@ -124,6 +132,20 @@ impl ArchConfig for UNetPlusPlusConfig {
 
 impl<B: Backend> Network<B> for UNetPlusPlus<B> {
     fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> SegOutput<O::T> {
+        self.run_grid(o, x, None)
+    }
+}
+
+impl<B: Backend> UNetPlusPlus<B> {
+    /// Runs the node grid. With `ups`, the up-sampled `X[i+1][j-1]` passes through
+    /// `ups[i][j-1]` before node `X[i][j]` reads it (the learned up-sampling of
+    /// [`super::unet_plus_plus_big`]).
+    pub fn run_grid<O: Ops<B>>(
+        &self,
+        o: &mut O,
+        x: O::T,
+        ups: Option<&[Vec<DoubleConv<B>>]>,
+    ) -> SegOutput<O::T> {
         let depth = self.nodes.len() - 1;
         let mut grid: Vec<Vec<O::T>> = vec![Vec::new(); depth + 1];
         // Column by column, so every node's inputs exist when it is computed.
@@ -144,7 +166,10 @@ impl<B: Backend> Network<B> for UNetPlusPlus<B> {
                     let mode = ResizeMode::Bilinear {
                         align_corners: true,
                     };
-                    let up = o.resize(below, [2 * h, 2 * w], mode);
+                    let mut up = o.resize(below, [2 * h, 2 * w], mode);
+                    if let Some(ups) = ups {
+                        up = ups[i][j - 1].run(o, up);
+                    }
                     let mut parts = grid[i][..j].to_vec();
                     parts.push(up);
                     let cat = o.concat(parts, 1);
