@@ -141,6 +141,8 @@ zoo! {
     Unet => [unet_family::unet] {UNetConfig, UNet};
     AttentionUnet => [unet_family::attention_unet] {AttentionUNetConfig, AttentionUNet};
     UnetPlusPlus => [unet_family::unet_plus_plus] {UNetPlusPlusConfig, UNetPlusPlus};
+    R2Unet => [unet_family::r2_unet] {R2UNetConfig, R2UNet};
+    R2AttUnet => [unet_family::r2_attention_unet] {R2AttUNetConfig, R2AttUNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 

@@ -2,5 +2,7 @@
 //! each composing the shared [`crate::blocks`].
 
 pub mod attention_unet;
+pub mod r2_attention_unet;
+pub mod r2_unet;
 pub mod unet;
 pub mod unet_plus_plus;
