@@ -143,6 +143,7 @@ zoo! {
     UnetPlusPlus => [unet_family::unet_plus_plus] {UNetPlusPlusConfig, UNetPlusPlus};
     R2Unet => [unet_family::r2_unet] {R2UNetConfig, R2UNet};
     R2AttUnet => [unet_family::r2_attention_unet] {R2AttUNetConfig, R2AttUNet};
+    ScseUnet => [unet_family::scse_unet] {ScseUNetConfig, ScseUNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 

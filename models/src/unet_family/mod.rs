@@ -4,5 +4,6 @@
 pub mod attention_unet;
 pub mod r2_attention_unet;
 pub mod r2_unet;
+pub mod scse_unet;
 pub mod unet;
 pub mod unet_plus_plus;
