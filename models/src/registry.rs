@@ -144,6 +144,7 @@ zoo! {
     R2Unet => [unet_family::r2_unet] {R2UNetConfig, R2UNet};
     R2AttUnet => [unet_family::r2_attention_unet] {R2AttUNetConfig, R2AttUNet};
     ScseUnet => [unet_family::scse_unet] {ScseUNetConfig, ScseUNet};
+    MultiResUnet => [unet_family::multires_unet] {MultiResUNetConfig, MultiResUNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 

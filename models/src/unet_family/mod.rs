@@ -2,6 +2,7 @@
 //! each composing the shared [`crate::blocks`].
 
 pub mod attention_unet;
+pub mod multires_unet;
 pub mod r2_attention_unet;
 pub mod r2_unet;
 pub mod scse_unet;
