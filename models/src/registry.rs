@@ -145,6 +145,7 @@ zoo! {
     R2AttUnet => [unet_family::r2_attention_unet] {R2AttUNetConfig, R2AttUNet};
     ScseUnet => [unet_family::scse_unet] {ScseUNetConfig, ScseUNet};
     MultiResUnet => [unet_family::multires_unet] {MultiResUNetConfig, MultiResUNet};
+    Unext => [unet_family::unext] {UNextConfig, UNext};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 

@@ -8,3 +8,4 @@ pub mod r2_unet;
 pub mod scse_unet;
 pub mod unet;
 pub mod unet_plus_plus;
+pub mod unext;
