@@ -145,6 +145,11 @@ zoo! {
     Unet3Plus => [unet_family::unet_3plus] {UNet3PlusConfig, UNet3Plus};
     UnetPlusPlusBig => [unet_family::unet_plus_plus_big] {UNetPlusPlusBigConfig, UNetPlusPlusBig};
     DenseUnet => [unet_family::dense_unet] {DenseUNetConfig, DenseUNet};
+    R2Unet => [unet_family::r2_unet] {R2UNetConfig, R2UNet};
+    R2AttUnet => [unet_family::r2_attention_unet] {R2AttUNetConfig, R2AttUNet};
+    ScseUnet => [unet_family::scse_unet] {ScseUNetConfig, ScseUNet};
+    MultiResUnet => [unet_family::multires_unet] {MultiResUNetConfig, MultiResUNet};
+    Unext => [unet_family::unext] {UNextConfig, UNext};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 

@@ -3,8 +3,13 @@
 
 pub mod attention_unet;
 pub mod dense_unet;
+pub mod multires_unet;
+pub mod r2_attention_unet;
+pub mod r2_unet;
+pub mod scse_unet;
 pub mod simple;
 pub mod unet;
 pub mod unet_3plus;
 pub mod unet_plus_plus;
 pub mod unet_plus_plus_big;
+pub mod unext;
