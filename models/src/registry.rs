@@ -142,6 +142,7 @@ zoo! {
     AttentionUnet => [unet_family::attention_unet] {AttentionUNetConfig, AttentionUNet};
     UnetPlusPlus => [unet_family::unet_plus_plus] {UNetPlusPlusConfig, UNetPlusPlus};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
+    ResUnet => [unet_family::resunet] {ResUNetConfig, ResUNet};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.

@@ -2,5 +2,6 @@
 //! each composing the shared [`crate::blocks`].
 
 pub mod attention_unet;
+pub mod resunet;
 pub mod unet;
 pub mod unet_plus_plus;
