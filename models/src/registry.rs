@@ -143,6 +143,7 @@ zoo! {
     UnetPlusPlus => [unet_family::unet_plus_plus] {UNetPlusPlusConfig, UNetPlusPlus};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
     ResUnet => [unet_family::resunet] {ResUNetConfig, ResUNet};
+    Ternaus => [unet_family::ternaus] {TernausNetConfig, TernausNet};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.

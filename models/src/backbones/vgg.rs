@@ -6,12 +6,14 @@
 //! [bn,] relu, ..., pool); a Burn struct cannot use numbers as field names, so here stage
 //! `s`'s `k`-th convolution is `stages.{s}.convs.{k}.conv` (and `.bn`), and
 //! [`torchvision_feature_index`] gives the `features.{i}` it corresponds to. Weights start
-//! random; loading pre-trained ones is a later issue.
+//! random, initialised as torchvision initialises an untrained VGG (Kaiming normal, fan-out,
+//! zero bias); loading pre-trained ones is a later issue.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::blocks::{conv2d, pool2x};
@@ -48,6 +50,25 @@ pub fn torchvision_feature_index(depth: VggDepth, batch_norm: bool, s: usize, k:
     let before: usize = depth.convs()[..s].iter().sum();
     // Each earlier stage ends in one max pooling.
     (before + k) * per_conv + s
+}
+
+/// torchvision's initialisation of an untrained VGG: Kaiming normal (fan-out, ReLU gain),
+/// zero bias. Without BatchNorm, the default (PyTorch's uniform, a third of the variance)
+/// shrinks the signal about 6x per layer: 13 layers in, VGG16's features are ~1e-5 of its
+/// input and a decoder above them starts out (and trains) as if they were not there.
+fn torchvision_init<B: Backend>(conv: Conv2d<B>) -> Conv2d<B> {
+    let [out_ch, in_ch, kh, kw] = conv.weight.dims();
+    let device = conv.weight.device();
+    let std = (2.0 / (out_ch * kh * kw) as f64).sqrt();
+    Conv2d {
+        weight: Param::from_tensor(Tensor::random(
+            [out_ch, in_ch, kh, kw],
+            Distribution::Normal(0.0, std),
+            &device,
+        )),
+        bias: Some(Param::from_tensor(Tensor::zeros([out_ch], &device))),
+        ..conv
+    }
 }
 
 /// One 3x3 convolution (with bias, as torchvision's VGG), optional BatchNorm, ReLU.
@@ -101,7 +122,7 @@ impl VggConfig {
                 let convs = (0..n)
                     .map(|_| {
                         let c = VggConv {
-                            conv: conv2d(in_ch, out, 3, true, device),
+                            conv: torchvision_init(conv2d(in_ch, out, 3, true, device)),
                             bn: self
                                 .batch_norm
                                 .then(|| BatchNormConfig::new(out).init(device)),

@@ -3,5 +3,6 @@
 
 pub mod attention_unet;
 pub mod resunet;
+pub mod ternaus;
 pub mod unet;
 pub mod unet_plus_plus;
