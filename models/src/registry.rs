@@ -144,6 +144,8 @@ zoo! {
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
     ResUnet => [unet_family::resunet] {ResUNetConfig, ResUNet};
     Ternaus => [unet_family::ternaus] {TernausNetConfig, TernausNet};
+    CeNet => [unet_family::cenet] {CeNetConfig, CeNet};
+    CsNet => [unet_family::csnet] {CsNetConfig, CsNet};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.

@@ -2,6 +2,8 @@
 //! each composing the shared [`crate::blocks`].
 
 pub mod attention_unet;
+pub mod cenet;
+pub mod csnet;
 pub mod resunet;
 pub mod ternaus;
 pub mod unet;
