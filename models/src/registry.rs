@@ -150,6 +150,10 @@ zoo! {
     ScseUnet => [unet_family::scse_unet] {ScseUNetConfig, ScseUNet};
     MultiResUnet => [unet_family::multires_unet] {MultiResUNetConfig, MultiResUNet};
     Unext => [unet_family::unext] {UNextConfig, UNext};
+    ResUnet => [unet_family::resunet] {ResUNetConfig, ResUNet};
+    Ternaus => [unet_family::ternaus] {TernausNetConfig, TernausNet};
+    CeNet => [unet_family::cenet] {CeNetConfig, CeNet};
+    CsNet => [unet_family::csnet] {CsNetConfig, CsNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 
