@@ -141,6 +141,8 @@ zoo! {
     Unet => [unet_family::unet] {UNetConfig, UNet};
     AttentionUnet => [unet_family::attention_unet] {AttentionUNetConfig, AttentionUNet};
     UnetPlusPlus => [unet_family::unet_plus_plus] {UNetPlusPlusConfig, UNetPlusPlus};
+    U2net => [unet_family::u2net] {U2NetConfig, U2Net};
+    U2netp => [unet_family::u2net] {U2NetPConfig, U2Net};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 

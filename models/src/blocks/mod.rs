@@ -10,6 +10,7 @@ use burn::tensor::backend::Backend;
 use crate::ops::{Ops, Pool, ResizeMode};
 
 pub mod attention_gate;
+pub mod rsu;
 
 /// A `k`x`k` convolution with "same" padding (odd `k`), optionally dilated.
 pub fn conv2d<B: Backend>(

@@ -2,5 +2,6 @@
 //! each composing the shared [`crate::blocks`].
 
 pub mod attention_unet;
+pub mod u2net;
 pub mod unet;
 pub mod unet_plus_plus;
