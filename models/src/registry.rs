@@ -143,6 +143,7 @@ zoo! {
     UnetPlusPlus => [unet_family::unet_plus_plus] {UNetPlusPlusConfig, UNetPlusPlus};
     U2net => [unet_family::u2net] {U2NetConfig, U2Net};
     U2netp => [unet_family::u2net] {U2NetPConfig, U2Net};
+    Onenet => [unet_family::onenet] {OneNetConfig, OneNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 

@@ -11,6 +11,7 @@ use crate::ops::{Ops, Pool, ResizeMode};
 
 pub mod attention_gate;
 pub mod rsu;
+pub mod shift_conv;
 
 /// A `k`x`k` convolution with "same" padding (odd `k`), optionally dilated.
 pub fn conv2d<B: Backend>(

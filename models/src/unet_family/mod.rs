@@ -2,6 +2,7 @@
 //! each composing the shared [`crate::blocks`].
 
 pub mod attention_unet;
+pub mod onenet;
 pub mod u2net;
 pub mod unet;
 pub mod unet_plus_plus;
