@@ -154,6 +154,9 @@ zoo! {
     Ternaus => [unet_family::ternaus] {TernausNetConfig, TernausNet};
     CeNet => [unet_family::cenet] {CeNetConfig, CeNet};
     CsNet => [unet_family::csnet] {CsNetConfig, CsNet};
+    U2net => [unet_family::u2net] {U2NetConfig, U2Net};
+    U2netp => [unet_family::u2net] {U2NetPConfig, U2Net};
+    Onenet => [unet_family::onenet] {OneNetConfig, OneNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 

@@ -11,6 +11,8 @@ use crate::ops::{Ops, Pool, ResizeMode};
 
 pub mod attention_gate;
 pub mod recurrent;
+pub mod rsu;
+pub mod shift_conv;
 pub mod squeeze_excitation;
 
 /// A `k`x`k` convolution with "same" padding (odd `k`), optionally dilated.
