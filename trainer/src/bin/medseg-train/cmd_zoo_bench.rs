@@ -73,7 +73,7 @@ pub(crate) const SET_PER_MODEL: &[&str] = &[
 /// Options a member trains with in the bench instead of its registry default, so that every
 /// member starts from its paper's widths before --width-scale: `unet`'s registry default
 /// (base width 16) is medseg's own CPU-sized choice; JMedSeg's is 64 with a halved bottleneck.
-const PAPER_OPTIONS: &[(&str, &[&str])] = &[("unet", &["base_width=64"])];
+const PAPER_OPTIONS: &[(&str, &[&str])] = &[("unet", &["base_width=64", "layout=jmedseg"])];
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
