@@ -21,6 +21,8 @@ pub struct ReportContext<'a> {
     pub wall_seconds: f64,
     /// Architectures asked for that have no row yet (an interrupted or running bench).
     pub pending: &'a [String],
+    /// Architectures that could not be trained, exported or measured, with the error.
+    pub failed: &'a [(String, String)],
     /// Tract runs behind each median latency.
     pub latency_runs: usize,
 }
@@ -99,6 +101,13 @@ pub fn render(ctx: &ReportContext, rows: &[ZooRow]) -> String {
         );
     }
     table(&mut md, rows, &domains);
+    if !ctx.failed.is_empty() {
+        let _ = writeln!(md, "## Models that could not be measured\n");
+        for (name, why) in ctx.failed {
+            let _ = writeln!(md, "- `{name}`: {}", why.replace('\n', " "));
+        }
+        md.push('\n');
+    }
     did_not_learn(&mut md, rows, ctx.source_domain);
     if let Some(figure) = ctx.figure {
         let _ = writeln!(
@@ -266,6 +275,7 @@ mod tests {
             figure: Some("model_zoo.png"),
             wall_seconds: 3600.0,
             pending: &["u2net".to_string()],
+            failed: &[("r2unet".to_string(), "parity 2e-3".to_string())],
             latency_runs: 20,
         };
         let md = render(&ctx, &rows);
@@ -277,6 +287,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("![Test Dice on xh"), "{md}");
+        assert!(md.contains("- `r2unet`: parity 2e-3"), "{md}");
         // JMedSeg's order of these four: unetpp .8282, attunet .7691, unet .7292, csnet .4994;
         // ours: unetpp, attunet, unet, csnet: the same order.
         assert!(md.contains("over these 4 architectures: 1.00"), "{md}");

@@ -99,13 +99,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let root = args.train.out.clone();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let mut rows: Vec<ZooRow> = Vec::new();
+    let mut failed: Vec<(String, String)> = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let row = run_one(&args, name, &root).with_context(|| {
-            format!(
-                "zoo-bench: model {name} (its run is in {})",
-                root.join(name).display()
-            )
-        })?;
+        // One model that cannot be measured (an export refused for parity, say) must not
+        // cost the hours of the others: it is reported, and the next invocation retries it.
+        let row = match run_one(&args, name, &root) {
+            Ok(row) => row,
+            Err(e) => {
+                let why = format!("{e:#}");
+                eprintln!("== {name}: FAILED: {why}");
+                failed.push((name.clone(), why));
+                continue;
+            }
+        };
         println!(
             "== {name}: {} params, {:.2} GFLOPs, {:.1} img/s, {:.1} ms, {}",
             row.parameters,
@@ -126,6 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &source_domain,
             &rows,
             &names[i + 1..],
+            &failed,
             None,
             started,
         )?;
@@ -140,10 +147,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &source_domain,
         &rows,
         &[],
+        &failed,
         Some(&figure_name),
         started,
     )?;
     println!("wrote {}", args.report.display());
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} model(s) could not be measured: {}; the report lists why, and running the same \
+         command again retries them",
+        failed.len(),
+        failed
+            .iter()
+            .map(|f| f.0.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(())
 }
 
@@ -269,12 +288,14 @@ fn figure_file_name(report: &Path) -> String {
         .unwrap_or_else(|| "model_zoo.png".into())
 }
 
+#[allow(clippy::too_many_arguments)] // the report's inputs, each used once
 fn write_report(
     args: &Args,
     dataset: &str,
     source_domain: &str,
     rows: &[ZooRow],
     pending: &[String],
+    failed: &[(String, String)],
     figure: Option<&str>,
     started: Instant,
 ) -> anyhow::Result<()> {
@@ -309,6 +330,7 @@ fn write_report(
             figure,
             wall_seconds: started.elapsed().as_secs_f64(),
             pending,
+            failed,
             latency_runs: args.latency_runs,
         },
         rows,
