@@ -24,7 +24,7 @@ use crate::cmd_train;
 /// reused and interrupted ones resumed, so the command can be run again after a stop.
 ///
 /// Example: medseg-train zoo-bench --data phantom/
-///   (same as --out runs/zoo --width-scale 0.25 --epochs 2 --max-steps-per-epoch 100)
+///   (same as --out runs/zoo --width-scale 0.25 --epochs 2 --max-steps-per-epoch 60)
 #[derive(clap::Args)]
 pub struct Args {
     /// Architectures to train, comma separated [default: every registered one].
@@ -45,13 +45,15 @@ pub struct Args {
     train: cmd_train::Args,
 }
 
-/// The bench's own defaults for flags it shares with `train`. The budget: 1600 training
-/// images (2 epochs of 100 steps of 8 crops) per model at a quarter of each paper's widths,
-/// so that the whole zoo trains in about 3 hours on a 2-core CPU (docs/MODEL_ZOO.md says what
-/// it took). Typed flags still win.
+/// The bench's own defaults for flags it shares with `train`. The budget: 960 training
+/// images (2 epochs of 60 steps of 8 crops, what bench-generalization gives each run) per
+/// model at a quarter of each paper's widths. Measured here (AMD EPYC, AVX2, 2 threads, 4-step
+/// runs): from 33 img/s (simple) down to ~0.9 img/s (unet3p, unetpp-big) at that width, about
+/// 9 s per image for the whole zoo, so 960 images each is ~2.5 h of training plus ~30 min of
+/// export, scoring and timing: the issue's ~3 hours. Typed flags still win.
 pub(crate) const BENCH_DEFAULTS: [(&str, &str); 5] = [
     ("epochs", "2"),
-    ("max_steps_per_epoch", "100"),
+    ("max_steps_per_epoch", "60"),
     ("max_val_images", "50"),
     ("width_scale", "0.25"),
     ("out", "runs/zoo"),
