@@ -157,6 +157,7 @@ zoo! {
     U2net => [unet_family::u2net] {U2NetConfig, U2Net};
     U2netp => [unet_family::u2net] {U2NetPConfig, U2Net};
     Onenet => [unet_family::onenet] {OneNetConfig, OneNet};
+    Lightnet => [unet_family::lightnet] {LightNetConfig, LightNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
 }
 

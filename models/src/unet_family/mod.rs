@@ -5,6 +5,7 @@ pub mod attention_unet;
 pub mod cenet;
 pub mod csnet;
 pub mod dense_unet;
+pub mod lightnet;
 pub mod multires_unet;
 pub mod onenet;
 pub mod r2_attention_unet;

@@ -28,41 +28,11 @@ use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::blocks::shift_conv::{ShiftGroupConv, patch_output, patch_stem};
+use crate::blocks::shift_conv::{
+    ShiftTrunk, jmedseg_dilations, jmedseg_fused_layers, patch_output, validate_trunk,
+};
 use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::Ops;
-
-/// The dilations of JMedSeg's 16-layer chain (OneNet and LightNet alike).
-pub fn jmedseg_dilations() -> Vec<usize> {
-    [[1; 3].as_slice(), &[2; 4], &[4; 6], &[8, 16, 32]].concat()
-}
-
-/// The chain layers JMedSeg fuses (layer 12 twice).
-pub fn jmedseg_fused_layers() -> Vec<usize> {
-    vec![2, 6, 11, 12, 12, 13, 14, 15]
-}
-
-/// Checks what OneNet and LightNet share; the reason names the option.
-pub fn validate_chain(
-    group_width: usize,
-    stem_groups: usize,
-    dilations: &[usize],
-    fused: &[usize],
-) -> Result<(), String> {
-    if group_width == 0 || stem_groups == 0 {
-        return Err("group_width and stem_groups must be > 0".into());
-    }
-    if dilations.is_empty() || dilations.contains(&0) {
-        return Err("dilations must list at least one layer, each dilation > 0".into());
-    }
-    if fused.is_empty() || fused.iter().any(|&i| i >= dilations.len()) {
-        return Err(format!(
-            "fused must list at least one layer, each below the {} of dilations",
-            dilations.len()
-        ));
-    }
-    Ok(())
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,9 +70,7 @@ impl Default for OneNetConfig {
 
 #[derive(Module, Debug)]
 pub struct OneNet<B: Backend> {
-    pub stem: Conv2d<B>,
-    pub widen: Vec<ShiftGroupConv<B>>,
-    pub layers: Vec<ShiftGroupConv<B>>,
+    pub trunk: ShiftTrunk<B>,
     /// Chain layers fused, in order.
     pub fused: Vec<usize>,
     pub fuse: Conv2d<B>,
@@ -134,14 +102,15 @@ impl ArchConfig for OneNetConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
-        validate_chain(
+        validate_trunk(
             self.group_width,
             self.stem_groups,
+            self.widenings,
             &self.dilations,
             &self.fused,
         )?;
-        if self.fuse_groups == 0 || self.widenings > 8 {
-            return Err("fuse_groups must be > 0 and widenings at most 8".into());
+        if self.fuse_groups == 0 {
+            return Err("fuse_groups must be > 0".into());
         }
         Ok(())
     }
@@ -164,23 +133,20 @@ impl ArchConfig for OneNetConfig {
 
     fn init<B: Backend>(&self, device: &B::Device) -> OneNet<B> {
         let g = self.group_width;
-        let widen = (0..self.widenings)
-            .map(|k| {
-                // Rolled by half an output group.
-                ShiftGroupConv::new([g, 2 * g], self.stem_groups << k, 3, 1, g, device)
-            })
-            .collect();
+        // The widening convs roll by half an output group.
+        let trunk = ShiftTrunk::new(
+            self.in_channels,
+            g,
+            self.stem_groups,
+            self.widenings,
+            g,
+            &self.dilations,
+            device,
+        );
         let groups = self.stem_groups << self.widenings;
-        let layers = self
-            .dilations
-            .iter()
-            .map(|&d| ShiftGroupConv::new([g, g], groups, 3, d, g / 2, device))
-            .collect();
         let fuse_width = self.fuse_groups * g;
         OneNet {
-            stem: patch_stem(self.in_channels, self.stem_groups * g, device),
-            widen,
-            layers,
+            trunk,
             fused: self.fused.clone(),
             fuse: Conv2dConfig::new([self.fused.len() * groups * g, fuse_width], [1, 1])
                 .with_bias(false)
@@ -193,16 +159,7 @@ impl ArchConfig for OneNetConfig {
 
 impl<B: Backend> Network<B> for OneNet<B> {
     fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> SegOutput<O::T> {
-        let mut h = o.scoped("stem", |o| o.conv(x, &self.stem));
-        for (k, stage) in self.widen.iter().enumerate() {
-            h = o.scoped(&format!("widen{k}"), |o| stage.run(o, h));
-        }
-        let mut outputs = Vec::with_capacity(self.layers.len());
-        for (k, layer) in self.layers.iter().enumerate() {
-            h = o.scoped(&format!("layer{k}"), |o| layer.run(o, h));
-            outputs.push(h.clone());
-        }
-        o.tap(crate::network::ENCODER_TAP, &h);
+        let outputs = self.trunk.run(o, x);
         let logits = o.scoped("fuse", |o| {
             let parts = self.fused.iter().map(|&i| outputs[i].clone()).collect();
             let cat = o.concat(parts, 1);
