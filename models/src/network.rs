@@ -96,6 +96,27 @@ pub fn export_graph<B: Backend, N: Network<B>>(net: &N, input_shape: [usize; 4])
     o.finish(out.logits)
 }
 
+/// The data-given [`ArchConfig`] methods of a configuration whose input channels and classes
+/// are its fields `in_channels` and `num_classes` (every member's): write `io_fields!();`
+/// inside its `impl ArchConfig` instead of the same three accessors in every file.
+macro_rules! io_fields {
+    () => {
+        fn in_channels(&self) -> usize {
+            self.in_channels
+        }
+
+        fn num_classes(&self) -> usize {
+            self.num_classes
+        }
+
+        fn set_io(&mut self, in_channels: usize, num_classes: usize) {
+            self.in_channels = in_channels;
+            self.num_classes = num_classes;
+        }
+    };
+}
+pub(crate) use io_fields;
+
 /// An architecture's configuration: the paper's defaults, set by `key=value` options.
 pub trait ArchConfig:
     Serialize + DeserializeOwned + Clone + core::fmt::Debug + PartialEq + Default

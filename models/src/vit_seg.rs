@@ -130,18 +130,7 @@ impl ArchConfig for VitSegConfig {
     const PAPER: &'static str = "Zheng et al., Rethinking Semantic Segmentation from a \
         Sequence-to-Sequence Perspective with Transformers (SETR-PUP), CVPR 2021";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         self.patch_size

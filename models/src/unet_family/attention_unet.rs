@@ -62,18 +62,7 @@ impl ArchConfig for AttentionUNetConfig {
     const PAPER: &'static str =
         "Oktay et al., Attention U-Net: Learning Where to Look for the Pancreas, MIDL 2018";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         1 << self.depth

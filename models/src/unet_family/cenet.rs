@@ -216,18 +216,7 @@ impl ArchConfig for CeNetConfig {
     const FAMILY: &'static str = "unet";
     const PAPER: &'static str = "Gu et al., CE-Net: Context Encoder Network for 2D Medical Image Segmentation, IEEE TMI 2019";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         // ResNet layers 1-4: output stride 32.

@@ -195,18 +195,7 @@ impl ArchConfig for CsNetConfig {
     const FAMILY: &'static str = "unet";
     const PAPER: &'static str = "Mou et al., CS-Net: Channel and Spatial Attention Network for Curvilinear Structure Segmentation, MICCAI 2019";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         1 << DEPTH

@@ -125,18 +125,7 @@ impl ArchConfig for DenseUNetConfig {
     const FAMILY: &'static str = "unet";
     const PAPER: &'static str = "Kaku et al., DARTS: DenseUnet-based Automatic Rapid Tool for brain Segmentation, arXiv:1911.05567, 2019 (after Li et al., H-DenseUNet, IEEE TMI 2018)";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         1 << self.depth

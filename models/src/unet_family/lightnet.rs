@@ -86,18 +86,7 @@ impl ArchConfig for LightNetConfig {
     const FAMILY: &'static str = "unet";
     const PAPER: &'static str = "no paper: JMedSeg's LightNet (THU-CVlab/JMedSeg, model/LightNet.py; OneNet's course-project design with multiplicative fusion)";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         4

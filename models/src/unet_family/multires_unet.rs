@@ -184,18 +184,7 @@ impl ArchConfig for MultiResUNetConfig {
     const PAPER: &'static str = "Ibtehaz & Rahman, MultiResUNet: Rethinking the U-Net \
         Architecture for Multimodal Biomedical Image Segmentation, Neural Networks 121, 2020";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         1 << self.depth

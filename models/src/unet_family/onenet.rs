@@ -84,18 +84,7 @@ impl ArchConfig for OneNetConfig {
     const FAMILY: &'static str = "unet";
     const PAPER: &'static str = "no paper: JMedSeg's OneNet (THU-CVlab/JMedSeg, model/OneNet.py; a course project's lightweight design by You Jiacheng, described in its README)";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         4

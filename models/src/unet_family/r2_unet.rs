@@ -144,18 +144,7 @@ impl ArchConfig for R2UNetConfig {
     const PAPER: &'static str = "Alom et al., Recurrent Residual Convolutional Neural Network \
         based on U-Net (R2U-Net) for Medical Image Segmentation, arXiv:1802.06955, 2018";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         1 << self.depth

@@ -86,18 +86,7 @@ impl ArchConfig for ResUNetConfig {
     const FAMILY: &'static str = "unet";
     const PAPER: &'static str = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016 (encoder) with the U-Net decoder of Ronneberger et al., MICCAI 2015, as in JMedSeg's ResUNet (THU-CVlab, 2021)";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         // Layers 1-3 only: output stride 16.

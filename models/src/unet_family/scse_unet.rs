@@ -95,18 +95,7 @@ impl ArchConfig for ScseUNetConfig {
     const PAPER: &'static str = "Roy et al., Concurrent Spatial and Channel 'Squeeze & \
         Excitation' in Fully Convolutional Networks, MICCAI 2018 (and IEEE TMI 2019)";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         1 << self.depth

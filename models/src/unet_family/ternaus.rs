@@ -150,18 +150,7 @@ impl ArchConfig for TernausNetConfig {
     const FAMILY: &'static str = "unet";
     const PAPER: &'static str = "Iglovikov & Shvets, TernausNet: U-Net with VGG11 Encoder Pre-Trained on ImageNet for Image Segmentation, arXiv:1801.05746, 2018";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         // Four poolings in VGG and one before the centre block.

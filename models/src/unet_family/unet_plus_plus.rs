@@ -63,18 +63,7 @@ impl ArchConfig for UNetPlusPlusConfig {
     const FAMILY: &'static str = "unet";
     const PAPER: &'static str = "Zhou et al., UNet++: A Nested U-Net Architecture for Medical Image Segmentation, DLMIA 2018";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         1 << self.depth

@@ -291,18 +291,7 @@ impl ArchConfig for UNextConfig {
     const PAPER: &'static str = "Valanarasu & Patel, UNeXt: MLP-based Rapid Medical Image \
         Segmentation Network, MICCAI 2022";
 
-    fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-        self.in_channels = in_channels;
-        self.num_classes = num_classes;
-    }
+    crate::network::io_fields!();
 
     fn size_multiple(&self) -> usize {
         // Three poolings and two stride-2 patch embeddings.
