@@ -159,6 +159,28 @@ op!(instance_norm, [2, 3, 5, 7], |o, x| {
     o.instance_norm(x, &n)
 });
 
+// A whole 256x256 feature map that barely varies around a large mean (a channel an R2U-Net
+// unit feeds to its InstanceNorm): the normalisation divides rounding error by a tiny
+// standard deviation, so a less accurate mean on either side shows here.
+op!(
+    instance_norm_of_a_nearly_constant_large_map,
+    [1, 2, 256, 256],
+    |o, x| {
+        let mut conv = Conv2dConfig::new([2, 2], [1, 1]).init::<B>(&dev());
+        conv.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![0.005f32, 0.0, 0.0, 0.001], [2, 2, 1, 1]),
+            &dev(),
+        ));
+        conv.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![10.0f32, -3.0], [2]),
+            &dev(),
+        )));
+        let y = o.conv(x, &conv);
+        let n = InstanceNormConfig::new(2).init::<B>(&dev());
+        o.instance_norm(y, &n)
+    }
+);
+
 op!(layer_norm_last_axis, [2, 1, 5, 6], |o, x| {
     let mut ln = LayerNorm::<B>::new(6, &dev());
     ln.gamma = Param::from_tensor(Tensor::random([6], Distribution::Default, &dev()));

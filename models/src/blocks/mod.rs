@@ -10,6 +10,7 @@ use burn::tensor::backend::Backend;
 use crate::ops::{Ops, Pool, ResizeMode};
 
 pub mod attention_gate;
+pub mod group_norm;
 pub mod recurrent;
 pub mod rsu;
 pub mod shift_conv;

@@ -96,16 +96,18 @@ pub fn export<B: Backend>(
     tracing::info!(
         relative = parity.relative,
         max_abs = parity.max_abs_diff,
+        sensitivity = parity.sensitivity,
         "Burn/tract parity"
     );
-    if parity.relative > parity::PARITY_TOLERANCE {
+    if !parity.passes() {
         bail!(
-            "refusing to write {}: tract's logits differ from Burn's by {:.3e} of the logit range (max abs {:.3e} over {:.3}), above the {:.0e} limit",
+            "refusing to write {}: tract's logits differ from Burn's by {:.3e} of the logit range (max abs {:.3e} over {:.3}), above the {:.1e} limit (the model's own reaction to rounding-sized input noise is {:.1e})",
             out.display(),
             parity.relative,
             parity.max_abs_diff,
             parity.logit_range,
-            parity::PARITY_TOLERANCE
+            parity.limit(),
+            parity.sensitivity
         );
     }
     let mut quantized_parity = None;
