@@ -429,7 +429,7 @@ fn normalize_map(b: &mut Builder, prefix: &str, x: String, epsilon: f64) -> Stri
 /// `instance_norm_of_a_nearly_constant_large_map`). Subtracting the first mean and averaging
 /// what is left corrects it: the second sum is over small numbers.
 fn normalize(b: &mut Builder, prefix: &str, x: String, epsilon: f64, axes: &[i64]) -> String {
-    let mut mean = |b: &mut Builder, mut v: String| {
+    let mean = |b: &mut Builder, mut v: String| {
         for &axis in axes {
             let attrs = vec![ints_i64("axes", &[axis]), int("keepdims", 1)];
             v = b.step(prefix, "ReduceMean", vec![v], attrs);
