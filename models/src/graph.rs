@@ -194,6 +194,10 @@ pub struct Node {
     pub inputs: Vec<ValueId>,
     /// One value for every op but [`Op::MaxPoolWithIndices`] (two).
     pub outputs: Vec<ValueId>,
+    /// The Burn parameter (its `ParamId`) this node's stored values were made from: a module
+    /// applied several times (a recurrent unit's convolution) gives several nodes with the
+    /// same source, whose values [`Graph::parameter_count`] counts once.
+    pub source: Option<u64>,
 }
 
 /// A single-input, single-output graph built in execution order, every value with its static
@@ -248,6 +252,7 @@ impl Graph {
             op,
             inputs: inputs.to_vec(),
             outputs: outputs.clone(),
+            source: None,
         });
         outputs
     }
@@ -291,9 +296,22 @@ impl Graph {
         self.nodes.retain(|_| k.next().unwrap_or(false));
     }
 
-    /// Number of stored values (parameters after folding; constants included).
+    /// Records that the last node's stored values come from the Burn parameter `source`.
+    pub fn mark_source(&mut self, source: u64) {
+        if let Some(node) = self.nodes.last_mut() {
+            node.source = Some(source);
+        }
+    }
+
+    /// Number of stored values (parameters after folding; constants included), each source
+    /// parameter counted once however many nodes apply it.
     pub fn parameter_count(&self) -> usize {
-        self.nodes.iter().map(|n| op_parameters(&n.op)).sum()
+        let mut seen = std::collections::HashSet::new();
+        self.nodes
+            .iter()
+            .filter(|n| n.source.is_none_or(|id| seen.insert(id)))
+            .map(|n| op_parameters(&n.op))
+            .sum()
     }
 
     /// Multiply-accumulates of one forward pass (convolutions, matrix products, and

@@ -172,7 +172,9 @@ impl<B: Backend> Ops<B> for GraphOps {
         let input = self.graph.shape(x);
         let op = conv_op(conv);
         let s = conv_out_shape(&op, input);
-        self.push(op, &[x], s)
+        let y = self.push(op, &[x], s);
+        self.graph.mark_source(conv.weight.id.val());
+        y
     }
 
     fn conv_bn(&mut self, x: ValueId, conv: &Conv2d<B>, norm: &BatchNorm<B>) -> ValueId {
@@ -191,7 +193,11 @@ impl<B: Backend> Ops<B> for GraphOps {
             }
             bias[o] = (bias[o] as f64 * sc + sh) as f32;
         }
-        self.push(op, &[x], s)
+        let y = self.push(op, &[x], s);
+        // The folded values are the convolution's and the norm's together.
+        let source = conv.weight.id.val() ^ norm.gamma.id.val().rotate_left(1);
+        self.graph.mark_source(source);
+        y
     }
 
     fn conv_transpose(&mut self, x: ValueId, conv: &ConvTranspose2d<B>) -> ValueId {
@@ -219,7 +225,9 @@ impl<B: Backend> Ops<B> for GraphOps {
             dilation: conv.dilation,
             groups: conv.groups,
         };
-        self.push(op, &[x], s)
+        let y = self.push(op, &[x], s);
+        self.graph.mark_source(conv.weight.id.val());
+        y
     }
 
     fn batch_norm(&mut self, x: ValueId, norm: &BatchNorm<B>) -> ValueId {
@@ -229,18 +237,28 @@ impl<B: Backend> Ops<B> for GraphOps {
             scale: f32s(scale),
             shift: f32s(shift),
         };
-        self.same(op, x)
+        let y = self.same(op, x);
+        self.graph.mark_source(norm.gamma.id.val());
+        y
     }
 
     fn group_norm(&mut self, x: ValueId, norm: &GroupNorm<B>) -> ValueId {
         let op = group_norm_op(norm.num_groups, norm.epsilon, &norm.gamma, &norm.beta);
-        self.same(op, x)
+        let y = self.same(op, x);
+        if let Some(gamma) = &norm.gamma {
+            self.graph.mark_source(gamma.id.val());
+        }
+        y
     }
 
     fn instance_norm(&mut self, x: ValueId, norm: &InstanceNorm<B>) -> ValueId {
         // InstanceNorm is GroupNorm with one channel per group.
         let op = group_norm_op(norm.num_channels, norm.epsilon, &norm.gamma, &norm.beta);
-        self.same(op, x)
+        let y = self.same(op, x);
+        if let Some(gamma) = &norm.gamma {
+            self.graph.mark_source(gamma.id.val());
+        }
+        y
     }
 
     fn layer_norm(&mut self, x: ValueId, norm: &LayerNorm<B>) -> ValueId {
@@ -249,18 +267,22 @@ impl<B: Backend> Ops<B> for GraphOps {
             gamma: tensor_values(norm.gamma.val()),
             beta: tensor_values(norm.beta.val()),
         };
-        self.same(op, x)
+        let y = self.same(op, x);
+        self.graph.mark_source(norm.gamma.id.val());
+        y
     }
 
     fn linear(&mut self, x: ValueId, linear: &Linear<B>) -> ValueId {
         let [d_in, d_out] = linear.weight.val().dims();
         let w = Weights::new(vec![1, 1, d_in, d_out], tensor_values(linear.weight.val()));
         let w = Ops::<B>::constant(self, w);
+        self.graph.mark_source(linear.weight.id.val());
         let y = Ops::<B>::matmul(self, x, w);
         match &linear.bias {
-            Some(b) => {
-                let b = Weights::new(vec![1, 1, 1, d_out], tensor_values(b.val()));
+            Some(bias) => {
+                let b = Weights::new(vec![1, 1, 1, d_out], tensor_values(bias.val()));
                 let b = Ops::<B>::constant(self, b);
+                self.graph.mark_source(bias.id.val());
                 Ops::<B>::add(self, y, b)
             }
             None => y,
@@ -271,13 +293,17 @@ impl<B: Backend> Ops<B> for GraphOps {
         let op = Op::PRelu {
             slope: tensor_values(prelu.alpha.val()),
         };
-        self.same(op, x)
+        let y = self.same(op, x);
+        self.graph.mark_source(prelu.alpha.id.val());
+        y
     }
 
     fn param(&mut self, p: &Param<Tensor<B, 4>>) -> ValueId {
         let t = p.val();
         let w = Weights::new(t.dims().to_vec(), tensor_values(t));
-        Ops::<B>::constant(self, w)
+        let y = Ops::<B>::constant(self, w);
+        self.graph.mark_source(p.id.val());
+        y
     }
 
     fn constant(&mut self, w: Weights) -> ValueId {

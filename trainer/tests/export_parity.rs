@@ -118,3 +118,34 @@ fn tampered_weights_are_refused() {
         .to_string();
     assert!(err.contains("cut.onnx"), "{err}");
 }
+
+/// R2U-Net applies each recurrent convolution `t + 1` times: the file stores its weights once
+/// (shared initializers), the card counts them once, and tract still matches Burn.
+#[test]
+fn recurrent_weights_are_stored_once() {
+    let mut arch = Architecture::by_name("r2unet", 1, 2).unwrap();
+    arch.set_option("base_width", "4").unwrap();
+    arch.set_option("depth", "2").unwrap();
+    let model = trained_looking_model(&arch, 16);
+    let graph = model.export([1, 1, 16, 16]);
+    let mut c = card(&arch, 16);
+    let (proto, tract) = build_onnx(&graph, &mut c, WeightFormat::F32, "test").unwrap();
+    let stored_floats: usize = proto
+        .graph
+        .as_ref()
+        .unwrap()
+        .initializer
+        .iter()
+        .filter(|t| t.data_type == 1)
+        .map(|t| t.raw_data.len() / 4)
+        .sum();
+    let learned = burn::module::Module::num_params(&model);
+    assert_eq!(graph.parameter_count(), learned);
+    // Besides the weights only a few scalars (epsilons) are stored.
+    assert!(
+        stored_floats >= learned && stored_floats < learned + 16,
+        "{stored_floats} floats stored for {learned} parameters"
+    );
+    let p = check_parity(&model, &tract, &[], 2, &Default::default()).unwrap();
+    assert!(p.relative <= PARITY_TOLERANCE, "{p:?}");
+}

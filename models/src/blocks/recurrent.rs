@@ -7,10 +7,9 @@
 //! InstanceNorm without affine parameters, as in JMedSeg's R2UNet (the paper and the reference
 //! PyTorch code use BatchNorm).
 //!
-//! Weights shared across the recurrent steps are stored once in the Burn module, but the
-//! export graph has no weight sharing: each step is its own convolution node carrying its own
-//! copy of the weights, so an exported graph's `parameter_count()` counts a recurrent
-//! convolution `t + 1` times.
+//! Weights shared across the recurrent steps are stored once in the Burn module; the export
+//! graph has one convolution node per step, each marked with the weight's `ParamId`, so
+//! `parameter_count()` counts them once and the ONNX writer stores one initializer.
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;

@@ -1,5 +1,8 @@
 //! Writing the export graph as ONNX (opset 13), one small translation per operator.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
 use medseg_models::graph::{Graph, ValueId, Weights};
 
 use super::onnx_ops;
@@ -35,6 +38,7 @@ pub fn graph_to_onnx(graph: &Graph, weights: WeightFormat) -> pb::ModelProto {
         weights,
         nodes: Vec::new(),
         initializers: Vec::new(),
+        by_content: HashMap::new(),
         opset: OPSET,
         fresh: 0,
     };
@@ -79,6 +83,10 @@ pub(super) struct Builder {
     weights: WeightFormat,
     nodes: Vec<pb::NodeProto>,
     initializers: Vec<pb::TensorProto>,
+    /// Initializers by a hash of their type, shape and bytes: a tensor written twice (the
+    /// weights of a convolution a recurrent unit applies several times) is stored once and
+    /// read by every node that uses it.
+    by_content: HashMap<u64, Vec<usize>>,
     /// Raised by operators that need a newer opset than [`OPSET`].
     pub opset: i64,
     fresh: usize,
@@ -124,8 +132,24 @@ impl Builder {
     }
 
     /// Adds an initializer named `<prefix>.<suffix>` and returns its name.
+    /// An initializer with the same type, shape and bytes as an earlier one is not written
+    /// again: the earlier one's name is returned.
     pub fn init(&mut self, prefix: &str, suffix: &str, t: pb::TensorProto) -> String {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (t.data_type, &t.dims, &t.raw_data).hash(&mut hasher);
+        let same = |i: &&usize| {
+            let old = &self.initializers[**i];
+            old.data_type == t.data_type && old.dims == t.dims && old.raw_data == t.raw_data
+        };
+        let key = hasher.finish();
+        if let Some(&i) = self.by_content.get(&key).and_then(|c| c.iter().find(same)) {
+            return self.initializers[i].name.clone();
+        }
         let name = format!("{prefix}.{suffix}");
+        self.by_content
+            .entry(key)
+            .or_default()
+            .push(self.initializers.len());
         self.initializers.push(pb::TensorProto {
             name: name.clone(),
             ..t
