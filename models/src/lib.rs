@@ -10,6 +10,7 @@ pub mod blocks;
 pub mod burn_ops;
 pub mod graph;
 pub mod graph_ops;
+pub mod natural;
 pub mod network;
 pub mod ops;
 // ZooNet allows one large variant; its derived record enum (ZooNetRecord), which the allow

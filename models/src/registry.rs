@@ -159,6 +159,7 @@ zoo! {
     Onenet => [unet_family::onenet] {OneNetConfig, OneNet};
     Lightnet => [unet_family::lightnet] {LightNetConfig, LightNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
+    SegNet => [natural::segnet] {SegNetConfig, SegNet};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.

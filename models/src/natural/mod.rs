@@ -1,0 +1,4 @@
+//! Segmentation networks from natural images (SegNet, DeepLab, PSPNet, ...), one file per
+//! member, on the shared [`crate::blocks`] and [`crate::backbones`].
+
+pub mod segnet;
