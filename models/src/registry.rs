@@ -160,6 +160,7 @@ zoo! {
     Lightnet => [unet_family::lightnet] {LightNetConfig, LightNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
     SegNet => [natural::segnet] {SegNetConfig, SegNet};
+    DLinkNet => [natural::dlink] {DLinkNetConfig, DLinkNet};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.
@@ -206,6 +207,10 @@ impl<C: ArchConfig> DynConfig for C {
 
 /// A `key=value` option's value as JSON: a number, `true`/`false`, or else a string.
 fn option_value(text: &str) -> Value {
+    if text.contains(',') {
+        // A list option (`dilations=1,2,4,8`): each item read as a value of its own.
+        return Value::Array(text.split(',').map(|t| option_value(t.trim())).collect());
+    }
     serde_json::from_str::<Value>(text)
         .ok()
         .filter(|v| !v.is_object() && !v.is_array() && !v.is_null())
@@ -608,6 +613,23 @@ mod tests {
             panic!("a unet")
         };
         assert_eq!(c.depth, 4, "a refused option changes nothing");
+    }
+
+    #[test]
+    fn list_options_are_comma_separated() {
+        let mut arch = Architecture::by_name("dlink", 1, 2).unwrap();
+        arch.set_option("dilations", "1,2,4,8").unwrap();
+        let ZooConfig::DLinkNet(c) = &arch.net else {
+            panic!("a dlink")
+        };
+        assert_eq!(c.dilations, [1, 2, 4, 8]);
+        let err = arch.set_option("dilations", "1,0").unwrap_err().to_string();
+        assert!(err.contains("dilations"), "{err}");
+        let err = arch
+            .set_option("dilations", "1,two")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dilations=1,two"), "{err}");
     }
 
     /// On the training backend, as `train --init-from` uses it: the widened weight must be a

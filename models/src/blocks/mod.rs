@@ -11,6 +11,7 @@ use crate::ops::{Ops, Pool, ResizeMode};
 
 pub mod attention_gate;
 pub mod group_norm;
+pub mod link_decoder;
 pub mod recurrent;
 pub mod rsu;
 pub mod shift_conv;
@@ -51,6 +52,18 @@ impl<B: Backend> ConvBnRelu<B> {
         let y = o.conv_bn(x, &self.conv, &self.norm);
         o.relu(y)
     }
+}
+
+/// A `k`x`k` convolution `c -> c` with "same" padding at dilation `d` and its bias starting
+/// at zero (as the CE-Net and D-LinkNet authors' code starts their dilated blocks).
+pub fn dilated_conv<B: Backend>(c: usize, k: usize, d: usize, device: &B::Device) -> Conv2d<B> {
+    let pad = d * (k / 2);
+    let mut conv = Conv2dConfig::new([c, c], [k, k])
+        .with_dilation([d, d])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .init(device);
+    conv.bias = Some(Param::from_tensor(Tensor::zeros([c], device)));
+    conv
 }
 
 /// Widens a convolution that reads one input channel to read `channels` of them (odd): the

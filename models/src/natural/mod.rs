@@ -1,4 +1,5 @@
 //! Segmentation networks from natural images (SegNet, DeepLab, PSPNet, ...), one file per
 //! member, on the shared [`crate::blocks`] and [`crate::backbones`].
 
+pub mod dlink;
 pub mod segnet;

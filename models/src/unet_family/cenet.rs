@@ -22,19 +22,18 @@
 //! widths). Convolutions start from Burn's default initialisation, except the DAC biases at
 //! zero as in the authors' code. The encoder starts from random weights (JMedSeg's
 //! `pretrained=False`; the paper uses ImageNet weights): loading them is a later issue.
-//! JMedSeg states no parameter count; this default has 29.0 M distinct parameters (3 input
-//! channels); the exported graph counts 31.9 M because the DAC's shared convolutions appear
-//! once per use (`dilate2` twice, `conv1x1` three times).
+//! JMedSeg states no parameter count; this default has 29.0 M parameters (3 input channels).
+//! The decoder blocks and head are LinkNet's, shared with D-LinkNet
+//! ([`crate::blocks::link_decoder`]).
 
-use burn::module::{Module, Param};
-use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
-use burn::tensor::Tensor;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::backbones::resnet::{ResNet, ResNetConfig, ResNetDepth};
-use crate::blocks::conv2d;
+use crate::blocks::link_decoder::{LinkDecoder, link_head, run_link_head};
+use crate::blocks::{conv2d, dilated_conv};
 use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::{Ops, Pool, ResizeMode};
 
@@ -75,18 +74,6 @@ impl CeNetConfig {
 /// The RMP's pooling windows.
 const RMP_WINDOWS: [usize; 4] = [2, 3, 5, 6];
 
-/// A `k`x`k` convolution with bias, "same" padding at dilation `d`.
-fn dilated<B: Backend>(c: usize, k: usize, d: usize, device: &B::Device) -> Conv2d<B> {
-    let pad = d * (k / 2);
-    let mut conv = Conv2dConfig::new([c, c], [k, k])
-        .with_dilation([d, d])
-        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-        .init(device);
-    // The authors' code starts these biases at zero.
-    conv.bias = Some(Param::from_tensor(Tensor::zeros([c], device)));
-    conv
-}
-
 /// Dense atrous convolution block.
 #[derive(Module, Debug)]
 pub struct Dac<B: Backend> {
@@ -99,10 +86,10 @@ pub struct Dac<B: Backend> {
 impl<B: Backend> Dac<B> {
     fn new(c: usize, device: &B::Device) -> Self {
         Self {
-            dilate1: dilated(c, 3, 1, device),
-            dilate2: dilated(c, 3, 3, device),
-            dilate3: dilated(c, 3, 5, device),
-            conv1x1: dilated(c, 1, 1, device),
+            dilate1: dilated_conv(c, 3, 1, device),
+            dilate2: dilated_conv(c, 3, 3, device),
+            dilate3: dilated_conv(c, 3, 5, device),
+            conv1x1: dilated_conv(c, 1, 1, device),
         }
     }
 
@@ -158,53 +145,13 @@ impl<B: Backend> Rmp<B> {
     }
 }
 
-/// 1x1 conv-BN-ReLU to a quarter width, 3x3 transposed conv (stride 2)-BN-ReLU, 1x1
-/// conv-BN-ReLU.
-#[derive(Module, Debug)]
-pub struct CeDecoder<B: Backend> {
-    pub conv1: Conv2d<B>,
-    pub norm1: BatchNorm<B>,
-    pub deconv2: ConvTranspose2d<B>,
-    pub norm2: BatchNorm<B>,
-    pub conv3: Conv2d<B>,
-    pub norm3: BatchNorm<B>,
-}
-
-impl<B: Backend> CeDecoder<B> {
-    fn new(input: usize, out: usize, device: &B::Device) -> Self {
-        let mid = (input / 4).max(1);
-        Self {
-            conv1: conv2d(input, mid, 1, true, device),
-            norm1: BatchNormConfig::new(mid).init(device),
-            deconv2: ConvTranspose2dConfig::new([mid, mid], [3, 3])
-                .with_stride([2, 2])
-                .with_padding([1, 1])
-                .with_padding_out([1, 1])
-                .init(device),
-            norm2: BatchNormConfig::new(mid).init(device),
-            conv3: conv2d(mid, out, 1, true, device),
-            norm3: BatchNormConfig::new(out).init(device),
-        }
-    }
-
-    fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> O::T {
-        let y = o.conv_bn(x, &self.conv1, &self.norm1);
-        let y = o.relu(y);
-        let y = o.conv_transpose(y, &self.deconv2);
-        let y = o.batch_norm(y, &self.norm2);
-        let y = o.relu(y);
-        let y = o.conv_bn(y, &self.conv3, &self.norm3);
-        o.relu(y)
-    }
-}
-
 #[derive(Module, Debug)]
 pub struct CeNet<B: Backend> {
     pub backbone: ResNet<B>,
     pub dblock: Dac<B>,
     pub spp: Rmp<B>,
     /// decoder4 .. decoder1.
-    pub decoders: Vec<CeDecoder<B>>,
+    pub decoders: Vec<LinkDecoder<B>>,
     pub finaldeconv1: ConvTranspose2d<B>,
     pub finalconv2: Conv2d<B>,
     pub finalconv3: Conv2d<B>,
@@ -250,12 +197,13 @@ impl ArchConfig for CeNetConfig {
         let bb = self.backbone_config();
         let w = |i: usize| bb.stage_width(i);
         let decoders = vec![
-            CeDecoder::new(w(3) + RMP_WINDOWS.len(), w(2), device),
-            CeDecoder::new(w(2), w(1), device),
-            CeDecoder::new(w(1), w(0), device),
-            CeDecoder::new(w(0), w(0), device),
+            LinkDecoder::new(w(3) + RMP_WINDOWS.len(), w(2), device),
+            LinkDecoder::new(w(2), w(1), device),
+            LinkDecoder::new(w(1), w(0), device),
+            LinkDecoder::new(w(0), w(0), device),
         ];
-        let hw = self.head_width;
+        let (finaldeconv1, finalconv2, finalconv3) =
+            link_head(w(0), self.head_width, self.num_classes, device);
         CeNet {
             backbone: bb.init(device),
             dblock: Dac::new(w(3), device),
@@ -263,12 +211,9 @@ impl ArchConfig for CeNetConfig {
                 conv: conv2d(w(3), 1, 1, true, device),
             },
             decoders,
-            finaldeconv1: ConvTranspose2dConfig::new([w(0), hw], [4, 4])
-                .with_stride([2, 2])
-                .with_padding([1, 1])
-                .init(device),
-            finalconv2: conv2d(hw, hw, 3, true, device),
-            finalconv3: conv2d(hw, self.num_classes, 3, true, device),
+            finaldeconv1,
+            finalconv2,
+            finalconv3,
         }
     }
 }
@@ -289,13 +234,8 @@ impl<B: Backend> Network<B> for CeNet<B> {
                 }
             });
         }
-        let logits = o.scoped("final", |o| {
-            let y = o.conv_transpose(d, &self.finaldeconv1);
-            let y = o.relu(y);
-            let y = o.conv(y, &self.finalconv2);
-            let y = o.relu(y);
-            o.conv(y, &self.finalconv3)
-        });
+        let head = (&self.finaldeconv1, &self.finalconv2, &self.finalconv3);
+        let logits = o.scoped("final", |o| run_link_head(o, head, d));
         SegOutput::logits(logits)
     }
 }
