@@ -161,6 +161,7 @@ zoo! {
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
     SegNet => [natural::segnet] {SegNetConfig, SegNet};
     DLinkNet => [natural::dlink] {DLinkNetConfig, DLinkNet};
+    PspNet => [natural::pspnet] {PspNetConfig, PspNet};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.

@@ -1,7 +1,8 @@
 //! ResNet (He et al., CVPR 2016) as an encoder: ResNet-18/34 (basic blocks) and 50/101
 //! (bottlenecks, stride on the 3x3 convolution as torchvision's "v1.5"), an optional width
-//! scale, the torchvision 7x7 stem or the deep 3-conv stem of JMedSeg's shared backbone, and
-//! 1 to 4 stages (a member that uses layers 1-3 only builds no `layer4`).
+//! scale, the torchvision 7x7 stem or the deep 3-conv stem of JMedSeg's shared backbone,
+//! 1 to 4 stages (a member that uses layers 1-3 only builds no `layer4`), and output stride
+//! 32, 16 or 8 with dilated last layers and DeepLab's multi-grid (PSPNet, DeepLab).
 //!
 //! Names follow torchvision's `resnet*` modules: `conv1`, `bn1`, `layer1`..`layer4`, each
 //! block `conv1`/`bn1`/`conv2`/`bn2` (and `conv3`/`bn3` in a bottleneck) and `downsample`. The
@@ -67,6 +68,13 @@ pub struct ResNetConfig {
     pub deep_stem: bool,
     /// How many of layer1..layer4 to build (1..=4).
     pub stages: usize,
+    /// Down-sampling of the last layer: 32 (plain), or 16 / 8 where the last one / two
+    /// layers keep the resolution and dilate their 3x3 convolutions instead (2, then 4), as
+    /// DeepLab's and PSPNet's backbones do.
+    pub output_stride: usize,
+    /// DeepLab v3's multi-grid: layer4's blocks dilate by 1, 2, 4 times its dilation (JMedSeg's
+    /// shared backbone always does, with three blocks in layer4 as every bottleneck ResNet has).
+    pub multi_grid: bool,
 }
 
 impl ResNetConfig {
@@ -77,6 +85,8 @@ impl ResNetConfig {
             base_width: 64,
             deep_stem: false,
             stages: 4,
+            output_stride: 32,
+            multi_grid: false,
         }
     }
 
@@ -94,9 +104,23 @@ impl ResNetConfig {
         (self.base_width << i) * self.depth.expansion()
     }
 
-    /// Down-sampling of layer `i`'s output (0-based): 4, 8, 16, 32.
-    pub fn stage_stride(i: usize) -> usize {
-        4 << i
+    /// Down-sampling of layer `i`'s output (0-based): 4, 8, 16, 32, capped at the output
+    /// stride.
+    pub fn stage_stride(&self, i: usize) -> usize {
+        (4 << i).min(self.output_stride)
+    }
+
+    /// (stride of the first block, dilation) of layer `i`: a layer past the output stride
+    /// keeps the resolution and doubles the dilation instead.
+    fn stage_stride_and_dilation(&self, i: usize) -> (usize, usize) {
+        if i == 0 {
+            return (1, 1);
+        }
+        if 4 << i <= self.output_stride {
+            (2, 1)
+        } else {
+            (1, (4 << i) / self.output_stride)
+        }
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -105,6 +129,12 @@ impl ResNetConfig {
         }
         if !(1..=4).contains(&self.stages) {
             return Err(format!("a ResNet has 1..=4 stages, not {}", self.stages));
+        }
+        if ![8, 16, 32].contains(&self.output_stride) {
+            return Err(format!(
+                "the backbone's output_stride is 8, 16 or 32, not {}",
+                self.output_stride
+            ));
         }
         Ok(())
     }
@@ -138,11 +168,17 @@ impl ResNetConfig {
                     return Vec::new();
                 }
                 let planes = b << i;
-                let stride = if i == 0 { 1 } else { 2 };
+                let (stride, dilation) = self.stage_stride_and_dilation(i);
                 (0..self.depth.blocks()[i])
                     .map(|k| {
                         let s = if k == 0 { stride } else { 1 };
-                        let block = ResBlock::new(self.depth, inplanes, planes, s, device);
+                        let grid = if self.multi_grid && i == 3 {
+                            1 << k.min(2)
+                        } else {
+                            1
+                        };
+                        let d = dilation * grid;
+                        let block = ResBlock::new(self.depth, inplanes, planes, s, d, device);
                         inplanes = planes * self.depth.expansion();
                         block
                     })
@@ -184,6 +220,24 @@ fn conv<B: Backend>(
         .init(device)
 }
 
+/// A `k`x`k` convolution without bias at dilation `d`, padded to keep the size at stride 1.
+fn dilated<B: Backend>(
+    in_ch: usize,
+    out_ch: usize,
+    k: usize,
+    stride: usize,
+    d: usize,
+    device: &B::Device,
+) -> Conv2d<B> {
+    let pad = d * (k / 2);
+    Conv2dConfig::new([in_ch, out_ch], [k, k])
+        .with_stride([stride, stride])
+        .with_dilation([d, d])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(false)
+        .init(device)
+}
+
 /// The projection shortcut: 1x1 convolution (strided) and BatchNorm (torchvision's
 /// `downsample.0` and `downsample.1`).
 #[derive(Module, Debug)]
@@ -210,6 +264,7 @@ impl<B: Backend> ResBlock<B> {
         inplanes: usize,
         planes: usize,
         stride: usize,
+        dilation: usize,
         device: &B::Device,
     ) -> Self {
         let out = planes * depth.expansion();
@@ -222,7 +277,7 @@ impl<B: Backend> ResBlock<B> {
             Self {
                 conv1: conv(inplanes, planes, 1, 1, 0, device),
                 bn1: bn(planes),
-                conv2: conv(planes, planes, 3, stride, 1, device),
+                conv2: dilated(planes, planes, 3, stride, dilation, device),
                 bn2: bn(planes),
                 conv3: Some(conv(planes, out, 1, 1, 0, device)),
                 bn3: Some(bn(out)),
@@ -230,9 +285,9 @@ impl<B: Backend> ResBlock<B> {
             }
         } else {
             Self {
-                conv1: conv(inplanes, planes, 3, stride, 1, device),
+                conv1: dilated(inplanes, planes, 3, stride, dilation, device),
                 bn1: bn(planes),
-                conv2: conv(planes, planes, 3, 1, 1, device),
+                conv2: dilated(planes, planes, 3, 1, dilation, device),
                 bn2: bn(planes),
                 conv3: None,
                 bn3: None,
@@ -350,7 +405,7 @@ mod tests {
             assert_eq!(f.stem.dims(), [1, cfg.stem_width(), 32, 32]);
             assert_eq!(f.stages.len(), stages);
             for (i, s) in f.stages.iter().enumerate() {
-                let side = 64 / ResNetConfig::stage_stride(i);
+                let side = 64 / cfg.stage_stride(i);
                 assert_eq!(s.dims(), [1, cfg.stage_width(i), side, side], "{depth:?}");
             }
         }
@@ -366,5 +421,45 @@ mod tests {
             let net = ResNetConfig::new(depth, 3).init::<Flex>(&dev);
             assert_eq!(net.num_params(), full - fc + 2 * bn_channels, "{depth:?}");
         }
+    }
+
+    /// Output stride 16 / 8 keeps the last one / two layers at the resolution before them,
+    /// with dilated 3x3 convolutions (2, then 4), and the multi-grid dilates layer4's blocks
+    /// by 1, 2, 4 times that, as JMedSeg's backbone; the parameters do not change.
+    #[test]
+    fn output_stride_dilates_instead_of_striding() {
+        let dev = Default::default();
+        for (os, sides, layer4) in [
+            (16, [16, 8, 4, 4], [2, 4, 8]),
+            (8, [16, 8, 8, 8], [4, 8, 16]),
+        ] {
+            let cfg = ResNetConfig {
+                base_width: 4,
+                deep_stem: true,
+                output_stride: os,
+                multi_grid: true,
+                ..ResNetConfig::new(ResNetDepth::Resnet50, 3)
+            };
+            let net = cfg.init::<Flex>(&dev);
+            let x = Tensor::<Flex, 4>::random([1, 3, 64, 64], Distribution::Default, &dev);
+            let f = net.run(&mut crate::burn_ops::BurnOps::new(&dev), x);
+            for (i, s) in f.stages.iter().enumerate() {
+                assert_eq!(s.dims()[2], sides[i], "os {os} layer{}", i + 1);
+                assert_eq!(64 / cfg.stage_stride(i), sides[i], "os {os} layer{}", i + 1);
+            }
+            let dilations: Vec<usize> = net.layer4.iter().map(|b| b.conv2.dilation[0]).collect();
+            assert_eq!(dilations, layer4, "os {os}");
+            let plain = ResNetConfig {
+                output_stride: 32,
+                multi_grid: false,
+                ..cfg
+            };
+            assert_eq!(net.num_params(), plain.init::<Flex>(&dev).num_params());
+        }
+        let bad = ResNetConfig {
+            output_stride: 4,
+            ..ResNetConfig::new(ResNetDepth::Resnet18, 1)
+        };
+        assert!(bad.validate().unwrap_err().contains("output_stride"));
     }
 }

@@ -2,4 +2,5 @@
 //! member, on the shared [`crate::blocks`] and [`crate::backbones`].
 
 pub mod dlink;
+pub mod pspnet;
 pub mod segnet;
