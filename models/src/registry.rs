@@ -162,6 +162,7 @@ zoo! {
     SegNet => [natural::segnet] {SegNetConfig, SegNet};
     DLinkNet => [natural::dlink] {DLinkNetConfig, DLinkNet};
     PspNet => [natural::pspnet] {PspNetConfig, PspNet};
+    DeepLab => [natural::deeplab] {DeepLabConfig, DeepLab};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.

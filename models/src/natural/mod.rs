@@ -1,6 +1,7 @@
 //! Segmentation networks from natural images (SegNet, DeepLab, PSPNet, ...), one file per
 //! member, on the shared [`crate::blocks`] and [`crate::backbones`].
 
+pub mod deeplab;
 pub mod dlink;
 pub mod pspnet;
 pub mod segnet;
