@@ -70,12 +70,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let report = export::<backend::Inner>(&args.run, &args.out, &opts, &backend::device())?;
     println!(
-        "wrote {} ({:.2} MB); Burn/tract parity {:.2e} of the logit range (max abs {:.2e}; the model's own sensitivity to rounding {:.1e})",
+        "wrote {} ({:.2} MB); Burn/tract parity {:.2e} of the logit range (max abs {:.2e}; the model's own sensitivity to rounding {:.1e}; {:.3}% of pixels classed differently)",
         args.out.display(),
         report.bytes as f64 / 1e6,
         report.parity.relative,
         report.parity.max_abs_diff,
-        report.parity.sensitivity
+        report.parity.sensitivity,
+        100.0 * report.parity.mask_disagreement
     );
     if let Some(q) = report.quantized_parity {
         println!(
