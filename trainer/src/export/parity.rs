@@ -15,6 +15,9 @@ use crate::train::validate::forward_batch;
 /// Largest allowed `max |burn - tract| / (max logit - min logit)` for a well-conditioned
 /// model.
 pub const PARITY_TOLERANCE: f64 = 1e-4;
+/// The same for int8 weights, on real images: quantization error is expected, a broken graph
+/// (wrong axis, wrong scale) gives errors of the order of the range itself.
+pub const QUANTIZED_TOLERANCE: f64 = 5e-2;
 /// Relative size of the weight noise that stands for f32 rounding: a computed convolution is
 /// the exact convolution of weights changed by about sqrt(K) ulps for a sum of K terms
 /// (backward error analysis); 2^-20 is that for K of a few hundred.
@@ -23,9 +26,6 @@ const ROUNDING_NOISE: f32 = 1.0 / (1u32 << 20) as f32;
 /// that sum in different orders differ by about that reaction; a wrong graph (an axis, a
 /// scale, a padding) differs by a good fraction of the logit range whatever the noise.
 const SENSITIVITY_FACTOR: f64 = 4.0;
-/// The same for int8 weights, on real images: quantization error is expected, a broken graph
-/// (wrong axis, wrong scale) gives errors of the order of the range itself.
-pub const QUANTIZED_TOLERANCE: f64 = 5e-2;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Parity {
