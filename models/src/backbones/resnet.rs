@@ -90,6 +90,23 @@ impl ResNetConfig {
         }
     }
 
+    /// JMedSeg's shared dilated backbone (PSPNet, DeepLab): deep stem, the given output
+    /// stride, multi-grid layer4.
+    pub fn dilated(
+        depth: ResNetDepth,
+        in_channels: usize,
+        base_width: usize,
+        output_stride: usize,
+    ) -> Self {
+        Self {
+            base_width,
+            deep_stem: true,
+            output_stride,
+            multi_grid: true,
+            ..Self::new(depth, in_channels)
+        }
+    }
+
     /// Channels of the stem's output.
     pub fn stem_width(&self) -> usize {
         if self.deep_stem {

@@ -50,6 +50,28 @@ impl<B: Backend> LinkDecoder<B> {
     }
 }
 
+/// Runs the decoder blocks on the centre's output `d`, deepest first, adding each block's
+/// output to the encoder feature of its size (`skips`, shallowest first, popped from the end;
+/// the last block has none left): `d4 = dec4(c) + e3, .., d1 = dec1(d2)`.
+pub fn run_link_decoders<B: Backend, O: Ops<B>>(
+    o: &mut O,
+    decoders: &[LinkDecoder<B>],
+    mut d: O::T,
+    mut skips: Vec<O::T>,
+) -> O::T {
+    let n = decoders.len();
+    for (i, dec) in decoders.iter().enumerate() {
+        d = o.scoped(&format!("decoder{}", n - i), |o| {
+            let y = dec.run(o, d);
+            match skips.pop() {
+                Some(skip) => o.add(y, skip),
+                None => y,
+            }
+        });
+    }
+    d
+}
+
 /// The final head's layers: a 4x4 transposed convolution (stride 2) from `input` to `width`
 /// channels, a 3x3 convolution, and a 3x3 convolution to the classes.
 pub fn link_head<B: Backend>(

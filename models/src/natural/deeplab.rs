@@ -56,13 +56,12 @@ impl Default for DeepLabConfig {
 
 impl DeepLabConfig {
     fn backbone_config(&self) -> ResNetConfig {
-        ResNetConfig {
-            base_width: self.base_width,
-            deep_stem: true,
-            output_stride: self.output_stride,
-            multi_grid: true,
-            ..ResNetConfig::new(self.backbone, self.in_channels)
-        }
+        ResNetConfig::dilated(
+            self.backbone,
+            self.in_channels,
+            self.base_width,
+            self.output_stride,
+        )
     }
 
     /// The three 3x3 ASPP branches' dilations.

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backbones::resnet::{ResNet, ResNetConfig, ResNetDepth};
 use crate::blocks::dilated_conv;
-use crate::blocks::link_decoder::{LinkDecoder, link_head, run_link_head};
+use crate::blocks::link_decoder::{LinkDecoder, link_head, run_link_decoders, run_link_head};
 use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::Ops;
 
@@ -175,16 +175,8 @@ impl<B: Backend> Network<B> for DLinkNet<B> {
         let mut e = o.scoped("backbone", |o| self.backbone.run(o, x)).stages;
         let e4 = e.pop().expect("layer4's output");
         o.tap(crate::network::ENCODER_TAP, &e4);
-        let mut d = o.scoped("dblock", |o| self.dblock.run(o, e4));
-        for (i, dec) in self.decoders.iter().enumerate() {
-            d = o.scoped(&format!("decoder{}", 4 - i), |o| {
-                let y = dec.run(o, d);
-                match e.pop() {
-                    Some(skip) => o.add(y, skip),
-                    None => y,
-                }
-            });
-        }
+        let d = o.scoped("dblock", |o| self.dblock.run(o, e4));
+        let d = run_link_decoders(o, &self.decoders, d, e);
         let head = (&self.finaldeconv1, &self.finalconv2, &self.finalconv3);
         SegOutput::logits(o.scoped("final", |o| run_link_head(o, head, d)))
     }

@@ -55,13 +55,12 @@ impl Default for PspNetConfig {
 
 impl PspNetConfig {
     fn backbone_config(&self) -> ResNetConfig {
-        ResNetConfig {
-            base_width: self.base_width,
-            deep_stem: true,
-            output_stride: self.output_stride,
-            multi_grid: true,
-            ..ResNetConfig::new(self.backbone, self.in_channels)
-        }
+        ResNetConfig::dilated(
+            self.backbone,
+            self.in_channels,
+            self.base_width,
+            self.output_stride,
+        )
     }
 }
 

@@ -32,7 +32,7 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::backbones::resnet::{ResNet, ResNetConfig, ResNetDepth};
-use crate::blocks::link_decoder::{LinkDecoder, link_head, run_link_head};
+use crate::blocks::link_decoder::{LinkDecoder, link_head, run_link_decoders, run_link_head};
 use crate::blocks::{conv2d, dilated_conv};
 use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::{Ops, Pool, ResizeMode};
@@ -224,16 +224,8 @@ impl<B: Backend> Network<B> for CeNet<B> {
         let e4 = e.pop().expect("layer4's output");
         o.tap(crate::network::ENCODER_TAP, &e4);
         let c = o.scoped("dac", |o| self.dblock.run(o, e4));
-        let mut d = o.scoped("rmp", |o| self.spp.run(o, c));
-        for (i, dec) in self.decoders.iter().enumerate() {
-            d = o.scoped(&format!("decoder{}", 4 - i), |o| {
-                let y = dec.run(o, d);
-                match e.pop() {
-                    Some(skip) => o.add(y, skip),
-                    None => y,
-                }
-            });
-        }
+        let d = o.scoped("rmp", |o| self.spp.run(o, c));
+        let d = run_link_decoders(o, &self.decoders, d, e);
         let head = (&self.finaldeconv1, &self.finalconv2, &self.finalconv3);
         let logits = o.scoped("final", |o| run_link_head(o, head, d));
         SegOutput::logits(logits)
