@@ -11,7 +11,7 @@ use burn::tensor::module::{
 use burn::tensor::ops::{
     GridSampleOptions, GridSamplePaddingMode, InterpolateMode, InterpolateOptions, PadMode,
 };
-use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
+use burn::tensor::{DType, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::blocks::group_norm::group_norm_2d;
 use crate::blocks::{LayerNorm, batch_norm_2d};
@@ -21,6 +21,9 @@ use crate::ops::{Ops, Pool};
 /// Runs a network description on Burn tensors of backend `B`.
 pub struct BurnOps<B: Backend> {
     device: B::Device,
+    /// Float type of the constants it creates: the input's (f64 when a model is checked in
+    /// double precision).
+    float: DType,
     /// The values offered through [`Ops::tap`], in the order the network offered them.
     taps: Vec<(String, Tensor<B, 4>)>,
 }
@@ -29,7 +32,16 @@ impl<B: Backend> BurnOps<B> {
     pub fn new(device: &B::Device) -> Self {
         Self {
             device: device.clone(),
+            float: DType::F32,
             taps: Vec::new(),
+        }
+    }
+
+    /// Ops for the input `x`: its device, and constants in its float type.
+    pub fn for_input(x: &Tensor<B, 4>) -> Self {
+        Self {
+            float: x.dtype(),
+            ..Self::new(&x.device())
         }
     }
 
@@ -142,7 +154,7 @@ impl<B: Backend> Ops<B> for BurnOps<B> {
 
     fn constant(&mut self, w: Weights) -> Self::T {
         let shape: [usize; 4] = w.shape.as_slice().try_into().expect("a 4-D constant");
-        Tensor::from_data(TensorData::new(w.data, shape), &self.device)
+        Tensor::from_data(TensorData::new(w.data, shape), (&self.device, self.float))
     }
 
     fn relu(&mut self, x: Self::T) -> Self::T {
@@ -246,7 +258,7 @@ impl<B: Backend> Ops<B> for BurnOps<B> {
         let [n, c, h, w] = x.dims();
         let rows = x.reshape([n * c, h * w]);
         let idx = indices.clone().reshape([n * c, h * w]);
-        Tensor::zeros([n * c, size[0] * size[1]], &rows.device())
+        Tensor::zeros([n * c, size[0] * size[1]], (&rows.device(), rows.dtype()))
             .scatter(1, idx, rows, IndexingUpdateOp::Add)
             .reshape([n, c, size[0], size[1]])
     }
@@ -291,7 +303,15 @@ impl<B: Backend> Ops<B> for BurnOps<B> {
 
     fn pad(&mut self, x: Self::T, pads: [usize; 4], value: f32) -> Self::T {
         let [top, left, bottom, right] = pads;
-        x.pad([(top, bottom), (left, right)], PadMode::Constant(value))
+        if x.dtype() == DType::F32 {
+            return x.pad([(top, bottom), (left, right)], PadMode::Constant(value));
+        }
+        // Burn 0.21's pad fills in the default float type whatever the input's (it panics on
+        // an f64 model in export's double-precision check): the same fill and copy, typed.
+        let [n, c, h, w] = x.dims();
+        let out = [n, c, top + h + bottom, left + w + right];
+        Tensor::full(out, value, (&x.device(), x.dtype()))
+            .slice_assign([0..n, 0..c, top..top + h, left..left + w], x)
     }
 
     fn reduce_mean(&mut self, x: Self::T, axis: usize) -> Self::T {

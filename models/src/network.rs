@@ -67,7 +67,7 @@ pub trait Network<B: Backend> {
 
 /// The Burn forward pass of any network (autodiff when `B` has it).
 pub fn forward<B: Backend, N: Network<B>>(net: &N, x: Tensor<B, 4>) -> SegOutput<Tensor<B, 4>> {
-    let mut o = BurnOps::new(&x.device());
+    let mut o = BurnOps::for_input(&x);
     net.run(&mut o, x)
 }
 
@@ -83,7 +83,7 @@ pub fn forward_with_taps<B: Backend, N: Network<B>>(
     net: &N,
     x: Tensor<B, 4>,
 ) -> (SegOutput<Tensor<B, 4>>, Taps<B>) {
-    let mut o = BurnOps::new(&x.device());
+    let mut o = BurnOps::for_input(&x);
     let out = net.run(&mut o, x);
     (out, o.into_taps())
 }

@@ -8,7 +8,10 @@ use medseg_models::{Architecture, SegModel, UNetConfig, Upsampling, ZooConfig};
 use medseg_runtime::InputSpec;
 use medseg_runtime::card::ModelCard;
 use medseg_trainer::export::onnx::WeightFormat;
-use medseg_trainer::export::parity::{PARITY_TOLERANCE, QUANTIZED_TOLERANCE, check_parity};
+use medseg_trainer::export::parity::{
+    F64_TOLERANCE, PARITY_TOLERANCE, Parity, QUANTIZED_TOLERANCE, check_export_parity, check_f64,
+    check_parity,
+};
 use medseg_trainer::export::{bare_card, build_onnx};
 
 fn card(arch: &Architecture, size: usize) -> ModelCard {
@@ -148,4 +151,125 @@ fn recurrent_weights_are_stored_once() {
     );
     let p = check_parity(&model, &tract, &[], 2, &Default::default()).unwrap();
     assert!(p.relative <= PARITY_TOLERANCE, "{p:?}");
+}
+
+/// SegNet's max-unpooling puts each value where its window's maximum was: on an image with
+/// flat regions the windows there are ties, and rounding that differs from one position to
+/// the next (as it does between two f32 programs) moves values to other pixels. The
+/// sensitivity estimate must see that (the input is jittered too, not only the weights), and
+/// the f64 check must vouch for the graph, where Burn and tract agree.
+#[test]
+fn max_unpooling_ties_are_seen_and_judged_in_f64() {
+    let arch = Architecture::tiny("segnet", 1, 2).unwrap();
+    let size = 32;
+    let model = trained_looking_model(&arch, size);
+    let graph = model.export([1, 1, size, size]);
+    let mut c = card(&arch, size);
+    let (proto, tract) = build_onnx(&graph, &mut c, WeightFormat::F32, "test").unwrap();
+    // A flat left half (ties), a textured right half.
+    let flat: Vec<f32> = (0..size * size)
+        .map(|i| {
+            if i % size < size / 2 {
+                0.75
+            } else {
+                ((i * 29) % 13) as f32 / 6.0 - 1.0
+            }
+        })
+        .collect();
+    let dev = Default::default();
+    let p =
+        check_export_parity(&model, &tract, &proto, std::slice::from_ref(&flat), 1, &dev).unwrap();
+    assert!(
+        p.sensitivity > PARITY_TOLERANCE,
+        "ties went unnoticed: {p:?}"
+    );
+    // Whether tract breaks the ties as Burn did varies with the (unseeded) weights; where it
+    // does not, the f64 comparison must have been made.
+    assert_eq!(
+        p.f64_relative.is_some(),
+        p.relative > PARITY_TOLERANCE,
+        "{p:?}"
+    );
+    let d = check_f64(&model, &proto, [1, 1, size, size], &[flat], &dev).unwrap();
+    assert!(d <= F64_TOLERANCE, "{d:.2e}");
+}
+
+/// The pass rule: within 1e-4 at once; beyond it only with f64 agreement, and then within
+/// the sensitivity limit or with (nearly) the same predictions.
+#[test]
+fn parity_rule_needs_f64_agreement_beyond_the_fixed_tolerance() {
+    let p = Parity {
+        max_abs_diff: 0.5,
+        logit_range: 10.0,
+        relative: 0.05,
+        sensitivity: 1e-3,
+        p999_relative: 0.03,
+        mask_disagreement: 0.0,
+        f64_relative: None,
+    };
+    assert!(!p.passes(), "no f64 check");
+    assert!(
+        !Parity {
+            f64_relative: Some(1e-3),
+            ..p
+        }
+        .passes(),
+        "wrong in f64"
+    );
+    assert!(
+        Parity {
+            f64_relative: Some(1e-8),
+            ..p
+        }
+        .passes(),
+        "right in f64, same masks"
+    );
+    let differing = Parity {
+        f64_relative: Some(1e-8),
+        mask_disagreement: 0.01,
+        ..p
+    };
+    assert!(!differing.passes(), "right in f64, other masks");
+    let sensitive = Parity {
+        sensitivity: 0.02,
+        ..differing
+    };
+    assert!(sensitive.passes(), "within 4x the sensitivity");
+    assert!(
+        Parity {
+            relative: 5e-5,
+            ..p
+        }
+        .passes(),
+        "within 1e-4"
+    );
+}
+
+/// The f64 check is not blind: a graph of other weights differs by a good part of the range.
+#[test]
+fn f64_check_tells_a_wrong_graph() {
+    let arch = Architecture::tiny("unet", 1, 2).unwrap();
+    let size = 16;
+    let model = trained_looking_model(&arch, size);
+    let other = trained_looking_model(&arch, size);
+    let mut c = card(&arch, size);
+    let (proto, _) = build_onnx(
+        &other.export([1, 1, size, size]),
+        &mut c,
+        WeightFormat::F32,
+        "test",
+    )
+    .unwrap();
+    let x: Vec<f32> = (0..size * size)
+        .map(|i| (i % 7) as f32 / 3.0 - 1.0)
+        .collect();
+    let d = check_f64(
+        &model,
+        &proto,
+        [1, 1, size, size],
+        &[x],
+        &Default::default(),
+    )
+    .unwrap();
+    assert!(d > 1e-2, "{d:.2e}");
 }

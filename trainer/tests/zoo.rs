@@ -12,7 +12,7 @@ use burn::tensor::{Tensor, TensorData};
 use medseg_models::{Architecture, SegModel, StnConfig};
 use medseg_runtime::InputSpec;
 use medseg_trainer::export::onnx::WeightFormat;
-use medseg_trainer::export::parity::{PARITY_TOLERANCE, check_parity};
+use medseg_trainer::export::parity::{F64_TOLERANCE, PARITY_TOLERANCE, check_f64, check_parity};
 use medseg_trainer::export::{bare_card, build_onnx};
 use medseg_trainer::losses::{CompoundLoss, LossSpec};
 use medseg_trainer::objective::{Batch, Objective, Supervised, Target};
@@ -122,13 +122,21 @@ fn trains_exports_and_segments(arch: Architecture) {
     };
     let mut card = bare_card(&arch, input, vec!["background".into(), "bone".into()]).unwrap();
     card.parameters = graph.parameter_count();
-    let (_, tract) = build_onnx(&graph, &mut card, WeightFormat::F32, name)
+    let (proto, tract) = build_onnx(&graph, &mut card, WeightFormat::F32, name)
         .unwrap_or_else(|e| panic!("{name}: export failed: {e:#}"));
     let p = check_parity(&model, &tract, &[], 2, &dev).unwrap();
     assert!(
         p.relative <= PARITY_TOLERANCE,
         "{name}: Burn/tract parity {p:?}"
     );
+    // The double-precision check export falls back on for ill-conditioned models runs for
+    // every member (Burn's forward pass in f64 included).
+    let x: Vec<f32> = (0..s * s)
+        .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+        .collect();
+    let d = check_f64(&model, &proto, [1, 1, s, s], &[x], &dev)
+        .unwrap_or_else(|e| panic!("{name}: f64 check failed: {e:#}"));
+    assert!(d <= F64_TOLERANCE, "{name}: f64 parity {d:.2e}");
     let img = image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(45, 29, |x, y| {
         image::Luma([((x * 5 + y * 3) % 256) as u8])
     }));

@@ -92,16 +92,24 @@ pub fn export<B: Backend>(
         None => Vec::new(),
     };
     let (mut proto, mut tract) = build(onnx::WeightFormat::F32, &mut card)?;
-    let parity = parity::check_parity(&model, &tract, &extra, 3, device)?;
+    let parity = parity::check_export_parity(&model, &tract, &proto, &extra, 3, device)?;
     tracing::info!(
         relative = parity.relative,
         max_abs = parity.max_abs_diff,
         sensitivity = parity.sensitivity,
+        f64 = parity.f64_relative,
         "Burn/tract parity"
     );
     if !parity.passes() {
+        let f64_note = match parity.f64_relative {
+            Some(d) => format!(
+                "; in f64 they differ by {d:.1e} (limit {:.0e})",
+                parity::F64_TOLERANCE
+            ),
+            None => String::new(),
+        };
         bail!(
-            "refusing to write {}: tract's logits differ from Burn's by {:.3e} of the logit range (max abs {:.3e} over {:.3}), above the {:.1e} limit (the model's own reaction to rounding-sized weight noise is {:.1e}); 99.9% of them within {:.1e}, {:.3}% of pixels classed differently",
+            "refusing to write {}: tract's logits differ from Burn's by {:.3e} of the logit range (max abs {:.3e} over {:.3}), limit {:.1e} (the model's own reaction to rounding-sized noise is {:.1e}){f64_note}; 99.9% of them within {:.1e}, {:.3}% of pixels classed differently",
             out.display(),
             parity.relative,
             parity.max_abs_diff,
