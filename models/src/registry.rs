@@ -163,6 +163,8 @@ zoo! {
     DLinkNet => [natural::dlink] {DLinkNetConfig, DLinkNet};
     PspNet => [natural::pspnet] {PspNetConfig, PspNet};
     DeepLab => [natural::deeplab] {DeepLabConfig, DeepLab};
+    DaNet => [natural::danet] {DaNetConfig, DaNet};
+    OcNet => [natural::ocnet] {OcNetConfig, OcNet};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.

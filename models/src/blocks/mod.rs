@@ -14,6 +14,7 @@ pub mod group_norm;
 pub mod link_decoder;
 pub mod recurrent;
 pub mod rsu;
+pub mod self_attention;
 pub mod shift_conv;
 pub mod squeeze_excitation;
 

@@ -1,7 +1,9 @@
 //! Segmentation networks from natural images (SegNet, DeepLab, PSPNet, ...), one file per
 //! member, on the shared [`crate::blocks`] and [`crate::backbones`].
 
+pub mod danet;
 pub mod deeplab;
 pub mod dlink;
+pub mod ocnet;
 pub mod pspnet;
 pub mod segnet;
