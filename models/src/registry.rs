@@ -165,6 +165,7 @@ zoo! {
     DeepLab => [natural::deeplab] {DeepLabConfig, DeepLab};
     DaNet => [natural::danet] {DaNetConfig, DaNet};
     OcNet => [natural::ocnet] {OcNetConfig, OcNet};
+    EaNet => [natural::eanet] {EaNetConfig, EaNet};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.

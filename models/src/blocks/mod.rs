@@ -10,6 +10,7 @@ use burn::tensor::backend::Backend;
 use crate::ops::{Ops, Pool, ResizeMode};
 
 pub mod attention_gate;
+pub mod external_attention;
 pub mod group_norm;
 pub mod link_decoder;
 pub mod recurrent;

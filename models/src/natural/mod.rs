@@ -4,6 +4,7 @@
 pub mod danet;
 pub mod deeplab;
 pub mod dlink;
+pub mod eanet;
 pub mod ocnet;
 pub mod pspnet;
 pub mod segnet;
