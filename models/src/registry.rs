@@ -166,6 +166,7 @@ zoo! {
     DaNet => [natural::danet] {DaNetConfig, DaNet};
     OcNet => [natural::ocnet] {OcNetConfig, OcNet};
     EaNet => [natural::eanet] {EaNetConfig, EaNet};
+    OcrNet => [natural::ocrnet] {OcrNetConfig, OcrNet};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.

@@ -6,5 +6,6 @@ pub mod deeplab;
 pub mod dlink;
 pub mod eanet;
 pub mod ocnet;
+pub mod ocrnet;
 pub mod pspnet;
 pub mod segnet;
