@@ -17,6 +17,7 @@ pub mod ops;
 // on ZooNet does not reach, has the same variants.
 #[allow(clippy::large_enum_variant)]
 pub mod registry;
+pub mod setr;
 pub mod stn;
 pub mod unet_family;
 pub mod vit_seg;

@@ -159,6 +159,7 @@ zoo! {
     Onenet => [unet_family::onenet] {OneNetConfig, OneNet};
     Lightnet => [unet_family::lightnet] {LightNetConfig, LightNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
+    Setr => [setr] {SetrConfig, Setr};
     SegNet => [natural::segnet] {SegNetConfig, SegNet};
     DLinkNet => [natural::dlink] {DLinkNetConfig, DLinkNet};
     PspNet => [natural::pspnet] {PspNetConfig, PspNet};

@@ -11,12 +11,13 @@
 //! 16 heads) is a configuration of the same network.
 
 use burn::module::{Module, Param};
+use burn::nn::LinearConfig;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::blocks::transformer::{SelfAttention, TransformerLayer, position_tokens};
 use crate::blocks::{ConvBnRelu, Head, LayerNorm};
 use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::{Ops, ResizeMode};
@@ -55,60 +56,6 @@ impl Default for VitSegConfig {
             image_size: 256,
             decoder_width: 64,
         }
-    }
-}
-
-/// Multi-head self-attention on tokens `[N, 1, L, D]`.
-#[derive(Module, Debug)]
-pub struct SelfAttention<B: Backend> {
-    pub qkv: Linear<B>,
-    pub proj: Linear<B>,
-    pub heads: usize,
-}
-
-impl<B: Backend> SelfAttention<B> {
-    pub fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> O::T {
-        let [n, _, l, d] = o.shape(&x);
-        let h = self.heads;
-        let hd = d / h;
-        let qkv = o.linear(x, &self.qkv);
-        // [N, 1, L, 3D] -> [N, L, 3h, hd] -> [N, 3h, L, hd]; q, k, v are thirds of axis 1.
-        let qkv = o.reshape(qkv, [n, l, 3 * h, hd]);
-        let qkv = o.transpose(qkv, [0, 2, 1, 3]);
-        let q = o.slice(qkv.clone(), 1, 0, h);
-        let k = o.slice(qkv.clone(), 1, h, 2 * h);
-        let v = o.slice(qkv, 1, 2 * h, 3 * h);
-        let kt = o.transpose(k, [0, 1, 3, 2]);
-        let scores = o.matmul(q, kt);
-        let scores = o.mul_scalar(scores, 1.0 / (hd as f32).sqrt());
-        let attn = o.softmax(scores, 3);
-        let y = o.matmul(attn, v);
-        let y = o.transpose(y, [0, 2, 1, 3]);
-        let y = o.reshape(y, [n, 1, l, d]);
-        o.linear(y, &self.proj)
-    }
-}
-
-/// Pre-norm transformer layer.
-#[derive(Module, Debug)]
-pub struct TransformerLayer<B: Backend> {
-    pub norm1: LayerNorm<B>,
-    pub attn: SelfAttention<B>,
-    pub norm2: LayerNorm<B>,
-    pub fc1: Linear<B>,
-    pub fc2: Linear<B>,
-}
-
-impl<B: Backend> TransformerLayer<B> {
-    pub fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> O::T {
-        let a = o.layer_norm(x.clone(), &self.norm1);
-        let a = o.scoped("attn", |o| self.attn.run(o, a));
-        let x = o.add(x, a);
-        let m = o.layer_norm(x.clone(), &self.norm2);
-        let m = o.linear(m, &self.fc1);
-        let m = o.gelu(m);
-        let m = o.linear(m, &self.fc2);
-        o.add(x, m)
     }
 }
 
@@ -232,20 +179,7 @@ impl<B: Backend> Network<B> for VitSeg<B> {
         // [N, D, gh, gw] -> [N, 1, D, L] -> tokens [N, 1, L, D].
         let tokens = o.reshape(patches, [n, 1, d, l]);
         let tokens = o.transpose(tokens, [0, 1, 3, 2]);
-        let pos = o.scoped("position", |o| {
-            let pos = o.param(&self.position);
-            let [_, _, g, _] = o.shape(&pos);
-            let pos = if (gh, gw) == (g, g) {
-                pos
-            } else {
-                let mode = ResizeMode::Bilinear {
-                    align_corners: false,
-                };
-                o.resize(pos, [gh, gw], mode)
-            };
-            let pos = o.reshape(pos, [1, 1, d, l]);
-            o.transpose(pos, [0, 1, 3, 2])
-        });
+        let pos = o.scoped("position", |o| position_tokens(o, &self.position, gh, gw));
         let mut t = o.add(tokens, pos);
         for (i, layer) in self.layers.iter().enumerate() {
             t = o.scoped(&format!("layer{i}"), |o| layer.run(o, t));

@@ -18,6 +18,7 @@ pub mod rsu;
 pub mod self_attention;
 pub mod shift_conv;
 pub mod squeeze_excitation;
+pub mod transformer;
 
 /// A `k`x`k` convolution with "same" padding (odd `k`), optionally dilated.
 pub fn conv2d<B: Backend>(
