@@ -19,6 +19,7 @@ pub mod ops;
 pub mod registry;
 pub mod setr;
 pub mod stn;
+pub mod transunet;
 pub mod unet_family;
 pub mod vit_seg;
 

@@ -160,6 +160,7 @@ zoo! {
     Lightnet => [unet_family::lightnet] {LightNetConfig, LightNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
     Setr => [setr] {SetrConfig, Setr};
+    TransUnet => [transunet] {TransUNetConfig, TransUNet};
     SegNet => [natural::segnet] {SegNetConfig, SegNet};
     DLinkNet => [natural::dlink] {DLinkNetConfig, DLinkNet};
     PspNet => [natural::pspnet] {PspNetConfig, PspNet};
