@@ -136,7 +136,9 @@ macro_rules! zoo {
 }
 
 // The table: variant => [module path] {config, model}. Adding an architecture is its file, its `mod`
-// line in lib.rs and one line here.
+// line in lib.rs and one line here, AT THE END: a checkpoint stores its variant by position,
+// so a line inserted above others makes their saved runs unreadable (the test
+// `table_order_is_append_only` holds the order).
 zoo! {
     Unet => [unet_family::unet] {UNetConfig, UNet};
     AttentionUnet => [unet_family::attention_unet] {AttentionUNetConfig, AttentionUNet};
@@ -159,8 +161,6 @@ zoo! {
     Onenet => [unet_family::onenet] {OneNetConfig, OneNet};
     Lightnet => [unet_family::lightnet] {LightNetConfig, LightNet};
     VitSeg => [vit_seg] {VitSegConfig, VitSeg};
-    Setr => [setr] {SetrConfig, Setr};
-    TransUnet => [transunet] {TransUNetConfig, TransUNet};
     SegNet => [natural::segnet] {SegNetConfig, SegNet};
     DLinkNet => [natural::dlink] {DLinkNetConfig, DLinkNet};
     PspNet => [natural::pspnet] {PspNetConfig, PspNet};
@@ -169,6 +169,8 @@ zoo! {
     OcNet => [natural::ocnet] {OcNetConfig, OcNet};
     EaNet => [natural::eanet] {EaNetConfig, EaNet};
     OcrNet => [natural::ocrnet] {OcrNetConfig, OcrNet};
+    Setr => [setr] {SetrConfig, Setr};
+    TransUnet => [transunet] {TransUNetConfig, TransUNet};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.
@@ -528,6 +530,47 @@ mod tests {
 
     use super::*;
     use crate::unet_family::unet::UNetConfig;
+
+    /// Checkpoints record a member by its position in the table: the order of the members
+    /// that saved runs may hold never changes; new ones go at the end (and here).
+    #[test]
+    fn table_order_is_append_only() {
+        let order = [
+            "unet",
+            "attunet",
+            "unetpp",
+            "simple",
+            "unet3p",
+            "unetpp-big",
+            "denseunet",
+            "r2unet",
+            "r2attunet",
+            "scseunet",
+            "multires",
+            "unext",
+            "resunet",
+            "ternaus",
+            "cenet",
+            "csnet",
+            "u2net",
+            "u2netp",
+            "onenet",
+            "lightnet",
+            "vit_seg",
+            "segnet",
+            "dlink",
+            "pspnet",
+            "deeplab",
+            "danet",
+            "ocnet",
+            "eanet",
+            "ocrnet",
+            "setr",
+            "transunet",
+        ];
+        let names: Vec<&str> = ZooConfig::TABLE.iter().map(|e| e.name).collect();
+        assert_eq!(names, order);
+    }
 
     fn small_unet(in_channels: usize) -> Architecture {
         Architecture::from(ZooConfig::Unet(UNetConfig {
