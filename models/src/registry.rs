@@ -171,6 +171,7 @@ zoo! {
     OcrNet => [natural::ocrnet] {OcrNetConfig, OcrNet};
     Setr => [setr] {SetrConfig, Setr};
     TransUnet => [transunet] {TransUNetConfig, TransUNet};
+    LrfEaNet => [natural::lrfea] {LrfEaNetConfig, LrfEaNet};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.
@@ -567,6 +568,7 @@ mod tests {
             "ocrnet",
             "setr",
             "transunet",
+            "lrfea",
         ];
         let names: Vec<&str> = ZooConfig::TABLE.iter().map(|e| e.name).collect();
         assert_eq!(names, order);

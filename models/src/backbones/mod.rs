@@ -1,4 +1,5 @@
-//! Image-classification backbones that segmentation networks reuse as encoders (ResNet, VGG).
+//! Image-classification backbones that segmentation networks reuse as encoders (ResNet, VGG,
+//! JMedSeg's large-receptive-field ResNet).
 //!
 //! Each returns the feature map of every stage, so a member can take its skips where it likes
 //! and tap its own encoder output. Field names follow torchvision's modules (`conv1`, `bn1`,
@@ -6,5 +7,6 @@
 //! load torchvision's ImageNet checkpoints with a small key mapping (given beside each struct).
 //! Today every backbone starts from random weights: nothing is downloaded here.
 
+pub mod lrf_resnet;
 pub mod resnet;
 pub mod vgg;

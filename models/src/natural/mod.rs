@@ -5,6 +5,7 @@ pub mod danet;
 pub mod deeplab;
 pub mod dlink;
 pub mod eanet;
+pub mod lrfea;
 pub mod ocnet;
 pub mod ocrnet;
 pub mod pspnet;
