@@ -24,7 +24,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::blocks::transformer::{PostNormLayer, SelfAttention, position_tokens};
+use crate::blocks::transformer::{PostNormLayer, position_tokens};
 use crate::blocks::{ConvBnRelu, LayerNorm, conv2d};
 use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::{Ops, ResizeMode};
@@ -86,12 +86,6 @@ pub struct Setr<B: Backend> {
     pub token_grid: usize,
     pub decoder: Vec<ConvBnRelu<B>>,
     pub head: Conv2d<B>,
-}
-
-fn layer_norm<B: Backend>(d: usize, device: &B::Device) -> LayerNorm<B> {
-    let mut norm = LayerNorm::new(d, device);
-    norm.epsilon = BERT_EPSILON;
-    norm
 }
 
 impl ArchConfig for SetrConfig {
@@ -167,19 +161,8 @@ impl ArchConfig for SetrConfig {
     fn init<B: Backend>(&self, device: &B::Device) -> Setr<B> {
         let (d, p, s) = (self.hidden, self.patch_size, self.token_grid);
         let grid = self.image_size / p;
-        let linear = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
         let layers = (0..self.layers)
-            .map(|_| PostNormLayer {
-                attn: SelfAttention {
-                    qkv: linear(d, 3 * d),
-                    proj: linear(d, d),
-                    heads: self.heads,
-                },
-                norm1: layer_norm(d, device),
-                fc1: linear(d, self.mlp_width),
-                fc2: linear(self.mlp_width, d),
-                norm2: layer_norm(d, device),
-            })
+            .map(|_| PostNormLayer::new(d, self.heads, self.mlp_width, BERT_EPSILON, device))
             .collect();
         let mut input = d;
         let decoder = self
@@ -195,15 +178,15 @@ impl ArchConfig for SetrConfig {
             patch_embed: Conv2dConfig::new([self.in_channels, d], [p, p])
                 .with_stride([p, p])
                 .init(device),
-            embed_norm: layer_norm(d, device),
+            embed_norm: LayerNorm::new(d, device).with_epsilon(BERT_EPSILON),
             position: Param::from_tensor(Tensor::random(
                 [1, d, grid, grid],
                 Distribution::Normal(0.0, 0.02),
                 device,
             )),
-            position_norm: layer_norm(d, device),
+            position_norm: LayerNorm::new(d, device).with_epsilon(BERT_EPSILON),
             layers,
-            expand: linear(d, s * s * d),
+            expand: LinearConfig::new(d, s * s * d).init(device),
             token_grid: s,
             decoder,
             head: conv2d(input, self.num_classes, 3, true, device),

@@ -20,14 +20,13 @@
 //! register it (its weight file is empty). No dropout.
 
 use burn::module::{Module, Param};
-use burn::nn::LinearConfig;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::backbones::resnet::{ResNet, ResNetConfig, ResNetDepth};
-use crate::blocks::transformer::{SelfAttention, TransformerLayer, position_tokens};
+use crate::blocks::transformer::{TransformerLayer, position_tokens};
 use crate::blocks::{ConvBnRelu, LayerNorm, conv2d};
 use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::{Ops, ResizeMode};
@@ -167,19 +166,8 @@ impl ArchConfig for TransUNetConfig {
     fn init<B: Backend>(&self, device: &B::Device) -> TransUNet<B> {
         let bb = self.backbone_config();
         let d = self.hidden;
-        let linear = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
         let layers = (0..self.layers)
-            .map(|_| TransformerLayer {
-                norm1: LayerNorm::new(d, device),
-                attn: SelfAttention {
-                    qkv: linear(d, 3 * d),
-                    proj: linear(d, d),
-                    heads: self.heads,
-                },
-                norm2: LayerNorm::new(d, device),
-                fc1: linear(d, d * self.mlp_ratio),
-                fc2: linear(d * self.mlp_ratio, d),
-            })
+            .map(|_| TransformerLayer::new(d, self.heads, d * self.mlp_ratio, device))
             .collect();
         // Skips at strides 8, 4, 2, then none.
         let skips = [bb.stage_width(1), bb.stage_width(0), bb.stem_width(), 0];

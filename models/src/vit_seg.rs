@@ -11,13 +11,12 @@
 //! 16 heads) is a configuration of the same network.
 
 use burn::module::{Module, Param};
-use burn::nn::LinearConfig;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::blocks::transformer::{SelfAttention, TransformerLayer, position_tokens};
+use crate::blocks::transformer::{TransformerLayer, position_tokens};
 use crate::blocks::{ConvBnRelu, Head, LayerNorm};
 use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::{Ops, ResizeMode};
@@ -132,19 +131,8 @@ impl ArchConfig for VitSegConfig {
         let d = self.embed_dim;
         let grid = self.image_size / self.patch_size;
         let p = self.patch_size;
-        let linear = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
         let layers = (0..self.layers)
-            .map(|_| TransformerLayer {
-                norm1: LayerNorm::new(d, device),
-                attn: SelfAttention {
-                    qkv: linear(d, 3 * d),
-                    proj: linear(d, d),
-                    heads: self.heads,
-                },
-                norm2: LayerNorm::new(d, device),
-                fc1: linear(d, d * self.mlp_ratio),
-                fc2: linear(d * self.mlp_ratio, d),
-            })
+            .map(|_| TransformerLayer::new(d, self.heads, d * self.mlp_ratio, device))
             .collect();
         let stages = p.trailing_zeros() as usize;
         let decoder = (0..stages)

@@ -69,6 +69,14 @@ pub fn dilated_conv<B: Backend>(c: usize, k: usize, d: usize, device: &B::Device
     conv
 }
 
+/// A 1x1 convolution `c -> c` (with bias) whose weights start at zero, so that a branch
+/// added or concatenated through it starts silent (OCNet's and OCRNet's context).
+pub fn zero_started_conv1x1<B: Backend>(c: usize, device: &B::Device) -> Conv2d<B> {
+    let mut conv = conv2d(c, c, 1, true, device);
+    conv.weight = Param::from_tensor(Tensor::zeros([c, c, 1, 1], device));
+    conv
+}
+
 /// Widens a convolution that reads one input channel to read `channels` of them (odd): the
 /// old kernel goes to the centre channel and the others start at zero, so on an input whose
 /// centre channel is the old input the widened convolution computes exactly what the old one
@@ -281,6 +289,11 @@ impl<B: Backend> LayerNorm<B> {
             beta: Param::from_tensor(Tensor::zeros([dim], device)),
             epsilon: 1e-5,
         }
+    }
+
+    /// The same with another epsilon (BERT's 1e-12, say).
+    pub fn with_epsilon(self, epsilon: f64) -> Self {
+        Self { epsilon, ..self }
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {

@@ -2,7 +2,7 @@
 //! the pre-norm (ViT) and post-norm (BERT, JMedSeg's SETR) layers around it.
 
 use burn::module::{Module, Param};
-use burn::nn::Linear;
+use burn::nn::{Linear, LinearConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
@@ -41,6 +41,15 @@ pub struct SelfAttention<B: Backend> {
 }
 
 impl<B: Backend> SelfAttention<B> {
+    /// Query, key and value in one `d -> 3d` linear layer, `heads` heads, a `d -> d` output.
+    pub fn new(d: usize, heads: usize, device: &B::Device) -> Self {
+        Self {
+            qkv: LinearConfig::new(d, 3 * d).init(device),
+            proj: LinearConfig::new(d, d).init(device),
+            heads,
+        }
+    }
+
     pub fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> O::T {
         let [n, _, l, d] = o.shape(&x);
         let h = self.heads;
@@ -74,6 +83,17 @@ pub struct TransformerLayer<B: Backend> {
 }
 
 impl<B: Backend> TransformerLayer<B> {
+    /// Width `d`, `heads` heads, an MLP of hidden width `mlp`.
+    pub fn new(d: usize, heads: usize, mlp: usize, device: &B::Device) -> Self {
+        Self {
+            norm1: LayerNorm::new(d, device),
+            attn: SelfAttention::new(d, heads, device),
+            norm2: LayerNorm::new(d, device),
+            fc1: LinearConfig::new(d, mlp).init(device),
+            fc2: LinearConfig::new(mlp, d).init(device),
+        }
+    }
+
     pub fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> O::T {
         let a = o.layer_norm(x.clone(), &self.norm1);
         let a = o.scoped("attn", |o| self.attn.run(o, a));
@@ -97,6 +117,18 @@ pub struct PostNormLayer<B: Backend> {
 }
 
 impl<B: Backend> PostNormLayer<B> {
+    /// Width `d`, `heads` heads, an MLP of hidden width `mlp`, LayerNorms of `epsilon`.
+    pub fn new(d: usize, heads: usize, mlp: usize, epsilon: f64, device: &B::Device) -> Self {
+        let norm = || LayerNorm::new(d, device).with_epsilon(epsilon);
+        Self {
+            attn: SelfAttention::new(d, heads, device),
+            norm1: norm(),
+            fc1: LinearConfig::new(d, mlp).init(device),
+            fc2: LinearConfig::new(mlp, d).init(device),
+            norm2: norm(),
+        }
+    }
+
     pub fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> O::T {
         let a = o.scoped("attn", |o| self.attn.run(o, x.clone()));
         let a = o.add(x, a);

@@ -16,15 +16,14 @@
 //! [`crate::backbones::resnet`]); the paper's pyramid (P-OC) and atrous (ASP-OC) variants
 //! are not offered (JMedSeg has the base OC only).
 
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::backbones::resnet::{ResNet, ResNetConfig, ResNetDepth};
 use crate::blocks::self_attention::PositionAttention;
-use crate::blocks::{ConvBnRelu, Head, conv2d};
+use crate::blocks::{ConvBnRelu, Head, zero_started_conv1x1};
 use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::{Ops, ResizeMode};
 
@@ -112,13 +111,11 @@ impl ArchConfig for OcNetConfig {
         let bb = self.backbone_config();
         let w = bb.stage_width(3);
         let inner = (w / 4).max(1);
-        let mut context_scale = conv2d(inner, inner, 1, true, device);
-        context_scale.weight = Param::from_tensor(Tensor::zeros([inner, inner, 1, 1], device));
         OcNet {
             backbone: bb.init(device),
             reduce: ConvBnRelu::new(w, inner, 3, device),
             context: PositionAttention::new(inner, (inner / 2).max(1), device),
-            context_scale,
+            context_scale: zero_started_conv1x1(inner, device),
             fuse: ConvBnRelu::new(2 * inner, inner, 3, device),
             head: Head::new(inner, self.num_classes, device),
         }

@@ -23,14 +23,13 @@
 //! BatchNorm's shift makes it redundant). No dropout (JMedSeg's p = 0.05 in the region
 //! branch); the stem as [`crate::backbones::resnet`] says.
 
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::backbones::resnet::{ResNet, ResNetConfig, ResNetDepth};
-use crate::blocks::{ConvBnRelu, Head, conv2d};
+use crate::blocks::{ConvBnRelu, Head, conv2d, zero_started_conv1x1};
 use crate::network::{ArchConfig, Aux, AuxKind, Network, SegOutput, scaled_width};
 use crate::ops::{Ops, ResizeMode};
 
@@ -120,13 +119,11 @@ impl ArchConfig for OcrNetConfig {
     fn init<B: Backend>(&self, device: &B::Device) -> OcrNet<B> {
         let bb = self.backbone_config();
         let inner = 8 * self.base_width;
-        let mut context_scale = conv2d(inner, inner, 1, true, device);
-        context_scale.weight = Param::from_tensor(Tensor::zeros([inner, inner, 1, 1], device));
         OcrNet {
             regions: ConvBnRelu::new(bb.stage_width(2), inner, 3, device),
             regions_head: Head::new(inner, self.num_classes, device),
             pixels: ConvBnRelu::new(bb.stage_width(3), inner, 3, device),
-            context_scale,
+            context_scale: zero_started_conv1x1(inner, device),
             classifier: conv2d(2 * inner, self.num_classes, 3, true, device),
             backbone: bb.init(device),
         }
@@ -196,7 +193,7 @@ mod tests {
     use super::*;
     use crate::network::forward;
     use burn::backend::{Autodiff, Flex};
-    use burn::tensor::Distribution;
+    use burn::tensor::{Distribution, Tensor};
 
     /// The default keeps the input size; the soft object regions come from layer3's 1024
     /// channels and are an auxiliary output while training only.
