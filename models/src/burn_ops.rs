@@ -165,6 +165,10 @@ impl<B: Backend> Ops<B> for BurnOps<B> {
         activation::leaky_relu(x, alpha as f64)
     }
 
+    fn clip(&mut self, x: Self::T, min: f32, max: f32) -> Self::T {
+        x.clamp(min, max)
+    }
+
     fn gelu(&mut self, x: Self::T) -> Self::T {
         activation::gelu(x)
     }

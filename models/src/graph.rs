@@ -91,6 +91,11 @@ pub enum Op {
     LeakyRelu {
         alpha: f32,
     },
+    /// `min(max(x, min), max)` (ReLU6: 0, 6).
+    Clip {
+        min: f32,
+        max: f32,
+    },
     /// `max(0, x) + slope * min(0, x)`, one slope per channel (axis 1) or one for all.
     PRelu {
         slope: Vec<f32>,
@@ -369,6 +374,7 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::LayerNorm { .. } => "layernorm",
         Op::Relu => "relu",
         Op::LeakyRelu { .. } => "leakyrelu",
+        Op::Clip { .. } => "clip",
         Op::PRelu { .. } => "prelu",
         Op::Gelu => "gelu",
         Op::Sigmoid => "sigmoid",

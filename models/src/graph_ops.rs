@@ -319,6 +319,10 @@ impl<B: Backend> Ops<B> for GraphOps {
         self.same(Op::LeakyRelu { alpha }, x)
     }
 
+    fn clip(&mut self, x: ValueId, min: f32, max: f32) -> ValueId {
+        self.same(Op::Clip { min, max }, x)
+    }
+
     fn gelu(&mut self, x: ValueId) -> ValueId {
         self.same(Op::Gelu, x)
     }

@@ -110,6 +110,8 @@ pub trait Ops<B: Backend> {
     // Element-wise.
     fn relu(&mut self, x: Self::T) -> Self::T;
     fn leaky_relu(&mut self, x: Self::T, alpha: f32) -> Self::T;
+    /// `min(max(x, min), max)`: ReLU6 is `clip(x, 0, 6)`.
+    fn clip(&mut self, x: Self::T, min: f32, max: f32) -> Self::T;
     fn gelu(&mut self, x: Self::T) -> Self::T;
     fn sigmoid(&mut self, x: Self::T) -> Self::T;
     fn tanh(&mut self, x: Self::T) -> Self::T;

@@ -172,6 +172,9 @@ zoo! {
     Setr => [setr] {SetrConfig, Setr};
     TransUnet => [transunet] {TransUNetConfig, TransUNet};
     LrfEaNet => [natural::lrfea] {LrfEaNetConfig, LrfEaNet};
+    HrNet => [natural::hrnet] {HrNetConfig, HrNet};
+    HarDNet => [natural::hardnet] {HarDMsegConfig, HarDMseg};
+    HarDNetAlt => [natural::hardnet] {HarDMsegAltConfig, HarDMseg};
 }
 
 /// The object-safe part of [`ArchConfig`], so [`Architecture`] needs no match per method.
@@ -569,6 +572,9 @@ mod tests {
             "setr",
             "transunet",
             "lrfea",
+            "hrnet",
+            "hardnet",
+            "hardnet-alt",
         ];
         let names: Vec<&str> = ZooConfig::TABLE.iter().map(|e| e.name).collect();
         assert_eq!(names, order);

@@ -191,6 +191,12 @@ op!(layer_norm_last_axis, [2, 1, 5, 6], |o, x| {
 op!(activations, [1, 3, 5, 4], |o, x| {
     let a = o.relu(x.clone());
     let b = o.leaky_relu(x.clone(), 0.1);
+    // ReLU6 with both bounds reached: the input times 8 spans beyond [0, 6].
+    let wide = o.mul_scalar(x.clone(), 8.0);
+    let b = {
+        let r6 = o.clip(wide, 0.0, 6.0);
+        o.concat(vec![b, r6], 1)
+    };
     let c = o.gelu(x.clone());
     let d = o.sigmoid(x.clone());
     let e = o.tanh(x.clone());

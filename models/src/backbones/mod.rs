@@ -7,6 +7,7 @@
 //! load torchvision's ImageNet checkpoints with a small key mapping (given beside each struct).
 //! Today every backbone starts from random weights: nothing is downloaded here.
 
+pub mod hardnet;
 pub mod lrf_resnet;
 pub mod resnet;
 pub mod vgg;

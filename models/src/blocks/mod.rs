@@ -10,6 +10,7 @@ use burn::tensor::backend::Backend;
 use crate::ops::{Ops, Pool, ResizeMode};
 
 pub mod attention_gate;
+pub mod conv_bn;
 pub mod external_attention;
 pub mod group_norm;
 pub mod link_decoder;
@@ -19,6 +20,8 @@ pub mod self_attention;
 pub mod shift_conv;
 pub mod squeeze_excitation;
 pub mod transformer;
+
+pub use conv_bn::ConvBn;
 
 /// A `k`x`k` convolution with "same" padding (odd `k`), optionally dilated.
 pub fn conv2d<B: Backend>(

@@ -5,6 +5,8 @@ pub mod danet;
 pub mod deeplab;
 pub mod dlink;
 pub mod eanet;
+pub mod hardnet;
+pub mod hrnet;
 pub mod lrfea;
 pub mod ocnet;
 pub mod ocrnet;

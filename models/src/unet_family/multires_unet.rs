@@ -19,12 +19,11 @@
 //! in JMedSeg. No dropout (JMedSeg's default).
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::blocks::{ConvBnRelu, Upsample2x, conv2d, pool2x};
+use crate::blocks::{ConvBn, ConvBnRelu, Upsample2x, pool2x};
 use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::Ops;
 
@@ -70,26 +69,6 @@ fn min_width(alpha: f64) -> usize {
         .unwrap_or(1 << 16)
 }
 
-/// A 1x1 convolution and BatchNorm (no activation): the shortcuts.
-#[derive(Module, Debug)]
-pub struct ConvBn<B: Backend> {
-    pub conv: Conv2d<B>,
-    pub norm: BatchNorm<B>,
-}
-
-impl<B: Backend> ConvBn<B> {
-    fn new(in_ch: usize, out_ch: usize, device: &B::Device) -> Self {
-        Self {
-            conv: conv2d(in_ch, out_ch, 1, false, device),
-            norm: BatchNormConfig::new(out_ch).init(device),
-        }
-    }
-
-    fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> O::T {
-        o.conv_bn(x, &self.conv, &self.norm)
-    }
-}
-
 #[derive(Module, Debug)]
 pub struct MultiResBlock<B: Backend> {
     pub shortcut: ConvBn<B>,
@@ -105,7 +84,7 @@ impl<B: Backend> MultiResBlock<B> {
         let [a, b, c] = multires_widths(u, alpha);
         let out = a + b + c;
         Self {
-            shortcut: ConvBn::new(in_ch, out, device),
+            shortcut: ConvBn::new(in_ch, out, [1, 1], device),
             conv3: ConvBnRelu::new(in_ch, a, 3, device),
             conv5: ConvBnRelu::new(a, b, 3, device),
             conv7: ConvBnRelu::new(b, c, 3, device),
@@ -142,7 +121,7 @@ pub struct ResPathBlock<B: Backend> {
 impl<B: Backend> ResPathBlock<B> {
     fn new(in_ch: usize, out_ch: usize, device: &B::Device) -> Self {
         Self {
-            shortcut: ConvBn::new(in_ch, out_ch, device),
+            shortcut: ConvBn::new(in_ch, out_ch, [1, 1], device),
             conv: ConvBnRelu::new(in_ch, out_ch, 3, device),
             norm: BatchNormConfig::new(out_ch).init(device),
         }
@@ -249,7 +228,7 @@ impl ArchConfig for MultiResUNetConfig {
             down,
             paths,
             up,
-            head: ConvBn::new(out(0), self.num_classes, device),
+            head: ConvBn::new(out(0), self.num_classes, [1, 1], device),
         }
     }
 }

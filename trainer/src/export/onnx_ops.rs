@@ -184,6 +184,12 @@ pub(super) fn translate(
             b.node(prefix, "Mul", vec![prod, half], outputs, vec![]);
             return;
         }
+        Op::Clip { min, max } => {
+            // Opset 11+ takes the bounds as (scalar) inputs, not attributes.
+            inputs.push(b.init(prefix, "min", f32_tensor(&[], &[*min])));
+            inputs.push(b.init(prefix, "max", f32_tensor(&[], &[*max])));
+            "Clip"
+        }
         Op::LeakyRelu { alpha } => {
             attrs.push(float_attr("alpha", *alpha));
             "LeakyRelu"
