@@ -52,6 +52,14 @@ fn current_name(name: &str) -> String {
         .map_or(lower, |(_, new)| new.to_string())
 }
 
+/// Members whose module layout changed, and when: checkpoints are positional (bincode), so
+/// one written before such a change cannot be read by later versions. A loader names these
+/// in its error.
+pub const LAYOUT_CHANGES: &[(&str, &str)] = &[(
+    "deeplab",
+    "2026-12-05, when it gained the xception and mobilenetv2 backbones",
+)];
+
 /// Options every architecture has but that come from the data, not from the user.
 const DATA_OPTIONS: [&str; 2] = ["in_channels", "num_classes"];
 

@@ -273,3 +273,17 @@ fn f64_check_tells_a_wrong_graph() {
     .unwrap();
     assert!(d > 1e-2, "{d:.2e}");
 }
+
+/// DeepLab's other encoders (depthwise separable and inverted residual blocks, ReLU6) at
+/// both output strides export with parity.
+#[test]
+fn deeplab_xception_and_mobilenet_match_in_tract() {
+    for backbone in ["xception", "mobilenetv2"] {
+        for output_stride in ["16", "8"] {
+            let mut arch = Architecture::tiny("deeplab", 1, 2).unwrap();
+            arch.set_option("backbone", backbone).unwrap();
+            arch.set_option("output_stride", output_stride).unwrap();
+            check_arch(&arch, &format!("deeplab {backbone} os {output_stride}"));
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! Image-classification backbones that segmentation networks reuse as encoders (ResNet, VGG,
-//! JMedSeg's large-receptive-field ResNet).
+//! Xception, MobileNetV2, HarDNet, JMedSeg's large-receptive-field ResNet).
 //!
 //! Each returns the feature map of every stage, so a member can take its skips where it likes
 //! and tap its own encoder output. Field names follow torchvision's modules (`conv1`, `bn1`,
@@ -9,5 +9,7 @@
 
 pub mod hardnet;
 pub mod lrf_resnet;
+pub mod mobilenet_v2;
 pub mod resnet;
 pub mod vgg;
+pub mod xception;

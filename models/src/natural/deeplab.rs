@@ -14,9 +14,13 @@
 //!
 //! Departures: no dropout (JMedSeg's 0.5 after the ASPP and in the decoder, 0.1 before the
 //! classifier; medseg's ops have none); the stem's third convolution is followed by BatchNorm
-//! and ReLU (see [`crate::backbones::resnet`]). The Xception and MobileNetV2
-//! backbones are not here yet: `backbone` takes the ResNets (JMedSeg's list: resnet50,
-//! resnet101, res2net101).
+//! and ReLU (see [`crate::backbones::resnet`]).
+//!
+//! `backbone`: resnet18/34/50/101 (JMedSeg's registered list: resnet50, resnet101,
+//! res2net101), or the two the paper also uses and JMedSeg carries unregistered: `xception`
+//! (the paper's aligned Xception-65, [`crate::backbones::xception`]; low-level features 128
+//! wide) and `mobilenetv2` ([`crate::backbones::mobilenet_v2`]; low-level features 24 wide).
+//! Their widths follow `base_width` / 64 as a width multiplier. Res2Net is not here.
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -24,7 +28,9 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
+use crate::backbones::mobilenet_v2::{MobileNetV2, MobileNetV2Config};
 use crate::backbones::resnet::{ResNet, ResNetConfig, ResNetDepth};
+use crate::backbones::xception::{Xception, XceptionConfig};
 use crate::blocks::{ConvBnRelu, Head};
 use crate::network::{ArchConfig, Network, SegOutput, scaled_width};
 use crate::ops::{Ops, ResizeMode};
@@ -34,8 +40,8 @@ use crate::ops::{Ops, ResizeMode};
 pub struct DeepLabConfig {
     pub in_channels: usize,
     pub num_classes: usize,
-    /// The dilated ResNet (JMedSeg's ResNet-101).
-    pub backbone: ResNetDepth,
+    /// The encoder (JMedSeg's ResNet-101, dilated).
+    pub backbone: DeepLabBackbone,
     /// Inner width of layer1's blocks (ResNet's 64).
     pub base_width: usize,
     /// 16 (ASPP dilations 6, 12, 18) or 8 (12, 24, 36).
@@ -47,21 +53,74 @@ impl Default for DeepLabConfig {
         Self {
             in_channels: 1,
             num_classes: 2,
-            backbone: ResNetDepth::Resnet101,
+            backbone: DeepLabBackbone::Resnet101,
             base_width: 64,
             output_stride: 16,
         }
     }
 }
 
+/// DeepLab's encoders: the ResNets by depth (the names the field had when it took ResNets
+/// only), Xception and MobileNetV2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeepLabBackbone {
+    Resnet18,
+    Resnet34,
+    Resnet50,
+    Resnet101,
+    Xception,
+    Mobilenetv2,
+}
+
+impl DeepLabBackbone {
+    fn resnet(self) -> Option<ResNetDepth> {
+        match self {
+            Self::Resnet18 => Some(ResNetDepth::Resnet18),
+            Self::Resnet34 => Some(ResNetDepth::Resnet34),
+            Self::Resnet50 => Some(ResNetDepth::Resnet50),
+            Self::Resnet101 => Some(ResNetDepth::Resnet101),
+            Self::Xception | Self::Mobilenetv2 => None,
+        }
+    }
+}
+
 impl DeepLabConfig {
-    fn backbone_config(&self) -> ResNetConfig {
-        ResNetConfig::dilated(
-            self.backbone,
-            self.in_channels,
-            self.base_width,
-            self.output_stride,
-        )
+    /// The ResNet's configuration, when the backbone is one.
+    fn resnet_config(&self) -> Option<ResNetConfig> {
+        self.backbone.resnet().map(|depth| {
+            ResNetConfig::dilated(depth, self.in_channels, self.base_width, self.output_stride)
+        })
+    }
+
+    /// Xception's and MobileNetV2's width multiplier: the ResNets' `base_width` over 64.
+    fn width_mult(&self) -> f64 {
+        self.base_width as f64 / 64.0
+    }
+
+    fn xception_config(&self) -> XceptionConfig {
+        XceptionConfig {
+            in_channels: self.in_channels,
+            width_mult: self.width_mult(),
+            output_stride: self.output_stride,
+        }
+    }
+
+    fn mobilenet_config(&self) -> MobileNetV2Config {
+        MobileNetV2Config {
+            in_channels: self.in_channels,
+            width_mult: self.width_mult(),
+            output_stride: self.output_stride,
+        }
+    }
+
+    /// Channels of the low-level and the last features.
+    fn feature_widths(&self) -> (usize, usize) {
+        match (self.resnet_config(), self.backbone) {
+            (Some(r), _) => (r.stage_width(0), r.stage_width(3)),
+            (None, DeepLabBackbone::Xception) => self.xception_config().feature_widths(),
+            (None, _) => self.mobilenet_config().feature_widths(),
+        }
     }
 
     /// The three 3x3 ASPP branches' dilations.
@@ -121,9 +180,13 @@ impl<B: Backend> Aspp<B> {
     }
 }
 
+/// One of the three encoders is present (`backbone` keeps the ResNet's record path of the
+/// checkpoints written when it was the only one).
 #[derive(Module, Debug)]
 pub struct DeepLab<B: Backend> {
-    pub backbone: ResNet<B>,
+    pub backbone: Option<ResNet<B>>,
+    pub xception: Option<Xception<B>>,
+    pub mobilenet: Option<MobileNetV2<B>>,
     pub aspp: Aspp<B>,
     /// Low-level features (layer1) to their decoder width.
     pub low_level: ConvBnRelu<B>,
@@ -155,7 +218,11 @@ impl ArchConfig for DeepLabConfig {
                 self.output_stride
             ));
         }
-        self.backbone_config().validate()
+        match (self.resnet_config(), self.backbone) {
+            (Some(r), _) => r.validate(),
+            (None, DeepLabBackbone::Xception) => self.xception_config().validate(),
+            (None, _) => self.mobilenet_config().validate(),
+        }
     }
 
     fn scale_widths(&mut self, scale: f64) {
@@ -165,20 +232,22 @@ impl ArchConfig for DeepLabConfig {
     fn tiny() -> Self {
         // Bottlenecks as the default's, the fewest of them (ResNet-50), at 4..128 channels.
         Self {
-            backbone: ResNetDepth::Resnet50,
+            backbone: DeepLabBackbone::Resnet50,
             base_width: 4,
             ..Self::default()
         }
     }
 
     fn init<B: Backend>(&self, device: &B::Device) -> DeepLab<B> {
-        let bb = self.backbone_config();
-        let high = bb.stage_width(3);
-        let low = bb.stage_width(0);
+        let (low, high) = self.feature_widths();
+        let is = |b: DeepLabBackbone| self.backbone == b;
         let aspp_width = 4 * self.base_width;
         let low_width = (3 * self.base_width / 4).max(1);
         DeepLab {
-            backbone: bb.init(device),
+            backbone: self.resnet_config().map(|r| r.init(device)),
+            xception: is(DeepLabBackbone::Xception).then(|| self.xception_config().init(device)),
+            mobilenet: is(DeepLabBackbone::Mobilenetv2)
+                .then(|| self.mobilenet_config().init(device)),
             aspp: Aspp {
                 aspp1: ConvBnRelu::new(high, aspp_width, 1, device),
                 atrous: self
@@ -200,9 +269,17 @@ impl ArchConfig for DeepLabConfig {
 impl<B: Backend> Network<B> for DeepLab<B> {
     fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> SegOutput<O::T> {
         let [_, _, height, width] = o.shape(&x);
-        let mut stages = o.scoped("backbone", |o| self.backbone.run(o, x)).stages;
-        let high = stages.pop().expect("layer4's output");
-        let low = stages.swap_remove(0);
+        let (low, high) = o.scoped("backbone", |o| {
+            if let Some(resnet) = &self.backbone {
+                let mut stages = resnet.run(o, x).stages;
+                let high = stages.pop().expect("layer4's output");
+                (stages.swap_remove(0), high)
+            } else if let Some(xception) = &self.xception {
+                xception.run(o, x)
+            } else {
+                self.mobilenet.as_ref().expect("one encoder").run(o, x)
+            }
+        });
         o.tap(crate::network::ENCODER_TAP, &high);
         let a = o.scoped("aspp", |o| self.aspp.run(o, high));
         let bilinear = ResizeMode::Bilinear {
@@ -247,5 +324,36 @@ mod tests {
             [1, 2, 64, 64]
         );
         eprintln!("deeplab default parameters: {}", graph.parameter_count());
+    }
+
+    /// Xception and MobileNetV2 at both output strides: the input size kept, the decoder
+    /// reading 128 (Xception) or 24 (MobileNetV2) low-level channels.
+    #[test]
+    fn xception_and_mobilenet_backbones() {
+        for (backbone, low) in [
+            (DeepLabBackbone::Xception, 128),
+            (DeepLabBackbone::Mobilenetv2, 24),
+        ] {
+            for output_stride in [16, 8] {
+                let mut cfg = DeepLabConfig {
+                    backbone,
+                    output_stride,
+                    ..DeepLabConfig::default()
+                };
+                cfg.set_io(1, 2);
+                cfg.validate().expect("a valid configuration");
+                let model = cfg.init::<Flex>(&Default::default());
+                assert_eq!(model.low_level.conv.weight.dims()[1], low);
+                let graph = crate::network::export_graph(&model, [1, 1, 64, 64]);
+                assert_eq!(
+                    graph.shape(graph.output.expect("an output")),
+                    [1, 2, 64, 64]
+                );
+                eprintln!(
+                    "deeplab {backbone:?} os {output_stride} parameters: {}",
+                    graph.parameter_count()
+                );
+            }
+        }
     }
 }

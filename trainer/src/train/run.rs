@@ -202,18 +202,36 @@ fn load_checkpoint<B: Backend>(
 ) -> anyhow::Result<SegModel<B>> {
     let model = arch.init::<B>(device)?;
     let recorder = CheckpointRecorder::new();
-    match model
+    let loaded = match model
         .clone()
         .load_file(file.to_path_buf(), &recorder, device)
     {
         Ok(model) => Ok(model),
-        Err(err) if arch.stn.is_none() => {
-            let net = model.net.load_file(file.to_path_buf(), &recorder, device);
-            let net = net.map_err(|_| err)?;
-            Ok(SegModel { net, stn: None })
+        Err(err) if arch.stn.is_none() => model
+            .net
+            .load_file(file.to_path_buf(), &recorder, device)
+            .map(|net| SegModel { net, stn: None })
+            .map_err(|_| err),
+        Err(err) => Err(err),
+    };
+    loaded.map_err(|err| {
+        let err = anyhow::Error::from(err);
+        match layout_change(arch) {
+            Some(when) => err.context(format!(
+                "{}'s layout changed on {when}: a checkpoint written before cannot be read by \
+                 this version (its exported ONNX file still runs; retrain to continue)",
+                arch.name()
+            )),
+            None => err,
         }
-        Err(err) => Err(err.into()),
-    }
+    })
+}
+
+fn layout_change(arch: &Architecture) -> Option<&'static str> {
+    medseg_models::registry::LAYOUT_CHANGES
+        .iter()
+        .find(|(name, _)| *name == arch.name())
+        .map(|(_, when)| *when)
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
