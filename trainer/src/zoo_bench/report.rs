@@ -14,6 +14,8 @@ pub struct ReportContext<'a> {
     /// The domain the models trained on (its test split ranks them).
     pub source_domain: &'a str,
     pub budget: &'a str,
+    /// The shared learning rate (a row trained with its own is marked).
+    pub lr: f64,
     pub machine: &'a str,
     /// The figure's file name relative to the report, if one was drawn.
     pub figure: Option<&'a str>,
@@ -100,7 +102,7 @@ pub fn render(ctx: &ReportContext, rows: &[ZooRow]) -> String {
             ctx.pending.join(", ")
         );
     }
-    table(&mut md, rows, &domains);
+    table(&mut md, rows, &domains, ctx.lr);
     if !ctx.failed.is_empty() {
         let _ = writeln!(md, "## Models that could not be measured\n");
         for (name, why) in ctx.failed {
@@ -121,7 +123,7 @@ pub fn render(ctx: &ReportContext, rows: &[ZooRow]) -> String {
     md
 }
 
-fn table(md: &mut String, rows: &[ZooRow], domains: &[String]) {
+fn table(md: &mut String, rows: &[ZooRow], domains: &[String], lr: f64) {
     let side = rows.first().map_or(256, |r| r.latency_side);
     let _ = write!(
         md,
@@ -139,7 +141,11 @@ fn table(md: &mut String, rows: &[ZooRow], domains: &[String]) {
         let _ = write!(
             md,
             "| {} | {} | {} | {:.2} | {:.1} | {} | {:.1} |",
-            r.name,
+            if r.budget.lr == lr {
+                r.name.clone()
+            } else {
+                format!("{} (lr {:e})", r.name, r.budget.lr)
+            },
             r.family,
             millions(r.parameters),
             r.gflops,
@@ -266,11 +272,15 @@ mod tests {
             row("unetpp", 9.0, 90.0, &[("xh", 0.95), ("zs-big", 0.72)]),
             row("csnet", 2.0, 30.0, &[("xh", 0.0), ("zs-big", 0.0)]),
         ];
+        let mut slow = row("vit_seg", 5.0, 60.0, &[("xh", 0.6), ("zs-big", 0.5)]);
+        slow.budget.lr = 2e-4;
+        let rows = [rows, vec![slow]].concat();
         let ctx = ReportContext {
             command: "medseg-train zoo-bench --data phantom",
             dataset: "phantom",
             source_domain: "xh",
             budget: "1600 images",
+            lr: 2e-3,
             machine: "test",
             figure: Some("model_zoo.png"),
             wall_seconds: 3600.0,
@@ -281,6 +291,8 @@ mod tests {
         let md = render(&ctx, &rows);
         assert!(md.contains("| xh Dice | xh IoU | zs-big Dice |"), "{md}");
         assert!(md.contains("| unetpp | unet |"), "{md}");
+        // A member trained with its own learning rate says so.
+        assert!(md.contains("| vit_seg (lr 2e-4) | unet |"), "{md}");
         assert!(md.contains("`csnet` (0.000)"), "{md}");
         assert!(
             md.contains("**Not yet measured**") && md.contains("u2net"),

@@ -39,6 +39,10 @@ pub struct Args {
     /// Tract runs per model for the median latency.
     #[arg(long, default_value_t = 20)]
     latency_runs: usize,
+    /// A member's own learning rate where the shared one makes it diverge (the cure for a
+    /// collapsed row, e.g. `setr=2e-4`); its row is marked with it. Comma separated.
+    #[arg(long = "lr-for", value_delimiter = ',', value_name = "MODEL=LR")]
+    lr_for: Vec<String>,
     /// Training settings shared by every model (--out is the folder of the runs; --model and
     /// --model-opt are set per model).
     #[command(flatten)]
@@ -94,6 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .collect(),
     };
     anyhow::ensure!(!names.is_empty(), "--models is empty");
+    lr_overrides(&args.lr_for)?;
     for name in &names {
         // Refused before hours of training, not when its turn comes.
         Architecture::by_name(name, 1, 2).with_context(|| format!("--models {name}"))?;
@@ -168,6 +173,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--lr-for` as (member, learning rate), refused unless every member is registered and every
+/// rate a positive number.
+fn lr_overrides(specs: &[String]) -> anyhow::Result<Vec<(String, f64)>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (name, lr) = spec
+                .split_once('=')
+                .with_context(|| format!("--lr-for {spec}: expected MODEL=LR"))?;
+            Architecture::by_name(name, 1, 2).with_context(|| format!("--lr-for {spec}"))?;
+            let lr: f64 = lr
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v > 0.0)
+                .with_context(|| format!("--lr-for {spec}: '{lr}' is not a positive number"))?;
+            Ok((name.to_string(), lr))
+        })
+        .collect()
+}
+
 fn budget(t: &cmd_train::Args) -> Budget {
     Budget {
         epochs: t.epochs.unwrap_or(cmd_train::DEFAULT_EPOCHS),
@@ -187,7 +212,14 @@ fn run_one(args: &Args, name: &str, root: &Path) -> anyhow::Result<ZooRow> {
     let out = root.join(name);
     let onnx = root.join(format!("{name}.onnx"));
     let row_path = root.join(format!("{name}.json"));
-    let wanted = budget(&args.train);
+    let mut train = args.train.clone();
+    if let Some((_, lr)) = lr_overrides(&args.lr_for)?
+        .into_iter()
+        .find(|(n, _)| n == name)
+    {
+        train.lr = lr;
+    }
+    let wanted = budget(&train);
     if row_path.exists() {
         let row = ZooRow::read(&row_path)?;
         anyhow::ensure!(
@@ -199,7 +231,6 @@ fn run_one(args: &Args, name: &str, root: &Path) -> anyhow::Result<ZooRow> {
         println!("== {name}: reusing {}", row_path.display());
         return Ok(row);
     }
-    let mut train = args.train.clone();
     train.model = name.to_string();
     train.model_opts = PAPER_OPTIONS
         .iter()
@@ -328,6 +359,7 @@ fn write_report(
             dataset,
             source_domain,
             budget: &budget,
+            lr: b.lr,
             machine: &machine,
             figure,
             wall_seconds: started.elapsed().as_secs_f64(),
