@@ -18,6 +18,7 @@ pub mod peak_memory;
 pub mod phone;
 pub mod plot;
 pub mod prefetch;
+pub mod pretrained_backbone;
 pub mod pretrain;
 pub mod sampling;
 pub mod scanner_shift;
