@@ -124,7 +124,10 @@ mod tests {
         assert_eq!(wrapper_prefix(keys, "conv1.weight"), "");
         let keys = ["module.layer1.0.conv1.weight", "module.conv1.weight"];
         assert_eq!(wrapper_prefix(keys, "conv1.weight"), "module.");
-        let keys = ["state_dict.features.0.weight", "state_dict.features.10.weight"];
+        let keys = [
+            "state_dict.features.0.weight",
+            "state_dict.features.10.weight",
+        ];
         assert_eq!(wrapper_prefix(keys, "features.0.weight"), "state_dict.");
         assert_eq!(wrapper_prefix(["xconv1.weight"], "conv1.weight"), "");
     }
@@ -135,8 +138,16 @@ mod tests {
         let cases: [(&str, &[u8], Result<Format, &str>); 5] = [
             ("a.pt", b"PK\x03\x04rest", Ok(Format::PyTorch)),
             ("b.bin", b"\x80\x02}q\x00", Ok(Format::PyTorch)),
-            ("c.st", b"\x02\x00\x00\x00\x00\x00\x00\x00{}", Ok(Format::Safetensors)),
-            ("d.st", b"\xff\x00\x00\x00\x00\x00\x00\x00{}", Err("truncated")),
+            (
+                "c.st",
+                b"\x02\x00\x00\x00\x00\x00\x00\x00{}",
+                Ok(Format::Safetensors),
+            ),
+            (
+                "d.st",
+                b"\xff\x00\x00\x00\x00\x00\x00\x00{}",
+                Err("truncated"),
+            ),
             ("e.pt", b"hello world", Err("neither a PyTorch")),
         ];
         for (name, bytes, expected) in cases {

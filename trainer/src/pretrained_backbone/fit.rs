@@ -9,7 +9,9 @@ use std::path::Path;
 use burn::module::ParamId;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, TensorData};
-use burn_store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
+use burn_store::{
+    ApplyResult, KeyRemapper, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot,
+};
 
 use medseg_models::backbones::torchvision::{
     BackboneMut, TORCHVISION_BASE_WIDTH, TorchvisionBackbone,
@@ -41,96 +43,18 @@ pub(super) fn apply<B: Backend>(
     snapshots: Vec<TensorSnapshot>,
     file: &Path,
 ) -> Result<Loaded, Refusal> {
-    let total = snapshots.len();
-    let keys: Vec<String> = snapshots.iter().map(|s| s.full_path()).collect();
-    let prefix = checkpoint::wrapper_prefix(
-        keys.iter().map(String::as_str),
-        kind.first_conv_torchvision(),
-    );
-    // The file's keys as torchvision names them (wrapper prefix stripped) with their shapes,
-    // for the hints.
-    let file_shapes: BTreeMap<String, Vec<usize>> = snapshots
-        .iter()
-        .filter_map(|s| {
-            let key = s.full_path();
-            let key = key.strip_prefix(&prefix)?.to_string();
-            Some((key, s.shape.as_slice().to_vec()))
-        })
-        .collect();
-
-    let mut patterns = Vec::new();
-    if !prefix.is_empty() {
-        patterns.push((format!("^{}", regex::escape(&prefix)), String::new()));
-    }
-    patterns.extend(kind.remap_patterns());
-    let remapper = KeyRemapper::from_patterns(patterns)
-        .expect("escaped prefixes and the models crate's fixed patterns are valid expressions");
-    let (renamed, names) = remapper.remap(snapshots);
-    let original: HashMap<String, String> = names.into_iter().collect();
-    let candidates: BTreeMap<String, TensorSnapshot> = renamed
-        .into_iter()
-        .filter(|s| {
-            let key = s.full_path();
-            let tv = key.strip_prefix(&prefix).unwrap_or(&key);
-            !TorchvisionBackbone::unused_by_design(tv) && s.dtype.is_float()
-        })
-        .map(|s| (s.full_path(), s))
-        .collect();
-
+    let tensors = FileTensors::new(snapshots, kind);
     let targets = match &backbone {
         BackboneMut::ResNet(m) => m.collect(None, None, false),
         BackboneMut::Vgg(m) => m.collect(None, None, false),
     };
-    let mut matches = Vec::new();
-    let mut missing = Vec::new();
-    let mut shapes = Vec::new();
-    let mut first_conv_channels = None;
-    for target in targets {
-        let path = target.full_path();
-        let Some(source) = source_key(&target, &candidates) else {
-            missing.push(kind.torchvision_key(&path));
-            continue;
-        };
-        let file_dims = candidates[&source].shape.as_slice().to_vec();
-        let dims = target.shape.as_slice().to_vec();
-        let rgb_to_gray = path == kind.first_conv()
-            && file_dims.len() == 4
-            && dims.len() == 4
-            && file_dims[1] == 3
-            && dims[1] == 1
-            && (file_dims[0], file_dims[2], file_dims[3]) == (dims[0], dims[2], dims[3]);
-        if file_dims != dims && !rgb_to_gray {
-            let key = original.get(&source).unwrap_or(&source);
-            shapes.push(format!(
-                "{key}: the file has {file_dims:?}, this backbone {dims:?}"
-            ));
-            if path == kind.first_conv() && file_dims.len() == 4 && dims.len() == 4 {
-                first_conv_channels = Some((file_dims[1], dims[1]));
-            }
-            continue;
-        }
-        matches.push(Match {
-            source,
-            target,
-            sum_rgb: rgb_to_gray,
-        });
-    }
-    if !missing.is_empty() || !shapes.is_empty() {
-        let refusal = Problems {
-            kind,
-            file_shapes: &file_shapes,
-            missing: &missing,
-            shapes: &shapes,
-            first_conv_channels,
-        }
-        .describe();
-        return Err(Refusal::Mismatch(refusal));
-    }
+    let matches = tensors.matches(targets, kind).map_err(Refusal::Mismatch)?;
 
     let mut loaded = Vec::with_capacity(matches.len());
     let mut values = 0;
     for m in &matches {
-        let data = checkpoint::load(&candidates[&m.source], file).map_err(Refusal::Unreadable)?;
+        let data =
+            checkpoint::load(&tensors.candidates[&m.source], file).map_err(Refusal::Unreadable)?;
         let data = data.convert_dtype(DType::F32);
         let data = if m.sum_rgb { sum_rgb(data) } else { data };
         values += data.num_elements();
@@ -143,26 +67,147 @@ pub(super) fn apply<B: Backend>(
             ParamId::new(),
         ));
     }
-    let adapter = || Some(Box::new(PyTorchToBurnAdapter) as Box<dyn burn_store::ModuleAdapter>);
+    // Applied to a copy (tensors are shared, not duplicated), kept only if burn-store took
+    // every tensor: checked above, so a refusal here would mean it disagrees with a rule.
+    let adapter = || Some(Box::new(PyTorchToBurnAdapter) as Box<dyn ModuleAdapter>);
     let result = match backbone {
-        BackboneMut::ResNet(m) => m.apply(loaded, None, adapter(), false),
-        BackboneMut::Vgg(m) => m.apply(loaded, None, adapter(), false),
+        BackboneMut::ResNet(m) => apply_all(m, loaded, adapter()),
+        BackboneMut::Vgg(m) => apply_all(m, loaded, adapter()),
     };
-    if !result.errors.is_empty() || !result.missing.is_empty() {
-        // Checked above; reaching this means burn-store and this file disagree on a rule.
-        return Err(Refusal::Mismatch(format!(
-            "burn-store refused what was checked: {result}"
-        )));
-    }
+    result.map_err(|r| Refusal::Mismatch(format!("\n  - burn-store refused: {r}")))?;
     Ok(Loaded {
         backbone: kind.describe(),
         field: String::new(),
         tensors: matches.len(),
         values,
-        unused: total - matches.len(),
+        unused: tensors.total - matches.len(),
         summed_rgb: matches.iter().any(|m| m.sum_rgb),
-        prefix,
+        prefix: tensors.prefix,
     })
+}
+
+/// Applies `snapshots` to a copy of `module` and puts it in place if nothing was refused or
+/// left out.
+fn apply_all<B: Backend, M: ModuleSnapshot<B> + Clone>(
+    module: &mut M,
+    snapshots: Vec<TensorSnapshot>,
+    adapter: Option<Box<dyn ModuleAdapter>>,
+) -> Result<(), ApplyResult> {
+    let mut copy = module.clone();
+    let result = copy.apply(snapshots, None, adapter, false);
+    if !result.errors.is_empty() || !result.missing.is_empty() {
+        return Err(result);
+    }
+    *module = copy;
+    Ok(())
+}
+
+/// A checkpoint's tensors under the backbone's names.
+struct FileTensors {
+    /// Tensors in the file.
+    total: usize,
+    /// The wrapper prefix stripped from every key (`module.`), or empty.
+    prefix: String,
+    /// The file's keys as torchvision names them (prefix stripped) with their shapes, for
+    /// the hints.
+    shapes: BTreeMap<String, Vec<usize>>,
+    /// Renamed key -> the file's own key.
+    original: HashMap<String, String>,
+    /// Float tensors the backbone may use, by renamed key.
+    candidates: BTreeMap<String, TensorSnapshot>,
+}
+
+impl FileTensors {
+    fn new(snapshots: Vec<TensorSnapshot>, kind: &TorchvisionBackbone) -> Self {
+        let total = snapshots.len();
+        let keys: Vec<String> = snapshots.iter().map(|s| s.full_path()).collect();
+        let prefix = checkpoint::wrapper_prefix(
+            keys.iter().map(String::as_str),
+            kind.first_conv_torchvision(),
+        );
+        let shapes = snapshots
+            .iter()
+            .filter_map(|s| {
+                let key = s.full_path();
+                let key = key.strip_prefix(&prefix)?.to_string();
+                Some((key, s.shape.as_slice().to_vec()))
+            })
+            .collect();
+        let mut patterns = Vec::new();
+        if !prefix.is_empty() {
+            patterns.push((format!("^{}", regex::escape(&prefix)), String::new()));
+        }
+        patterns.extend(kind.remap_patterns());
+        let remapper = KeyRemapper::from_patterns(patterns)
+            .expect("escaped prefixes and the models crate's fixed patterns are valid expressions");
+        let (renamed, names) = remapper.remap(snapshots);
+        let candidates = renamed
+            .into_iter()
+            .filter(|s| {
+                !TorchvisionBackbone::unused_by_design(&s.full_path()) && s.dtype.is_float()
+            })
+            .map(|s| (s.full_path(), s))
+            .collect();
+        Self {
+            total,
+            prefix,
+            shapes,
+            original: names.into_iter().collect(),
+            candidates,
+        }
+    }
+
+    /// The file's tensor for every parameter of the backbone (`targets`), or every reason why
+    /// not, one per line.
+    fn matches(
+        &self,
+        targets: Vec<TensorSnapshot>,
+        kind: &TorchvisionBackbone,
+    ) -> Result<Vec<Match>, String> {
+        let mut matches = Vec::new();
+        let mut missing = Vec::new();
+        let mut shapes = Vec::new();
+        let mut first_conv_channels = None;
+        for target in targets {
+            let path = target.full_path();
+            let Some(source) = source_key(&target, &self.candidates) else {
+                missing.push(kind.torchvision_key(&path));
+                continue;
+            };
+            let file_dims = self.candidates[&source].shape.as_slice().to_vec();
+            let dims = target.shape.as_slice().to_vec();
+            let first_conv = path == kind.first_conv() && file_dims.len() == 4 && dims.len() == 4;
+            let rgb_to_gray = first_conv
+                && (file_dims[1], dims[1]) == (3, 1)
+                && (file_dims[0], file_dims[2], file_dims[3]) == (dims[0], dims[2], dims[3]);
+            if file_dims != dims && !rgb_to_gray {
+                let key = self.original.get(&source).unwrap_or(&source);
+                shapes.push(format!(
+                    "{key}: the file has {file_dims:?}, this backbone {dims:?}"
+                ));
+                if first_conv && file_dims[1] != dims[1] && (file_dims[1], dims[1]) != (3, 1) {
+                    first_conv_channels = Some((file_dims[1], dims[1]));
+                }
+                continue;
+            }
+            matches.push(Match {
+                source,
+                target,
+                sum_rgb: rgb_to_gray,
+            });
+        }
+        if missing.is_empty() && shapes.is_empty() {
+            return Ok(matches);
+        }
+        Err(Problems {
+            kind,
+            file_shapes: &self.shapes,
+            missing: &missing,
+            shapes: &shapes,
+            first_conv_channels,
+        }
+        .describe())
+    }
 }
 
 /// The file's key (after renaming) for the backbone parameter `target`: its own path, or for
@@ -195,7 +240,9 @@ fn sum_rgb(data: TensorData) -> TensorData {
     let values: Vec<f32> = data.to_vec().expect("converted to f32 above");
     let summed: Vec<f32> = values
         .chunks(3 * plane)
-        .flat_map(|filter| (0..plane).map(move |i| filter[i] + filter[plane + i] + filter[2 * plane + i]))
+        .flat_map(|filter| {
+            (0..plane).map(move |i| filter[i] + filter[plane + i] + filter[2 * plane + i])
+        })
         .collect();
     TensorData::new(summed, [dims[0], 1, dims[2], dims[3]])
 }
@@ -216,15 +263,15 @@ impl Problems<'_> {
         let mut lines = Vec::new();
         if !self.shapes.is_empty() {
             lines.push(format!(
-                "{} tensors have another shape: {}",
-                self.shapes.len(),
+                "{} another shape: {}",
+                count(self.shapes.len(), "tensor has", "tensors have"),
                 shown(self.shapes)
             ));
         }
         if !self.missing.is_empty() {
             lines.push(format!(
-                "{} parameters are not in the file: {}",
-                self.missing.len(),
+                "{} not in the file: {}",
+                count(self.missing.len(), "parameter is", "parameters are"),
                 shown(self.missing)
             ));
         }
@@ -283,6 +330,11 @@ impl Problems<'_> {
             .map(|l| format!("\n  - {l}"))
             .collect::<String>()
     }
+}
+
+/// `1 tensor has`, `3 tensors have`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The first [`SHOWN`] entries, and how many more there are.

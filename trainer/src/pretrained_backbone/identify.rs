@@ -85,7 +85,9 @@ mod tests {
     use super::*;
 
     fn keys(list: &[(&str, &[usize])]) -> BTreeMap<String, Vec<usize>> {
-        list.iter().map(|(k, s)| (k.to_string(), s.to_vec())).collect()
+        list.iter()
+            .map(|(k, s)| (k.to_string(), s.to_vec()))
+            .collect()
     }
 
     #[test]

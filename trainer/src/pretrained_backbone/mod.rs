@@ -43,7 +43,7 @@ pub enum PretrainedError {
     )]
     NoBackbone { arch: String },
     #[error(
-        "pre-trained backbone file {} does not fit {arch}'s `{field}`, a {backbone}: {problems}",
+        "pre-trained backbone file {} does not fit {arch}'s `{field}`, a {backbone}:{problems}",
         file.display()
     )]
     Mismatch {
@@ -90,16 +90,17 @@ pub fn load<B: Backend>(
         .net
         .torchvision_backbone_mut()
         .expect("a member with a described backbone holds it (models' test)");
-    let loaded = fit::apply(backbone, &kind, snapshots, file).map_err(|problems| match problems {
-        fit::Refusal::Unreadable(e) => e,
-        fit::Refusal::Mismatch(problems) => PretrainedError::Mismatch {
-            file: file.to_path_buf(),
-            arch: arch.name().to_string(),
-            field: field.to_string(),
-            backbone: kind.describe(),
-            problems,
-        },
-    })?;
+    let loaded =
+        fit::apply(backbone, &kind, snapshots, file).map_err(|problems| match problems {
+            fit::Refusal::Unreadable(e) => e,
+            fit::Refusal::Mismatch(problems) => PretrainedError::Mismatch {
+                file: file.to_path_buf(),
+                arch: arch.name().to_string(),
+                field: field.to_string(),
+                backbone: kind.describe(),
+                problems,
+            },
+        })?;
     let loaded = Loaded {
         field: field.to_string(),
         ..loaded

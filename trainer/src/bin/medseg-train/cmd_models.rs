@@ -51,16 +51,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             gflops: 2.0 * graph.multiply_accumulates() as f64 / 1e9,
             size_multiple: m,
             options: arch.options().into_iter().collect(),
-            pretrained_backbone: arch
-                .torchvision_backbone()
-                .map(|(_, kind)| {
-                    let name = kind.torchvision_name();
-                    if kind.deep_stem() {
-                        format!("{name} with the deep stem (deep-base)")
-                    } else {
-                        name
-                    }
-                }),
+            pretrained_backbone: arch.torchvision_backbone().map(|(_, kind)| {
+                let name = kind.torchvision_name();
+                if kind.deep_stem() {
+                    format!("{name} with the deep stem (deep-base)")
+                } else {
+                    name
+                }
+            }),
         });
     }
     if args.json {
@@ -86,10 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         println!("{:<18} {}", "", r.paper);
         if let Some(tv) = &r.pretrained_backbone {
-            println!(
-                "{:<18} --pretrained-backbone takes a {tv} checkpoint",
-                ""
-            );
+            println!("{:<18} --pretrained-backbone takes a {tv} checkpoint", "");
         }
     }
     Ok(())
