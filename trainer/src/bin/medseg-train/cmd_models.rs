@@ -28,7 +28,7 @@ struct Row {
     size_multiple: usize,
     options: serde_json::Map<String, serde_json::Value>,
     /// The torchvision architecture `train --pretrained-backbone FILE` takes for the default
-    /// options (`resnet34`, `vgg16`, `resnet101 with the deep stem (deep-base)`), if the
+    /// options (`resnet34`, `vgg16`, `deep-stem (deep-base) resnet101`), if the
     /// member has such a backbone.
     pretrained_backbone: Option<String>,
 }
@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             pretrained_backbone: arch.torchvision_backbone().map(|(_, kind)| {
                 let name = kind.torchvision_name();
                 if kind.deep_stem() {
-                    format!("{name} with the deep stem (deep-base)")
+                    format!("deep-stem (deep-base) {name}")
                 } else {
                     name
                 }

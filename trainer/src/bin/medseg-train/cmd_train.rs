@@ -246,6 +246,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.loss,
         backend::NAME
     );
+    if let Some(file) = cfg.pretrained_backbone.as_ref().filter(|_| !args.resume) {
+        println!(
+            "backbone weights from {} (-v says what was loaded)",
+            file.display()
+        );
+    }
     let state = train::<backend::Train>(&dir, &data, args.resume, &backend::device())?;
     println!(
         "best val Dice {:.4} at epoch {}; checkpoints in {}",
