@@ -75,7 +75,7 @@ impl Default for TransUNetConfig {
 }
 
 impl TransUNetConfig {
-    fn backbone_config(&self) -> ResNetConfig {
+    pub(crate) fn backbone_config(&self) -> ResNetConfig {
         ResNetConfig {
             base_width: self.base_width,
             stages: 3,

@@ -19,6 +19,7 @@ pub mod phone;
 pub mod plot;
 pub mod prefetch;
 pub mod pretrain;
+pub mod pretrained_backbone;
 pub mod sampling;
 pub mod scanner_shift;
 pub mod source;

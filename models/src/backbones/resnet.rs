@@ -9,8 +9,8 @@
 //! one difference in keys: torchvision's `downsample.0` / `downsample.1` (a Sequential) are
 //! `downsample.conv` / `downsample.bn` here. The deep stem's second and third convolutions are
 //! `conv2`/`bn2`/`conv3`/`bn3` at the top level, as in the deep-base ResNets of PSPNet's
-//! semseg code (whose ImageNet checkpoints use those keys). Weights start random; loading
-//! pre-trained ones is a later issue.
+//! semseg code (whose ImageNet checkpoints use those keys). Weights start random unless a
+//! checkpoint is loaded ([`super::torchvision`]).
 //!
 //! Departure from JMedSeg's deep stem: its third stem convolution goes straight into max
 //! pooling (the BatchNorm and ReLU after it are commented out in its code); here it is

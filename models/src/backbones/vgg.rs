@@ -7,7 +7,7 @@
 //! `s`'s `k`-th convolution is `stages.{s}.convs.{k}.conv` (and `.bn`), and
 //! [`torchvision_feature_index`] gives the `features.{i}` it corresponds to. Weights start
 //! random, initialised as torchvision initialises an untrained VGG (Kaiming normal, fan-out,
-//! zero bias); loading pre-trained ones is a later issue.
+//! zero bias), unless a checkpoint is loaded ([`super::torchvision`]).
 
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;

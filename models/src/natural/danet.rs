@@ -55,7 +55,7 @@ impl Default for DaNetConfig {
 }
 
 impl DaNetConfig {
-    fn backbone_config(&self) -> ResNetConfig {
+    pub(crate) fn backbone_config(&self) -> ResNetConfig {
         ResNetConfig::dilated(
             self.backbone,
             self.in_channels,

@@ -87,7 +87,7 @@ impl DeepLabBackbone {
 
 impl DeepLabConfig {
     /// The ResNet's configuration, when the backbone is one.
-    fn resnet_config(&self) -> Option<ResNetConfig> {
+    pub(crate) fn resnet_config(&self) -> Option<ResNetConfig> {
         self.backbone.resnet().map(|depth| {
             ResNetConfig::dilated(depth, self.in_channels, self.base_width, self.output_stride)
         })

@@ -59,7 +59,7 @@ impl Default for DLinkNetConfig {
 }
 
 impl DLinkNetConfig {
-    fn backbone_config(&self) -> ResNetConfig {
+    pub(crate) fn backbone_config(&self) -> ResNetConfig {
         ResNetConfig {
             base_width: self.base_width,
             ..ResNetConfig::new(self.backbone, self.in_channels)

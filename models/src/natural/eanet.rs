@@ -57,7 +57,7 @@ impl Default for EaNetConfig {
 }
 
 impl EaNetConfig {
-    fn backbone_config(&self) -> ResNetConfig {
+    pub(crate) fn backbone_config(&self) -> ResNetConfig {
         ResNetConfig::dilated(
             self.backbone,
             self.in_channels,

@@ -53,7 +53,7 @@ impl Default for OcNetConfig {
 }
 
 impl OcNetConfig {
-    fn backbone_config(&self) -> ResNetConfig {
+    pub(crate) fn backbone_config(&self) -> ResNetConfig {
         ResNetConfig::dilated(
             self.backbone,
             self.in_channels,

@@ -59,7 +59,7 @@ impl Default for OcrNetConfig {
 }
 
 impl OcrNetConfig {
-    fn backbone_config(&self) -> ResNetConfig {
+    pub(crate) fn backbone_config(&self) -> ResNetConfig {
         ResNetConfig::dilated(
             self.backbone,
             self.in_channels,

@@ -54,7 +54,7 @@ impl Default for PspNetConfig {
 }
 
 impl PspNetConfig {
-    fn backbone_config(&self) -> ResNetConfig {
+    pub(crate) fn backbone_config(&self) -> ResNetConfig {
         ResNetConfig::dilated(
             self.backbone,
             self.in_channels,

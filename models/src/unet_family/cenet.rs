@@ -63,7 +63,7 @@ impl Default for CeNetConfig {
 }
 
 impl CeNetConfig {
-    fn backbone_config(&self) -> ResNetConfig {
+    pub(crate) fn backbone_config(&self) -> ResNetConfig {
         ResNetConfig {
             base_width: self.base_width,
             ..ResNetConfig::new(self.backbone, self.in_channels)

@@ -54,7 +54,7 @@ impl Default for ResUNetConfig {
 }
 
 impl ResUNetConfig {
-    fn backbone_config(&self) -> ResNetConfig {
+    pub(crate) fn backbone_config(&self) -> ResNetConfig {
         ResNetConfig {
             base_width: self.base_width,
             deep_stem: self.deep_stem,

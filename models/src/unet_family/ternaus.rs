@@ -134,7 +134,7 @@ pub struct TernausNet<B: Backend> {
 }
 
 impl TernausNetConfig {
-    fn vgg(&self) -> VggConfig {
+    pub(crate) fn vgg(&self) -> VggConfig {
         VggConfig {
             depth: self.encoder,
             in_channels: self.in_channels,

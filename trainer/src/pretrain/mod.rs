@@ -331,6 +331,7 @@ mod tests {
             augment: pretrain_views_augment(),
             init_from: None,
             init_modules: Vec::new(),
+            pretrained_backbone: None,
             freeze: Vec::new(),
             aux_weight: 1.0,
             stn_penalty: 0.0,

@@ -117,6 +117,9 @@ fn train_with<B: AutodiffBackend, O: Optimizer<SegModel<B>, B>>(
     } else {
         (cfg.architecture.init::<B>(device)?, RunState::default())
     };
+    if !resume && let Some(file) = &cfg.pretrained_backbone {
+        crate::pretrained_backbone::load(&mut model, &cfg.architecture, file)?;
+    }
     if !resume {
         for (prefix, source) in &cfg.init_modules {
             let from = RunDir::new(source);

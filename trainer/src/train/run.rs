@@ -53,6 +53,11 @@ pub struct RunConfig {
     /// path prefix and run folder, applied in order after `init_from`.
     #[serde(default)]
     pub init_modules: Vec<(String, PathBuf)>,
+    /// A torchvision ResNet/VGG checkpoint (.pt/.pth or .safetensors) whose weights start the
+    /// architecture's backbone (none = random initialization; runs written before it load as
+    /// none). Applied to new runs only, before `init_modules`.
+    #[serde(default)]
+    pub pretrained_backbone: Option<PathBuf>,
     /// Module path prefixes whose parameters are not trained.
     #[serde(default)]
     pub freeze: Vec<String>,

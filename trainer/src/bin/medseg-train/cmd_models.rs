@@ -4,7 +4,8 @@ use medseg_models::Architecture;
 use medseg_trainer::backend;
 
 /// List every architecture: family, paper, parameters and GFLOPs (one 1x1x256x256 image,
-/// counted from the export graph), the input size multiple and the options with defaults.
+/// counted from the export graph), the input size multiple, the options with defaults, and
+/// which torchvision checkpoint `train --pretrained-backbone` takes.
 ///
 /// Example: medseg-train models --json
 #[derive(clap::Args)]
@@ -26,6 +27,10 @@ struct Row {
     gflops: f64,
     size_multiple: usize,
     options: serde_json::Map<String, serde_json::Value>,
+    /// The torchvision architecture `train --pretrained-backbone FILE` takes for the default
+    /// options (`resnet34`, `vgg16`, `deep-stem (deep-base) resnet101`), if the
+    /// member has such a backbone.
+    pretrained_backbone: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -46,6 +51,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             gflops: 2.0 * graph.multiply_accumulates() as f64 / 1e9,
             size_multiple: m,
             options: arch.options().into_iter().collect(),
+            pretrained_backbone: arch.torchvision_backbone().map(|(_, kind)| {
+                let name = kind.torchvision_name();
+                if kind.deep_stem() {
+                    format!("deep-stem (deep-base) {name}")
+                } else {
+                    name
+                }
+            }),
         });
     }
     if args.json {
@@ -70,6 +83,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             opts.join(" ")
         );
         println!("{:<18} {}", "", r.paper);
+        if let Some(tv) = &r.pretrained_backbone {
+            println!("{:<18} --pretrained-backbone takes a {tv} checkpoint", "");
+        }
     }
     Ok(())
 }

@@ -214,6 +214,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         augment: source.augment.clone(),
         init_from: None,
         init_modules: Vec::new(),
+        pretrained_backbone: None,
         freeze: Vec::new(),
         aux_weight: 1.0,
         stn_penalty: 0.0,

@@ -9,6 +9,7 @@ use medseg_trainer::augment::{Legacy, Pipeline};
 use medseg_trainer::backend;
 use medseg_trainer::data::{evenly_spaced, load_split};
 use medseg_trainer::losses::LossSpec;
+use medseg_trainer::pretrained_backbone;
 use medseg_trainer::train::{OptimizerKind, RunConfig, RunDir, TrainData, train};
 
 /// Train a segmentation model (CPU by default; build with --features cuda or cuda-autotune for
@@ -128,6 +129,18 @@ pub struct Args {
         conflicts_with = "resume"
     )]
     pub(crate) init_modules: Vec<String>,
+    /// Start the architecture's backbone from a torchvision ResNet or VGG checkpoint: a state
+    /// dict saved by torch.save (.pt/.pth) or as .safetensors, e.g. ImageNet weights from
+    /// torchvision.models.resnet34(weights="IMAGENET1K_V1").state_dict(). The backbone must
+    /// have the file's depth and widths; an RGB first convolution is summed for gray input.
+    /// Without it every backbone starts from random weights. `medseg-train models` names the
+    /// checkpoint each member takes.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["resume", "init_from"]
+    )]
+    pub(crate) pretrained_backbone: Option<PathBuf>,
     /// Do not train the parameters under this module path prefix (e.g. stem, down.0).
     /// Repeatable.
     #[arg(long, value_name = "PATH")]
@@ -233,6 +246,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.loss,
         backend::NAME
     );
+    if let Some(file) = cfg.pretrained_backbone.as_ref().filter(|_| !args.resume) {
+        println!(
+            "backbone weights from {} (-v says what was loaded)",
+            file.display()
+        );
+    }
     let state = train::<backend::Train>(&dir, &data, args.resume, &backend::device())?;
     println!(
         "best val Dice {:.4} at epoch {}; checkpoints in {}",
@@ -386,6 +405,17 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
             );
         }
     }
+    if let Some(file) = &args.pretrained_backbone {
+        // Refused before the data loads; whether the file fits the backbone is checked when
+        // training starts, before any step.
+        if arch.torchvision_backbone().is_none() {
+            return Err(pretrained_backbone::PretrainedError::NoBackbone {
+                arch: arch.name().to_string(),
+            })
+            .context("--pretrained-backbone");
+        }
+        pretrained_backbone::sniff(file).context("--pretrained-backbone")?;
+    }
     if args.batch_size == 0 || args.epochs == Some(0) {
         bail!("--batch-size and --epochs must be at least 1");
     }
@@ -414,6 +444,10 @@ pub(crate) fn new_config(args: &Args) -> anyhow::Result<RunConfig> {
                 Ok((path.to_string(), std::fs::canonicalize(&run).unwrap_or(run)))
             })
             .collect::<anyhow::Result<_>>()?,
+        pretrained_backbone: args
+            .pretrained_backbone
+            .as_ref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
         freeze: args.freeze.clone(),
         aux_weight: args.aux_weight,
         stn_penalty: args.stn_penalty,

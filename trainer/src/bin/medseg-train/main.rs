@@ -87,6 +87,15 @@ fn main() {
                     cmd_zoo_bench::SET_PER_MODEL,
                     "zoo-bench sets it per model",
                 )
+                .and_then(|()| {
+                    typed_flags::refuse(
+                        c,
+                        m,
+                        &["pretrained_backbone"],
+                        "a checkpoint fits one backbone, not every member of the zoo: train \
+                         the members that take it with `train --pretrained-backbone`",
+                    )
+                })
             })
             .and_then(|()| cmd_zoo_bench::run(*a)),
         Command::Models(a) => cmd_models::run(a),
