@@ -162,10 +162,6 @@ fn recurrent_weights_are_stored_once() {
 fn max_unpooling_ties_are_seen_and_judged_in_f64() {
     let arch = Architecture::tiny("segnet", 1, 2).unwrap();
     let size = 32;
-    let model = trained_looking_model(&arch, size);
-    let graph = model.export([1, 1, size, size]);
-    let mut c = card(&arch, size);
-    let (proto, tract) = build_onnx(&graph, &mut c, WeightFormat::F32, "test").unwrap();
     // A flat left half (ties), a textured right half.
     let flat: Vec<f32> = (0..size * size)
         .map(|i| {
@@ -177,21 +173,33 @@ fn max_unpooling_ties_are_seen_and_judged_in_f64() {
         })
         .collect();
     let dev = Default::default();
-    let p =
-        check_export_parity(&model, &tract, &proto, std::slice::from_ref(&flat), 1, &dev).unwrap();
-    assert!(
-        p.sensitivity > PARITY_TOLERANCE,
-        "ties went unnoticed: {p:?}"
-    );
-    // Whether tract breaks the ties as Burn did varies with the (unseeded) weights; where it
-    // does not, the f64 comparison must have been made.
-    assert_eq!(
-        p.f64_relative.is_some(),
-        p.relative > PARITY_TOLERANCE,
-        "{p:?}"
-    );
-    let d = check_f64(&model, &proto, [1, 1, size, size], &[flat], &dev).unwrap();
-    assert!(d <= F64_TOLERANCE, "{d:.2e}");
+    // Whether the ties matter depends on the (unseeded, shared) random weights: where a tiny
+    // model's few channels are all negative on the flat half, ReLU leaves ties of zeros,
+    // which unpool to zeros wherever they go. So models are drawn until one shows the ties;
+    // the rule is checked on every one drawn.
+    let mut seen = None;
+    for _ in 0..8 {
+        let model = trained_looking_model(&arch, size);
+        let graph = model.export([1, 1, size, size]);
+        let mut c = card(&arch, size);
+        let (proto, tract) = build_onnx(&graph, &mut c, WeightFormat::F32, "test").unwrap();
+        let inputs = std::slice::from_ref(&flat);
+        let p = check_export_parity(&model, &tract, &proto, inputs, 1, &dev).unwrap();
+        // Whether tract breaks the ties as Burn did varies with the weights; where it does
+        // not, the f64 comparison must have been made.
+        assert_eq!(
+            p.f64_relative.is_some(),
+            p.relative > PARITY_TOLERANCE,
+            "{p:?}"
+        );
+        if p.sensitivity > PARITY_TOLERANCE {
+            let d = check_f64(&model, &proto, [1, 1, size, size], inputs, &dev).unwrap();
+            assert!(d <= F64_TOLERANCE, "{d:.2e}");
+            seen = Some(p);
+            break;
+        }
+    }
+    assert!(seen.is_some(), "ties went unnoticed in 8 models");
 }
 
 /// The pass rule: within 1e-4 at once; beyond it only with f64 agreement, and then within
