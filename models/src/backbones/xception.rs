@@ -137,8 +137,7 @@ impl<B: Backend> SepUnit<B> {
 
     fn run<O: Ops<B>>(&self, o: &mut O, x: O::T) -> O::T {
         let y = o.conv_bn(x, &self.depthwise, &self.bn_depthwise);
-        let y = o.conv(y, &self.pointwise);
-        o.batch_norm(y, &self.bn)
+        o.conv_bn(y, &self.pointwise, &self.bn)
     }
 }
 
