@@ -13,9 +13,9 @@
 //!
 //! JMedSeg's stem keeps the full resolution (stride 1), where the paper's halves it twice
 //! (two stride-2 convolutions, logits up-sampled by 4 at the end). `stem_stride` picks:
-//! 1 (JMedSeg's, the default) or 4 (the paper's: a quarter of the compute, bilinear
-//! up-sampling of the logits). `modules` and `blocks` set the modules per stage and blocks per
-//! branch (the paper's smaller HRNets change them).
+//! 1 (JMedSeg's, the default) or 4 (the paper's: every branch at a quarter of the side, about
+//! a sixteenth of the compute; bilinear up-sampling of the logits). `modules` and `blocks` set
+//! the modules per stage and blocks per branch (the paper's smaller HRNets change them).
 //!
 //! Departures: the segmentation HRNet of the TPAMI paper (HRNetV2) concatenates all four
 //! branches before its head; JMedSeg's and this one read the finest branch only (V1).
