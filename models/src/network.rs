@@ -98,7 +98,9 @@ pub fn export_graph<B: Backend, N: Network<B>>(net: &N, input_shape: [usize; 4])
 
 /// The data-given [`ArchConfig`] methods of a configuration whose input channels and classes
 /// are its fields `in_channels` and `num_classes` (every member's): write `io_fields!();`
-/// inside its `impl ArchConfig` instead of the same three accessors in every file.
+/// inside its `impl ArchConfig` instead of the same three accessors in every file, or
+/// `io_fields!(0);` where they are fields of the wrapped spec of a newtype (`u2net`/`u2netp`,
+/// `hardnet`/`hardnet-alt`).
 macro_rules! io_fields {
     () => {
         fn in_channels(&self) -> usize {
@@ -112,6 +114,20 @@ macro_rules! io_fields {
         fn set_io(&mut self, in_channels: usize, num_classes: usize) {
             self.in_channels = in_channels;
             self.num_classes = num_classes;
+        }
+    };
+    ($spec:tt) => {
+        fn in_channels(&self) -> usize {
+            self.$spec.in_channels
+        }
+
+        fn num_classes(&self) -> usize {
+            self.$spec.num_classes
+        }
+
+        fn set_io(&mut self, in_channels: usize, num_classes: usize) {
+            self.$spec.in_channels = in_channels;
+            self.$spec.num_classes = num_classes;
         }
     };
 }

@@ -251,18 +251,7 @@ macro_rules! hardmseg_config {
             const FAMILY: &'static str = "natural";
             const PAPER: &'static str = $paper;
 
-            fn in_channels(&self) -> usize {
-                self.0.in_channels
-            }
-
-            fn num_classes(&self) -> usize {
-                self.0.num_classes
-            }
-
-            fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-                self.0.in_channels = in_channels;
-                self.0.num_classes = num_classes;
-            }
+            crate::network::io_fields!(0);
 
             fn size_multiple(&self) -> usize {
                 32

@@ -265,18 +265,7 @@ macro_rules! u2net_config {
             const FAMILY: &'static str = "unet";
             const PAPER: &'static str = "Qin et al., U2-Net: Going Deeper with Nested U-Structure for Salient Object Detection, Pattern Recognition 106, 2020";
 
-            fn in_channels(&self) -> usize {
-                self.0.in_channels
-            }
-
-            fn num_classes(&self) -> usize {
-                self.0.num_classes
-            }
-
-            fn set_io(&mut self, in_channels: usize, num_classes: usize) {
-                self.0.in_channels = in_channels;
-                self.0.num_classes = num_classes;
-            }
+            crate::network::io_fields!(0);
 
             fn size_multiple(&self) -> usize {
                 1 << (STAGES - 1)
