@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Side-by-side: the default medseg UNet (w16, depth 4, BatchNorm, transposed up-convs) in
 Burn + tract versus the same network in PyTorch (CPU) and the same ONNX file in onnxruntime,
-in one run on one machine. Prints medians and ratios (>1 means medseg is slower).
+in one run on one machine. Training is timed on every Burn backend medseg offers on the CPU:
+flex (the default build) and, when this Python's torch is 2.9.x, LibTorch (`--features tch`,
+built against that very torch, so PyTorch and medseg-tch run the same libtorch). Prints medians
+and ratios (>1 means medseg is slower).
 
-    pip install -r benches/requirements.txt
-    python3 benches/compare_unet.py [--threads 2]
+    pip install -r benches/requirements.txt          # flex only (any torch)
+    pip install torch==2.9.0 onnxruntime numpy       # flex and tch
+    python3 benches/compare_unet.py [--threads 2] [--backends flex,tch]
 """
 import argparse
 import json
@@ -22,12 +26,23 @@ def median(xs):
     return xs[len(xs) // 2]
 
 
-def run_medseg(onnx_path, args):
+def run_medseg(onnx_path, args, backend, torch):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cmd = ["cargo", "run", "--quiet", "--release", "-p", "medseg-benches", "--bin", "bench-unet", "--",
-           "--onnx", onnx_path, "--size", str(args.size), "--batch", str(args.batch),
-           "--train-steps", str(args.train_steps), "--infer-runs", str(args.infer_runs)]
-    out = subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout
+    cmd = ["cargo", "run", "--quiet", "--release", "-p", "medseg-benches", "--bin", "bench-unet"]
+    env = dict(os.environ)
+    if backend == "tch":
+        # torch-sys asks `python` on PATH for its libtorch; bench-unet then loads that libtorch.
+        torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+        env.update(LIBTORCH_USE_PYTORCH="1",
+                   PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
+                   LD_LIBRARY_PATH=torch_lib + os.pathsep + env.get("LD_LIBRARY_PATH", ""),
+                   MEDSEG_TCH_DEVICE="cpu", OMP_NUM_THREADS=str(args.threads))
+        # Its own target folder, so that flex and tch builds do not rebuild each other.
+        env.setdefault("CARGO_TARGET_DIR", os.path.join(root, "target", "tch"))
+        cmd += ["--features", "tch"]
+    cmd += ["--", "--onnx", onnx_path, "--size", str(args.size), "--batch", str(args.batch),
+            "--train-steps", str(args.train_steps), "--infer-runs", str(args.infer_runs)]
+    out = subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -119,6 +134,8 @@ def main():
     ap.add_argument("--train-steps", type=int, default=5)
     ap.add_argument("--infer-runs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--backends", default="flex,tch",
+                    help="Burn backends to time (tch is skipped unless this Python's torch is 2.9.x)")
     args = ap.parse_args()
     try:
         import onnxruntime as ort
@@ -127,27 +144,41 @@ def main():
         sys.exit(f"missing peer ({e}); install them with: pip install -r benches/requirements.txt")
     torch.set_num_threads(args.threads)
 
+    backends = [b for b in args.backends.split(",") if b]
+    if "tch" in backends and not torch.__version__.startswith("2.9."):
+        print(f"tch skipped: it builds against torch 2.9.x only (tch 0.22's C++17 build), this Python has {torch.__version__}")
+        backends.remove("tch")
+    ours = {}
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "unet.onnx")
-        ours = run_medseg(path, args)
-        ort_ms = time_onnxruntime(ort, path, args)
+        for backend in backends:
+            path = os.path.join(tmp, f"unet-{backend}.onnx")
+            ours[backend] = run_medseg(path, args, backend, torch)
+        first = ours[backends[0]]
+        ort_ms = time_onnxruntime(ort, os.path.join(tmp, f"unet-{backends[0]}.onnx"), args)
     theirs = time_torch(torch, args)
 
     b, s = args.batch, args.size
-    rows = [
-        (f"train step {b}x1x{s}x{s} (s)", ours["train_step_s"]["full"], theirs["train_step_s"]["full"], "PyTorch"),
-        (f"train step {b}x1x{s//2}x{s//2} crop (s)", ours["train_step_s"]["crop"], theirs["train_step_s"]["crop"], "PyTorch"),
-        (f"inference 1x1x{s}x{s}, tract logits (ms)", ours["tract_logits_ms"], ort_ms, "onnxruntime"),
-        (f"inference 1x1x{s}x{s}, tract logits (ms)", ours["tract_logits_ms"], theirs["infer_ms"], "PyTorch"),
-        (f"medseg segment {s}x{s} incl. pre/post (ms)", ours["segment_ms"], ort_ms, "onnxruntime"),
+    rows = []
+    for backend, r in ours.items():
+        rows += [
+            (f"train step {b}x1x{s}x{s}, {backend} (s)", r["train_step_s"]["full"], theirs["train_step_s"]["full"], "PyTorch"),
+            (f"train step {b}x1x{s//2}x{s//2} crop, {backend} (s)", r["train_step_s"]["crop"], theirs["train_step_s"]["crop"], "PyTorch"),
+        ]
+    rows += [
+        (f"inference 1x1x{s}x{s}, tract logits (ms)", first["tract_logits_ms"], ort_ms, "onnxruntime"),
+        (f"inference 1x1x{s}x{s}, tract logits (ms)", first["tract_logits_ms"], theirs["infer_ms"], "PyTorch"),
+        (f"medseg segment {s}x{s} incl. pre/post (ms)", first["segment_ms"], ort_ms, "onnxruntime"),
     ]
-    print(f"UNet w16 d4 ({ours['parameters']} parameters), {args.threads} threads for peers; Burn backend {ours['backend']}")
-    print(f"{'measure':<44} {'medseg':>10} {'peer':>10} {'ratio':>7}  peer")
+    print(f"UNet w16 d4 ({first['parameters']} parameters), {args.threads} threads for peers; "
+          f"PyTorch {torch.__version__}; Burn backends {', '.join(ours)}")
+    print(f"{'measure':<48} {'medseg':>10} {'peer':>10} {'ratio':>7}  peer")
     for name, a, p, peer in rows:
-        print(f"{name:<44} {a:>10.4f} {p:>10.4f} {a / p:>7.2f}  {peer}")
-    print(f"training images/s at {s}: medseg {b / ours['train_step_s']['full']:.2f}, PyTorch {b / theirs['train_step_s']['full']:.2f}")
-    print(f"training images/s at {s//2} crops: medseg {b / ours['train_step_s']['crop']:.2f}, PyTorch {b / theirs['train_step_s']['crop']:.2f}")
-    print(f"segment images/s at {s}: medseg {ours['segment_images_per_s']:.1f}, onnxruntime {1e3 / ort_ms:.1f}")
+        print(f"{name:<48} {a:>10.4f} {p:>10.4f} {a / p:>7.2f}  {peer}")
+    for backend, r in ours.items():
+        print(f"training images/s, {backend}: medseg {b / r['train_step_s']['full']:.2f} at {s}, "
+              f"{b / r['train_step_s']['crop']:.2f} at {s//2} crops; "
+              f"PyTorch {b / theirs['train_step_s']['full']:.2f} and {b / theirs['train_step_s']['crop']:.2f}")
+    print(f"segment images/s at {s}: medseg {first['segment_images_per_s']:.1f}, onnxruntime {1e3 / ort_ms:.1f}")
 
 
 if __name__ == "__main__":

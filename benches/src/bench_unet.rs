@@ -31,6 +31,9 @@ struct Args {
     /// Timed inferences (after two warm-up runs).
     #[arg(long, default_value_t = 20)]
     infer_runs: usize,
+    /// Leave glibc's malloc at its defaults (to measure what medseg-malloc-tuning gives).
+    #[arg(long)]
+    malloc_defaults: bool,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -64,6 +67,8 @@ fn time_training(arch: &Architecture, side: usize, batch: usize, steps: usize) -
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // As medseg-train does, so that the step is timed as training runs it.
+    let malloc_tuned = !args.malloc_defaults && medseg_malloc_tuning::keep_freed_memory();
     let arch = Architecture::by_name("unet", 1, 2)?;
     let train_full = time_training(&arch, args.size, args.batch, args.train_steps);
     let train_crop = time_training(&arch, args.size / 2, args.batch, args.train_steps);
@@ -107,6 +112,7 @@ fn main() -> anyhow::Result<()> {
     let segment_s = median(segment);
     let report = serde_json::json!({
         "backend": backend::NAME,
+        "malloc_tuned": malloc_tuned,
         "batch": args.batch,
         "size": args.size,
         "parameters": graph.parameter_count(),

@@ -46,6 +46,8 @@ enum Command {
 }
 
 fn main() {
+    // Before any tensor is allocated: large freed blocks stay in the heap (malloc-tuning says why).
+    medseg_malloc_tuning::keep_freed_memory();
     // The matches as well as the parsed flags: `train --resume` and `import` need to know
     // which flags were typed, not only their values.
     let mut command = with_defaults(
