@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# UNet training throughput on one NVIDIA GPU: medseg-train (burn-cuda) against PyTorch, same
+# UNet training throughput on one NVIDIA GPU: medseg-train (burn-cuda or LibTorch) against PyTorch, same
 # UNet, same 224 px whole images, batch 16, fp32, one process at a time. Prints images/s and the
 # ratio per width.
 #
 #   benches/gpu_train_step.sh BIN_DIR DATA
 #
-# BIN_DIR holds medseg-train built with `--features cuda` or `cuda-autotune`; DATA is any
+# BIN_DIR holds medseg-train built with `--features cuda`, `cuda-autotune` or `tch` (LibTorch
+# takes the first CUDA device it sees; README, "Training on LibTorch"); DATA is any
 # imported layout with 224 px images (the real-MRI folder of REAL_DATA.md was used).
 # MEDSEG_KERNEL_CACHE=DIR keeps burn-cuda's compiled kernels and autotune choices (kernel_cache.sh).
 set -uo pipefail
@@ -19,6 +20,7 @@ for w in 16 32; do
   "$BIN/medseg-train" train --data "$DATA" --image-size 224 --crop-size 0 --base-width "$w" \
     --batch-size 16 --fixed-batch --epochs 2 --max-steps-per-epoch 8 --max-val-images 8 --out "/tmp/step-w$w" >/dev/null 2>&1
   ours=$(awk -F, 'NR==3 {print $7}' "/tmp/step-w$w/log.csv")
+  backend=$(python3 -c "import json; print(json.load(open('/tmp/step-w$w/run.json')).get('backend', '?'))" 2>/dev/null)
   peer=$(cd "$here" && python3 gpu_train_step.py --width "$w" | python3 -c "import json,sys; print(round(json.load(sys.stdin)['images_per_s'], 1))")
-  echo "w$w 224px batch 16: medseg (burn-cuda) ${ours:-failed} img/s, PyTorch $peer img/s, ratio $(python3 -c "print(round($peer/${ours:-0.0001}, 1))")"
+  echo "w$w 224px batch 16: medseg ($backend) ${ours:-failed} img/s, PyTorch $peer img/s, ratio $(python3 -c "print(round($peer/${ours:-0.0001}, 1))")"
 done
