@@ -6,7 +6,7 @@
 #   benches/gpu_train_step.sh BIN_DIR DATA
 #
 # BIN_DIR holds medseg-train built with `--features cuda`, `cuda-autotune` or `tch` (LibTorch
-# takes the first CUDA device it sees; README, "Training on LibTorch"); DATA is any
+# takes the first CUDA device it sees; docs/TRAINING_SPEED.md); DATA is any
 # imported layout with 224 px images (the real-MRI folder of REAL_DATA.md was used).
 # MEDSEG_KERNEL_CACHE=DIR keeps burn-cuda's compiled kernels and autotune choices (kernel_cache.sh).
 set -uo pipefail
