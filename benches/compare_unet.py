@@ -148,6 +148,8 @@ def main():
     if "tch" in backends and not torch.__version__.startswith("2.9."):
         print(f"tch skipped: it builds against torch 2.9.x only (tch 0.22's C++17 build), this Python has {torch.__version__}")
         backends.remove("tch")
+    if not backends:
+        sys.exit(f"no backend left to time from --backends {args.backends!r} (known: flex, tch)")
     ours = {}
     with tempfile.TemporaryDirectory() as tmp:
         for backend in backends:
