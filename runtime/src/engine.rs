@@ -7,6 +7,7 @@ use std::time::Instant;
 use image::DynamicImage;
 use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::knobs::KnobScope;
 use tract_onnx::tract_core::runtime::RunOptions;
 
 use crate::card::ModelCard;
@@ -17,6 +18,34 @@ use crate::postprocess::{Prediction, logits_to_prediction};
 use crate::preprocess::{mirror_rows, to_model_input};
 
 type Plan = Arc<TypedRunnableModel>;
+
+/// How a model is loaded: tract's threads and knobs.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Threads for tract's matrix products [default: every core].
+    pub threads: usize,
+    /// tract knobs (`TRACT_DISABLE_DIRECT_SPATIAL` = `true`, ...) applied while the graph is
+    /// optimized; a name tract does not know, or one it does not read then, is an error.
+    pub tract_knobs: Vec<(String, String)>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            tract_knobs: Vec::new(),
+        }
+    }
+}
+
+/// Time spent in one node of tract's optimized plan during one run.
+#[derive(Debug, Clone)]
+pub struct NodeTime {
+    pub node: String,
+    /// The operator as tract names it after optimization (what actually ran).
+    pub op: String,
+    pub seconds: f64,
+}
 
 fn run_options(threads: usize) -> RunOptions {
     let executor = if threads > 1 {
@@ -54,8 +83,7 @@ impl Segmenter {
     /// Loads ONNX bytes; `source` names the model in errors. Refuses models whose weights do
     /// not hash to the card's `weights_sha256` (corrupted or tampered files).
     pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Self, RuntimeError> {
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        Self::from_bytes_with_threads(bytes, source, threads)
+        Self::from_bytes_with_options(bytes, source, &LoadOptions::default())
     }
 
     /// As [`Self::from_bytes`], with tract's matrix products on `threads` threads.
@@ -64,6 +92,23 @@ impl Segmenter {
         source: &str,
         threads: usize,
     ) -> Result<Self, RuntimeError> {
+        Self::from_bytes_with_options(
+            bytes,
+            source,
+            &LoadOptions {
+                threads,
+                ..LoadOptions::default()
+            },
+        )
+    }
+
+    /// As [`Self::from_bytes`], with the thread count and tract's knobs of `options`.
+    pub fn from_bytes_with_options(
+        bytes: &[u8],
+        source: &str,
+        options: &LoadOptions,
+    ) -> Result<Self, RuntimeError> {
+        let threads = options.threads;
         let proto = onnx::decode(bytes, source)?;
         let card = onnx::read_card(&proto, source)?;
         let actual = onnx::weights_sha256(&proto);
@@ -83,11 +128,26 @@ impl Segmenter {
         };
         let spec = &card.input;
         let shape = [1, spec.channels, spec.height, spec.width];
-        let plan = tract_onnx::onnx()
-            .model_for_proto_model(&proto)
-            .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable_with_options(&run_options(threads)))
+        // Knobs steer tract's choice of kernels while it optimizes the graph: a scope entered
+        // around the optimization applies them to this model only.
+        let knobs = KnobScope::new(
+            options
+                .tract_knobs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .map_err(|e| RuntimeError::BadSetting {
+            setting: "tract knob".into(),
+            reason: format!("{e:#}"),
+        })?;
+        let plan = knobs
+            .enter(|| {
+                tract_onnx::onnx()
+                    .model_for_proto_model(&proto)
+                    .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
+                    .and_then(|m| m.into_optimized())
+                    .and_then(|m| m.into_runnable_with_options(&run_options(threads)))
+            })
             .map_err(fail)?;
         // Post-processing reads the logits as [classes, h, w] of the card: a card that does
         // not describe this graph must fail here, not as a mismatched buffer per image.
@@ -164,6 +224,42 @@ impl Segmenter {
         Ok(view.iter().copied().collect())
     }
 
+    /// Runs the plan once on a prepared input, timing every node (what tract runs after its
+    /// optimizations, in plan order).
+    pub fn profile(&self, input: Vec<f32>) -> Result<Vec<NodeTime>, RuntimeError> {
+        let spec = &self.card.input;
+        let fail = |e: TractError| RuntimeError::Inference {
+            path: self.source.clone(),
+            reason: format!("{e:#}"),
+        };
+        let tensor = tract_ndarray::Array4::from_shape_vec(
+            (1, spec.channels, spec.height, spec.width),
+            input,
+        )
+        .map_err(|e| RuntimeError::Inference {
+            path: self.source.clone(),
+            reason: format!("input does not match the card's shape: {e}"),
+        })?;
+        let mut state = self.plan.spawn().map_err(fail)?;
+        let mut times = Vec::new();
+        state
+            .run_plan_with_eval(
+                tvec!(Tensor::from(tensor).into()),
+                |ctx, op_state, node, inputs| {
+                    let start = Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                    times.push(NodeTime {
+                        node: node.name.clone(),
+                        op: node.op.name().to_string(),
+                        seconds: start.elapsed().as_secs_f64(),
+                    });
+                    out
+                },
+            )
+            .map_err(fail)?;
+        Ok(times)
+    }
+
     /// Segments an image of any size; the mask comes back at the image's own size.
     pub fn segment(&self, img: &DynamicImage) -> Result<Segmentation, RuntimeError> {
         let spec = &self.card.input;
@@ -190,8 +286,9 @@ impl Segmenter {
         self.tta_logits(self.model_input(img)?)
     }
 
-    /// The image prepared as the card says, or refused when the model cannot read it.
-    fn model_input(&self, img: &DynamicImage) -> Result<Vec<f32>, RuntimeError> {
+    /// The image prepared as the card says (`[channels, h, w]`, what [`Self::logits`] takes),
+    /// or refused when the model cannot read it.
+    pub fn model_input(&self, img: &DynamicImage) -> Result<Vec<f32>, RuntimeError> {
         let spec = &self.card.input;
         // A gray image would be copied into all three channels: the 2.5D model would read it
         // as a slice whose neighbours are identical to it and answer without complaint.

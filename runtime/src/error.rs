@@ -23,6 +23,9 @@ pub enum RuntimeError {
     BadMask { path: PathBuf, reason: String },
     #[error("data set {path}: {reason}")]
     BadDataset { path: PathBuf, reason: String },
+    /// A load or run setting the runtime cannot apply (a tract knob it does not know, ...).
+    #[error("{setting}: {reason}")]
+    BadSetting { setting: String, reason: String },
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
 }

@@ -23,5 +23,5 @@ pub mod slice_table;
 
 pub use card::{InputSpec, ModelCard};
 pub use cleanup::Cleanup;
-pub use engine::{Segmentation, Segmenter};
+pub use engine::{LoadOptions, NodeTime, Segmentation, Segmenter};
 pub use error::RuntimeError;

@@ -29,9 +29,98 @@ fn demo_runs_without_files_and_writes_every_output() {
     }
 }
 
+fn medseg(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_medseg"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn segment_without_a_model_uses_the_embedded_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = &medseg_runtime::demo::SAMPLES[0];
+    let image = dir.path().join("slice.png");
+    std::fs::write(&image, sample.image).unwrap();
+    let out = dir.path().join("out");
+    let (ok, stdout, stderr) = medseg(&[
+        "segment",
+        image.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    // The demo slice holds a vertebral body: the embedded model must find some of it.
+    assert!(stdout.contains("cancellous_bone"), "{stdout}");
+    let mask = image::open(out.join("slice_mask.png"))
+        .unwrap()
+        .into_luma8();
+    assert!(mask.pixels().any(|p| p.0[0] == 1), "empty mask");
+}
+
+#[test]
+fn bench_times_every_stage_the_cold_start_and_each_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let (ok, stdout, stderr) = medseg(&[
+        "bench",
+        "--runs",
+        "1",
+        "--cold-starts",
+        "1",
+        "--threads",
+        "1",
+        "--profile",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for stage in [
+        "decode",
+        "preprocess",
+        "inference",
+        "postprocess",
+        "write outputs",
+    ] {
+        let ms = report["stage_ms"][stage].as_f64().unwrap();
+        assert!(ms > 0.0, "{stage}: {ms}");
+    }
+    assert!(report["cold_start_ms"].as_f64().unwrap() > 0.0);
+    // Every node of the plan is timed, under the names of the operators tract runs.
+    let ops: f64 = report["profile_ms"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!(ops > 0.0 && report["profile_ms"].as_object().unwrap().len() > 3);
+    assert!(stdout.contains("cold start"), "{stdout}");
+}
+
+#[test]
+fn an_unknown_tract_knob_is_refused_by_name() {
+    let (ok, _, stderr) = medseg(&[
+        "bench",
+        "--runs",
+        "1",
+        "--cold-starts",
+        "0",
+        "--tract-knob",
+        "TRACT_NO_SUCH_KNOB=1",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("TRACT_NO_SUCH_KNOB"), "{stderr}");
+}
+
 #[test]
 fn help_shows_an_example_for_each_command() {
-    for cmd in ["segment", "eval", "demo", "info"] {
+    for cmd in ["segment", "eval", "demo", "info", "bench"] {
         let out = Command::new(env!("CARGO_BIN_EXE_medseg"))
             .args([cmd, "--help"])
             .output()

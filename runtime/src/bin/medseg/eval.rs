@@ -13,14 +13,15 @@ use medseg_runtime::image_io::{load_image, load_mask};
 use medseg_runtime::review::{overlay_with_truth, strip};
 
 use crate::cleanup_args::{CleanupArgs, describe};
+use crate::model_arg::ModelArg;
 
 /// Score a model on a data set split (folder or JMedSeg layout).
 ///
 /// Example: medseg eval --model unet.onnx --data phantom/ --split test --domain xh
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArg,
     /// Data set folder (splits.json layout, or JMedSeg *_label.json layout).
     #[arg(long)]
     data: PathBuf,
@@ -51,12 +52,12 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let seg = args
         .cleanup
-        .configure(Segmenter::from_file(&args.model)?.with_flip_tta(args.flip_tta));
+        .configure(args.model.load()?.with_flip_tta(args.flip_tta));
     let ds = Dataset::open(&args.data)?;
     if ds.classes.len() != seg.card.classes.len() {
         bail!(
             "model {} predicts {} classes ({}) but data set {} has {} ({})",
-            args.model.display(),
+            args.model.describe(),
             seg.card.classes.len(),
             seg.card.classes.join(", "),
             args.data.display(),
@@ -64,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ds.classes.join(", ")
         );
     }
-    ds.check_model_input(&seg.card.input, &format!("model {}", args.model.display()))?;
+    ds.check_model_input(&seg.card.input, &format!("model {}", args.model.describe()))?;
     let samples = ds.split(args.domain.as_deref(), &args.split)?;
     let bar = ProgressBar::new(samples.len() as u64);
     let summary = evaluate_split(

@@ -1,8 +1,10 @@
 //! `medseg`: segment images with an exported model, score it on a data set, or run the demo.
 
+mod bench;
 mod cleanup_args;
 mod demo;
 mod eval;
+mod model_arg;
 mod segment;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +28,7 @@ enum Command {
     Segment(segment::Args),
     Eval(eval::Args),
     Demo(demo::Args),
+    Bench(bench::Args),
     /// Print a model's card (architecture, input, classes, metrics, training data).
     ///
     /// Example: medseg info --model unet.onnx
@@ -42,6 +45,7 @@ fn main() {
         Command::Segment(args) => segment::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Info { model } => info(&model),
     };
     medseg_runtime::logging::exit_on_error(result);

@@ -7,7 +7,6 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use image::DynamicImage;
-use medseg_runtime::Segmenter;
 use medseg_runtime::card::InputSpec;
 use medseg_runtime::dataset::IMAGE_EXTS;
 use medseg_runtime::image_io::load_image;
@@ -15,15 +14,15 @@ use medseg_runtime::image_io::load_image;
 use medseg_runtime::outputs::write_outputs;
 
 use crate::cleanup_args::{CleanupArgs, describe};
+use crate::model_arg::ModelArg;
 
 /// Segment images (PNG/JPEG, any size, gray or RGB; EXIF orientation applied).
 ///
 /// Example: medseg segment --model unet.onnx slice.png photos/ --out results/
 #[derive(clap::Args)]
 pub struct Args {
-    /// Exported model (.onnx with a medseg model card).
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArg,
     /// Image files or folders of images.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
@@ -40,7 +39,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let seg = args
         .cleanup
-        .configure(Segmenter::from_file(&args.model)?.with_flip_tta(args.flip_tta));
+        .configure(args.model.load()?.with_flip_tta(args.flip_tta));
     let files = collect_inputs(&args.inputs)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -104,7 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// A one-channel model reads the image's luma and the overlay is drawn in gray, so a colour
 /// photo is kept as gray from the start: 24 MB instead of 72 for a 24 MP photo.
-fn gray_for_gray_models(img: DynamicImage, spec: &InputSpec) -> DynamicImage {
+pub(crate) fn gray_for_gray_models(img: DynamicImage, spec: &InputSpec) -> DynamicImage {
     if spec.channels == 1 && img.as_luma8().is_none() {
         DynamicImage::ImageLuma8(img.into_luma8())
     } else {

@@ -1,0 +1,42 @@
+//! `--model`, shared by the commands that run a model: an exported file, or the embedded
+//! demo model when none is given, so `medseg segment photo.jpg` works at once.
+
+use std::path::PathBuf;
+
+use medseg_runtime::demo::MODEL;
+use medseg_runtime::{LoadOptions, Segmenter};
+
+/// What names the embedded model in messages and reports.
+pub const EMBEDDED: &str = "the embedded demo model";
+
+#[derive(clap::Args)]
+pub struct ModelArg {
+    /// Exported model (.onnx with a medseg model card) [default: the embedded demo model, a
+    /// UNet trained on the lumbar CT phantom].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+}
+
+impl ModelArg {
+    pub fn load(&self) -> anyhow::Result<Segmenter> {
+        self.load_with(&LoadOptions::default())
+    }
+
+    pub fn load_with(&self, options: &LoadOptions) -> anyhow::Result<Segmenter> {
+        Ok(match &self.model {
+            Some(path) => {
+                let bytes =
+                    std::fs::read(path).map_err(|e| medseg_runtime::RuntimeError::io(path, e))?;
+                Segmenter::from_bytes_with_options(&bytes, &path.display().to_string(), options)?
+            }
+            None => Segmenter::from_bytes_with_options(MODEL, EMBEDDED, options)?,
+        })
+    }
+
+    /// The model's name for messages: its path, or [`EMBEDDED`].
+    pub fn describe(&self) -> String {
+        self.model
+            .as_ref()
+            .map_or_else(|| EMBEDDED.to_string(), |p| p.display().to_string())
+    }
+}
