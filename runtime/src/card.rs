@@ -28,6 +28,9 @@ pub struct ModelCard {
     pub metrics: BTreeMap<String, BTreeMap<String, f64>>,
     /// `"none"` (f32) or the quantization scheme.
     pub quantization: String,
+    /// How a statically quantized (int8) model was calibrated; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationInfo>,
     pub parameters: usize,
     /// sha256 of the weights (all initializers in graph order), hex.
     pub weights_sha256: String,
@@ -35,6 +38,24 @@ pub struct ModelCard {
     /// Absent in cards written before clean-up existed, and when off.
     #[serde(default, skip_serializing_if = "Cleanup::is_off")]
     pub cleanup: Cleanup,
+}
+
+/// The calibration of an int8 model's activation ranges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationInfo {
+    /// minmax, percentile or entropy.
+    pub method: String,
+    /// Training images the ranges were measured on.
+    pub images: usize,
+    /// sha256 of the calibration images' names, one per line in the order used.
+    pub images_sha256: String,
+    /// Convolutions quantized, of how many.
+    pub quantized_convolutions: usize,
+    pub convolutions: usize,
+    /// Convolutions kept in f32 (by the sensitivity report or by request).
+    pub kept_float: Vec<String>,
+    /// The f32 model's metrics on the same splits, before quantization.
+    pub f32_metrics: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

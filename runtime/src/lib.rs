@@ -21,7 +21,7 @@ pub mod preprocess;
 pub mod review;
 pub mod slice_table;
 
-pub use card::{InputSpec, ModelCard};
+pub use card::{CalibrationInfo, InputSpec, ModelCard};
 pub use cleanup::Cleanup;
 pub use engine::{LoadOptions, NodeTime, Segmentation, Segmenter};
 pub use error::RuntimeError;

@@ -4,6 +4,7 @@
 pub mod onnx;
 mod onnx_ops;
 pub mod parity;
+pub mod quantize;
 pub mod test_scores;
 
 use std::collections::BTreeMap;
@@ -23,9 +24,64 @@ use medseg_runtime::{Segmenter, onnx as onnx_io};
 use crate::data::{evenly_spaced, load_split};
 use crate::train::{RunDir, foreground_means, validate::score_split};
 
+/// The number format of the written model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// Weights and activations in f32.
+    F32,
+    /// Weights stored in half precision (half the file), computed in f32.
+    F16,
+    /// Weights stored as int8 per channel (a quarter of the file), computed in f32.
+    Int8Weights,
+    /// Static post-training quantization: int8 weights per channel and uint8 activations
+    /// with ranges calibrated on training images, in ONNX's QDQ form.
+    Int8,
+}
+
+impl Precision {
+    /// How the translation stores weights (int8 quantizes the f32 graph afterwards).
+    fn weight_format(self) -> onnx::WeightFormat {
+        match self {
+            Self::F32 | Self::Int8 => onnx::WeightFormat::F32,
+            Self::F16 => onnx::WeightFormat::F16,
+            Self::Int8Weights => onnx::WeightFormat::Int8,
+        }
+    }
+}
+
+/// Static int8 settings (used with [`Precision::Int8`]).
+#[derive(Debug, Clone)]
+pub struct Int8Options {
+    /// Training images to calibrate on, evenly spaced over the training split.
+    pub calibration_images: usize,
+    pub quantize: quantize::QuantizeOptions,
+}
+
+impl Default for Int8Options {
+    fn default() -> Self {
+        Self {
+            calibration_images: 32,
+            quantize: quantize::QuantizeOptions {
+                calibration: quantize::Calibration::Percentile,
+                keep_float: Vec::new(),
+                sensitivity_limit: Some(DEFAULT_SENSITIVITY_LIMIT),
+            },
+        }
+    }
+}
+
+/// The int8 model may class at most this share of the parity images' pixels differently
+/// from Burn's f32 model: beyond it, something is broken, not merely rounded.
+pub const INT8_MASK_LIMIT: f64 = 0.05;
+
+/// A convolution that alone moves more than this share of the calibration images' pixels
+/// to another class stays in f32 by default.
+pub const DEFAULT_SENSITIVITY_LIMIT: f64 = 0.002;
+
 pub struct ExportOptions {
     pub checkpoint: String,
-    pub weights: onnx::WeightFormat,
+    pub precision: Precision,
+    pub int8: Int8Options,
     /// Score the exported model on every domain's test split and store it in the card.
     pub evaluate: bool,
     /// Also score the Burn model on the same splits and report the difference.
@@ -43,6 +99,8 @@ pub struct ExportReport {
     pub parity: parity::Parity,
     /// Burn vs the written (quantized) graph, when weights are quantized.
     pub quantized_parity: Option<parity::Parity>,
+    /// The int8 sensitivity report, one row per convolution.
+    pub sensitivity: Vec<quantize::LayerSensitivity>,
     pub bytes: usize,
     /// split -> (tract foreground Dice, Burn foreground Dice if compared)
     pub dice: BTreeMap<String, (f64, Option<f64>)>,
@@ -91,7 +149,7 @@ pub fn export<B: Backend>(
         }
         None => Vec::new(),
     };
-    let (mut proto, mut tract) = build(onnx::WeightFormat::F32, &mut card)?;
+    let (mut proto, tract) = build(onnx::WeightFormat::F32, &mut card)?;
     let parity = parity::check_export_parity(&model, &tract, &proto, &extra, 3, device)?;
     tracing::info!(
         relative = parity.relative,
@@ -120,22 +178,94 @@ pub fn export<B: Backend>(
             100.0 * parity.mask_disagreement
         );
     }
+    let f32_tract = tract;
+    let mut tract_written = None;
     let mut quantized_parity = None;
-    if opts.weights != onnx::WeightFormat::F32 {
-        (proto, tract) = build(opts.weights, &mut card)?;
+    let mut sensitivity = Vec::new();
+    let format = opts.precision.weight_format();
+    if format != onnx::WeightFormat::F32 {
+        let (p, t) = build(format, &mut card)?;
         // Real slices when there are some: random inputs exaggerate quantization error.
         let random = if extra.is_empty() { 2 } else { 0 };
-        let q = parity::check_parity(&model, &tract, &extra, random, device)?;
+        let q = parity::check_parity(&model, &t, &extra, random, device)?;
         if q.relative > parity::QUANTIZED_TOLERANCE {
             bail!(
-                "refusing to write {}: quantized logits differ from Burn's by {:.3e} of the logit range, above the {:.0e} limit",
+                "refusing to write {}: {} logits differ from Burn's by {:.3e} of the logit range, above the {:.0e} limit",
                 out.display(),
+                format.card_name(),
                 q.relative,
                 parity::QUANTIZED_TOLERANCE
             );
         }
         quantized_parity = Some(q);
+        proto = p;
+        tract_written = Some(t);
     }
+    if opts.precision == Precision::Int8 {
+        let ds = data.as_ref().with_context(|| {
+            format!(
+                "int8 needs the training images to calibrate on, and {} cannot be opened",
+                cfg.data.display()
+            )
+        })?;
+        let train = ds.split(Some(&cfg.domain), "train")?;
+        let picked = evenly_spaced(train, opts.int8.calibration_images);
+        let calib = load_split(&picked, cfg.classes.len(), &spec, false, "calibration")?.inputs;
+        let shape = [1, spec.channels, spec.height, spec.width];
+        tracing::info!(images = calib.len(), "calibrating int8 activation ranges");
+        let q = quantize::quantize_static(
+            &proto,
+            shape,
+            cfg.classes.len(),
+            &calib,
+            &opts.int8.quantize,
+        )?;
+        let names: String = picked.iter().map(|s| format!("{}\n", s.name)).collect();
+        card.quantization = "int8-static-qdq".into();
+        card.calibration = Some(medseg_runtime::CalibrationInfo {
+            method: serde_json::to_value(opts.int8.quantize.calibration)?
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            images: calib.len(),
+            images_sha256: {
+                use sha2::Digest;
+                hex::encode(sha2::Sha256::digest(names.as_bytes()))
+            },
+            quantized_convolutions: q.quantized,
+            convolutions: q.convolutions,
+            kept_float: q
+                .report
+                .iter()
+                .filter(|r| r.kept_float)
+                .map(|r| r.layer.clone())
+                .collect(),
+            f32_metrics: BTreeMap::new(),
+        });
+        proto = q.proto;
+        card.weights_sha256 = onnx_io::weights_sha256(&proto);
+        onnx_io::write_card(&mut proto, &card);
+        let t = Segmenter::from_bytes(&onnx_io::encode(&proto), &out.display().to_string())?;
+        let p = parity::check_parity(
+            &model,
+            &t,
+            &extra,
+            if extra.is_empty() { 2 } else { 0 },
+            device,
+        )?;
+        if p.mask_disagreement > INT8_MASK_LIMIT {
+            bail!(
+                "refusing to write {}: the int8 model classes {:.2}% of the parity images' pixels differently from Burn (limit {:.0}%); keep the most sensitive convolutions in f32 (--keep-float, or a lower --sensitivity-limit)",
+                out.display(),
+                100.0 * p.mask_disagreement,
+                100.0 * INT8_MASK_LIMIT
+            );
+        }
+        quantized_parity = Some(p);
+        sensitivity = q.report;
+        tract_written = Some(t);
+    }
+    let tract = tract_written.as_ref().unwrap_or(&f32_tract);
 
     let mut dice = BTreeMap::new();
     if opts.evaluate {
@@ -166,7 +296,16 @@ pub fn export<B: Backend>(
                 None
             };
             dice.insert(key.clone(), (foreground_means(&summary).0, burn));
-            card.metrics.insert(key, card_metrics(&summary));
+            card.metrics.insert(key.clone(), card_metrics(&summary));
+            if let Some(c) = card.calibration.as_mut() {
+                let before = medseg_runtime::evaluate::evaluate_split(
+                    samples,
+                    &ds.classes,
+                    |img| Ok(f32_tract.segment(img)?.prediction.mask),
+                    || {},
+                )?;
+                c.f32_metrics.insert(key, card_metrics(&before));
+            }
         }
     }
     onnx_io::write_card(&mut proto, &card);
@@ -177,6 +316,7 @@ pub fn export<B: Backend>(
     Ok(ExportReport {
         parity,
         quantized_parity,
+        sensitivity,
         bytes: bytes.len(),
         dice,
     })
@@ -206,6 +346,7 @@ pub fn bare_card(
         },
         metrics: BTreeMap::new(),
         quantization: String::new(),
+        calibration: None,
         parameters: 0,
         weights_sha256: String::new(),
         cleanup: Cleanup::default(),

@@ -10,10 +10,13 @@ use medseg_runtime::onnx::pb;
 
 pub const OPSET: i64 = 13;
 
-/// How convolution weights are stored in the file.
+/// How convolution weights are stored in the file (activations stay f32 in every format;
+/// `export::quantize` makes activations int8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WeightFormat {
     F32,
+    /// IEEE half precision + `Cast` to f32: half the file; runtimes fold the cast at load time.
+    F16,
     /// Symmetric int8 per output channel + `DequantizeLinear` (weights only; activations stay
     /// f32): 4x smaller files; tract folds the dequantization at load time.
     Int8,
@@ -24,6 +27,7 @@ impl WeightFormat {
     pub fn card_name(self) -> &'static str {
         match self {
             Self::F32 => "none",
+            Self::F16 => "f16-weights",
             Self::Int8 => "int8-weights-per-channel-symmetric",
         }
     }
@@ -157,10 +161,40 @@ impl Builder {
         name
     }
 
-    /// A convolution weight: an f32 initializer, or int8 + scales behind a DequantizeLinear.
+    /// A constant tensor (linear layers' weights, position embeddings): f32, or f16 behind a
+    /// Cast when the weights are stored in f16 (int8 needs a channel axis, which a constant
+    /// does not name: it stays f32).
+    pub fn constant(&mut self, prefix: &str, w: &Weights) -> String {
+        // Small constants (shapes, scalars) are not worth a node.
+        if self.weights != WeightFormat::F16 || w.data.len() < 1024 {
+            return self.init(prefix, "value", weights_tensor(w));
+        }
+        let half = self.init(prefix, "value_f16", f16_tensor(&w.shape, &w.data));
+        self.step(
+            prefix,
+            "Cast",
+            vec![half],
+            vec![int("to", pb::tensor_proto::DataType::Float as i64)],
+        )
+    }
+
+    /// A convolution weight: an f32 initializer, f16 behind a Cast, or int8 + scales behind a
+    /// DequantizeLinear.
     pub fn weight(&mut self, prefix: &str, w: &Weights, channel_axis: usize) -> String {
         match self.weights {
             WeightFormat::F32 => self.init(prefix, "weight", weights_tensor(w)),
+            WeightFormat::F16 => {
+                let half = self.init(prefix, "weight_f16", f16_tensor(&w.shape, &w.data));
+                let out = format!("{prefix}.weight");
+                self.node(
+                    &format!("{prefix}.cast"),
+                    "Cast",
+                    vec![half],
+                    vec![out.clone()],
+                    vec![int("to", pb::tensor_proto::DataType::Float as i64)],
+                );
+                out
+            }
             WeightFormat::Int8 => {
                 let (q, scales) = quantize_per_channel(w, channel_axis);
                 let input = vec![
@@ -196,6 +230,18 @@ pub(super) fn f32_tensor(shape: &[usize], data: &[f32]) -> pb::TensorProto {
         dims: shape.iter().map(|&d| d as i64).collect(),
         data_type: pb::tensor_proto::DataType::Float as i32,
         raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+pub(super) fn f16_tensor(shape: &[usize], data: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        dims: shape.iter().map(|&d| d as i64).collect(),
+        data_type: pb::tensor_proto::DataType::Float16 as i32,
+        raw_data: data
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
         ..Default::default()
     }
 }

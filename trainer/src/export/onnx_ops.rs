@@ -140,7 +140,7 @@ pub(super) fn translate(
             "Transpose"
         }
         Op::Constant(w) => {
-            let name = b.init(prefix, "value", weights_tensor(w));
+            let name = b.constant(prefix, w);
             // An Identity keeps the graph value's own name.
             inputs.push(name);
             "Identity"

@@ -82,6 +82,8 @@ struct Report {
     cold_start_ms: Option<f64>,
     /// Operator -> median milliseconds per inference (summed over its nodes).
     profile_ms: BTreeMap<String, f64>,
+    /// Node of tract's optimized plan -> its operator and median milliseconds per inference.
+    profile_nodes_ms: BTreeMap<String, (String, f64)>,
 }
 
 /// One input: its name, and how to read it (a file, or embedded PNG bytes).
@@ -130,6 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut per_op: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut per_node: BTreeMap<String, (String, Vec<f64>)> = BTreeMap::new();
     for run in 0..=args.runs {
         for (i, input) in inputs.iter().enumerate() {
             let t = stage_times(&seg, input, i, scratch.path())?;
@@ -143,7 +146,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let img = gray_for_gray_models(input.decode()?, &seg.card.input);
                 let mut sums: BTreeMap<String, f64> = BTreeMap::new();
                 for n in seg.profile(seg.model_input(&img)?)? {
-                    *sums.entry(n.op).or_default() += n.seconds;
+                    *sums.entry(n.op.clone()).or_default() += n.seconds;
+                    let entry = per_node.entry(n.node).or_insert_with(|| (n.op, Vec::new()));
+                    entry.1.push(n.seconds);
                 }
                 for (op, s) in sums {
                     per_op.entry(op).or_default().push(s);
@@ -174,6 +179,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         profile_ms: per_op
             .into_iter()
             .map(|(op, v)| (op, 1e3 * median(&v)))
+            .collect(),
+        profile_nodes_ms: per_node
+            .into_iter()
+            .map(|(node, (op, v))| (node, (op, 1e3 * median(&v))))
             .collect(),
         stage_ms,
     };

@@ -8,7 +8,7 @@ use medseg_runtime::dataset::Dataset;
 use medseg_runtime::image_io::load_image;
 use medseg_trainer::backend;
 use medseg_trainer::derived_domain::{DerivedSpec, write_derived_domain};
-use medseg_trainer::export::{ExportOptions, export, onnx::WeightFormat, test_scores};
+use medseg_trainer::export::{ExportOptions, Precision, export, test_scores};
 use medseg_trainer::generalization::figure::{self, Crop};
 use medseg_trainer::generalization::report::{ReportContext, render};
 use medseg_trainer::generalization::{Method, RunResult};
@@ -205,7 +205,8 @@ fn run_one(args: &Args, method: Method, seed: u64, root: &Path) -> anyhow::Resul
     } else {
         let opts = ExportOptions {
             checkpoint: "best".into(),
-            weights: WeightFormat::F32,
+            precision: Precision::F32,
+            int8: Default::default(),
             evaluate: true,
             compare_burn: false,
             cleanup: Default::default(),

@@ -2,13 +2,16 @@ use std::path::PathBuf;
 
 use medseg_runtime::Cleanup;
 use medseg_trainer::backend;
-use medseg_trainer::export::onnx::WeightFormat;
-use medseg_trainer::export::{ExportOptions, export};
+use medseg_trainer::export::quantize::{Calibration, QuantizeOptions};
+use medseg_trainer::export::{
+    DEFAULT_SENSITIVITY_LIMIT, ExportOptions, Int8Options, Precision, export,
+};
 
 /// Export a trained run to ONNX with its model card; refuses to write a model whose tract
 /// logits differ from Burn's.
 ///
 /// Example: medseg-train export --run runs/unet --out unet.onnx
+///          medseg-train export --run runs/unet --out unet-int8.onnx --precision int8
 #[derive(clap::Args)]
 pub struct Args {
     #[arg(long)]
@@ -21,9 +24,28 @@ pub struct Args {
     /// Which checkpoint: best (by validation Dice) or last.
     #[arg(long, default_value = "best")]
     checkpoint: String,
-    /// Weight storage: f32, or int8 per channel (4x smaller; activations stay f32).
-    #[arg(long, value_enum, default_value_t = WeightFormat::F32)]
-    weights: WeightFormat,
+    /// Number format: f32; f16 or int8-weights (weights stored in half precision or int8 per
+    /// channel, computed in f32); int8 (static quantization: uint8 activations calibrated on
+    /// training images, QDQ form).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
+    /// Older spelling of `--precision int8-weights` (`--weights int8`).
+    #[arg(long, value_name = "int8", conflicts_with = "precision", value_parser = ["int8", "f32"])]
+    weights: Option<String>,
+    /// int8: training images to calibrate activation ranges on (evenly spaced).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    calibrate: usize,
+    /// int8: how a range is chosen from the calibration values.
+    #[arg(long, value_enum, default_value_t = Calibration::Percentile)]
+    calibration: Calibration,
+    /// int8: convolutions (ONNX node names, as the sensitivity report prints them) to keep
+    /// in f32, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    keep_float: Vec<String>,
+    /// int8: also keep in f32 every convolution that, quantized alone, changes more than
+    /// this share of the calibration images' pixels (0 or less: none).
+    #[arg(long, default_value_t = DEFAULT_SENSITIVITY_LIMIT)]
+    sensitivity_limit: f64,
     /// Skip scoring on the test splits (the card then has no metrics).
     #[arg(long)]
     no_eval: bool,
@@ -57,9 +79,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.out.display()
         );
     }
+    let precision = match args.weights.as_deref() {
+        Some("int8") => Precision::Int8Weights,
+        Some(_) => Precision::F32,
+        None => args.precision,
+    };
+    if precision == Precision::Int8 {
+        anyhow::ensure!(args.calibrate > 0, "--calibrate must be at least 1");
+    }
     let opts = ExportOptions {
         checkpoint: args.checkpoint.clone(),
-        weights: args.weights,
+        precision,
+        int8: Int8Options {
+            calibration_images: args.calibrate,
+            quantize: QuantizeOptions {
+                calibration: args.calibration,
+                keep_float: args.keep_float.clone(),
+                sensitivity_limit: (args.sensitivity_limit > 0.0).then_some(args.sensitivity_limit),
+            },
+        },
         evaluate: !args.no_eval,
         compare_burn: args.compare_burn,
         max_test_images: args.max_test_images,
@@ -84,10 +122,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         report.parity.sensitivity,
         100.0 * report.parity.mask_disagreement
     );
+    if !report.sensitivity.is_empty() {
+        println!(
+            "int8 sensitivity, each convolution quantized alone (pixels classed differently, largest logit change / range):"
+        );
+        for r in &report.sensitivity {
+            println!(
+                "  {:<28} {:>7.3}% {:>9.2e}{}",
+                r.layer,
+                100.0 * r.mask_change,
+                r.logit_change,
+                if r.kept_float { "  kept in f32" } else { "" }
+            );
+        }
+    }
     if let Some(q) = report.quantized_parity {
         println!(
-            "int8 weights: logits within {:.2e} of the logit range of Burn's",
-            q.relative
+            "{precision:?}: logits within {:.2e} of the logit range of Burn's, {:.3}% of pixels classed differently",
+            q.relative,
+            100.0 * q.mask_disagreement
         );
     }
     for (split, (tract, burn)) in &report.dice {

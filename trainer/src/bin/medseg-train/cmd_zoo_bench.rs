@@ -7,7 +7,7 @@ use medseg_models::Architecture;
 use medseg_runtime::Segmenter;
 use medseg_runtime::dataset::Dataset;
 use medseg_trainer::backend;
-use medseg_trainer::export::{ExportOptions, export, onnx::WeightFormat, test_scores};
+use medseg_trainer::export::{ExportOptions, Precision, export, test_scores};
 use medseg_trainer::peak_memory;
 use medseg_trainer::train::RunDir;
 use medseg_trainer::zoo_bench::report::{ReportContext, render};
@@ -268,7 +268,8 @@ fn run_one(args: &Args, name: &str, root: &Path) -> anyhow::Result<ZooRow> {
     if !onnx.exists() {
         let opts = ExportOptions {
             checkpoint: "best".into(),
-            weights: WeightFormat::F32,
+            precision: Precision::F32,
+            int8: Default::default(),
             evaluate: true,
             compare_burn: false,
             cleanup: Default::default(),

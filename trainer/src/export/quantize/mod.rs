@@ -1,0 +1,160 @@
+//! Static post-training int8 quantization of an exported f32 graph: activation ranges
+//! calibrated on training images ([`calibrate`]), the graph rewritten in ONNX's QDQ form
+//! ([`qdq`]), and a per-layer sensitivity report that picks which convolutions stay in f32.
+
+pub mod calibrate;
+pub mod qdq;
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use serde::Serialize;
+use tract_onnx::prelude::*;
+
+use medseg_runtime::onnx::pb;
+
+pub use calibrate::Calibration;
+use qdq::{ActivationQuant, ConvSite};
+
+/// How to quantize.
+#[derive(Debug, Clone)]
+pub struct QuantizeOptions {
+    pub calibration: Calibration,
+    /// Convolutions (ONNX node names) to keep in f32 whatever the report says.
+    pub keep_float: Vec<String>,
+    /// Keep in f32 every convolution whose quantization alone changes more than this share
+    /// of the predicted pixels on the calibration images (None: only `keep_float`).
+    pub sensitivity_limit: Option<f64>,
+}
+
+/// One convolution's row of the sensitivity report.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerSensitivity {
+    pub layer: String,
+    /// Quantized alone, the rest in f32: share of pixels whose class changes.
+    pub mask_change: f64,
+    /// ... and the largest logit change over the f32 logits' range.
+    pub logit_change: f64,
+    pub kept_float: bool,
+}
+
+pub struct Quantized {
+    pub proto: pb::ModelProto,
+    pub report: Vec<LayerSensitivity>,
+    /// Convolutions quantized / in all.
+    pub quantized: usize,
+    pub convolutions: usize,
+}
+
+/// Quantizes `proto` (the f32 export, input `shape`, logits of `classes` classes) with
+/// `inputs` (prepared calibration images) as the calibration set.
+pub fn quantize_static(
+    proto: &pb::ModelProto,
+    shape: [usize; 4],
+    classes: usize,
+    inputs: &[Vec<f32>],
+    opts: &QuantizeOptions,
+) -> anyhow::Result<Quantized> {
+    let graph = proto.graph.as_ref().context("the model has no graph")?;
+    let sites = qdq::conv_sites(graph);
+    for name in &opts.keep_float {
+        anyhow::ensure!(
+            sites.iter().any(|s| &s.name == name),
+            "--keep-float {name}: no convolution of that name (the sensitivity report lists them)"
+        );
+    }
+    let tensors = qdq::tensors_to_calibrate(&sites);
+    let observed = calibrate::observe(proto, shape, &tensors, inputs)?;
+    let quant: HashMap<String, ActivationQuant> = tensors
+        .iter()
+        .zip(&observed)
+        .map(|(t, o)| {
+            let (lo, hi) = o.range(opts.calibration);
+            (t.clone(), ActivationQuant::from_range(lo, hi))
+        })
+        .collect();
+
+    // Sensitivity: each convolution quantized alone against the f32 graph.
+    let reference = run_all(proto, shape, inputs)?;
+    let mut report = Vec::new();
+    for site in &sites {
+        let alone = qdq::rewrite(proto, std::slice::from_ref(site), &quant, false)?;
+        let (mask_change, logit_change) =
+            compare(&reference, &run_all(&alone, shape, inputs)?, classes);
+        let kept_float = opts.keep_float.contains(&site.name)
+            || opts.sensitivity_limit.is_some_and(|l| mask_change > l);
+        report.push(LayerSensitivity {
+            layer: site.name.clone(),
+            mask_change,
+            logit_change,
+            kept_float,
+        });
+    }
+    let chosen: Vec<ConvSite> = sites
+        .iter()
+        .zip(&report)
+        .filter(|(_, r)| !r.kept_float)
+        .map(|(s, _)| s.clone())
+        .collect();
+    let proto = qdq::rewrite(proto, &chosen, &quant, true)?;
+    Ok(Quantized {
+        proto,
+        quantized: chosen.len(),
+        convolutions: sites.len(),
+        report,
+    })
+}
+
+/// Logits of `proto` for every input.
+pub fn run_all(
+    proto: &pb::ModelProto,
+    shape: [usize; 4],
+    inputs: &[Vec<f32>],
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let plan = tract_onnx::onnx()
+        .model_for_proto_model(proto)
+        .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .context("preparing a quantized graph in tract")?;
+    inputs
+        .iter()
+        .map(|x| {
+            let out = plan.run(tvec!(Tensor::from_shape(&shape, x)?.into()))?;
+            Ok(out[0]
+                .to_plain_array_view::<f32>()?
+                .iter()
+                .copied()
+                .collect())
+        })
+        .collect()
+}
+
+/// (share of pixels whose argmax class differs, max |logit difference| / reference range),
+/// over logits `[1, classes, h, w]` per input.
+pub fn compare(reference: &[Vec<f32>], other: &[Vec<f32>], classes: usize) -> (f64, f64) {
+    let (mut changed, mut pixels, mut max_diff) = (0usize, 0usize, 0f32);
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for (r, o) in reference.iter().zip(other) {
+        for (a, b) in r.iter().zip(o) {
+            max_diff = max_diff.max((a - b).abs());
+            lo = lo.min(*a);
+            hi = hi.max(*a);
+        }
+        // Classes are the slowest axis: the class of pixel p is argmax over r[c * hw + p].
+        let hw = r.len() / classes;
+        for p in 0..hw {
+            let argmax = |v: &[f32]| {
+                (0..classes)
+                    .max_by(|&i, &j| v[i * hw + p].total_cmp(&v[j * hw + p]))
+                    .unwrap_or(0)
+            };
+            changed += usize::from(argmax(r) != argmax(o));
+            pixels += 1;
+        }
+    }
+    (
+        changed as f64 / pixels.max(1) as f64,
+        max_diff as f64 / (hi - lo).max(f32::MIN_POSITIVE) as f64,
+    )
+}
