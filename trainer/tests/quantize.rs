@@ -140,7 +140,9 @@ fn int8_qdq_graph_quantizes_every_convolution_and_stays_close() {
         );
         let ratio = encode(&q.proto).len() as f64 / encode(&proto).len() as f64;
         assert!(ratio < 0.35, "{method:?}: int8 file is {ratio:.2} of f32");
-        let (mask, logits) = compare(&reference, &run_all(&q.proto, SHAPE, &calib).unwrap(), 2);
+        let d = compare(&reference, &run_all(&q.proto, SHAPE, &calib).unwrap(), 2);
+        let (mask, logits) = (d.mask_change, d.logit_change);
+        assert_eq!(d.foreground_agreement, q.difference.foreground_agreement);
         // Clipping methods trade the largest logits for resolution; nothing clips in
         // min-max, whose error is rounding alone.
         assert!(

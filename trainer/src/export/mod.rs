@@ -74,6 +74,10 @@ impl Default for Int8Options {
 /// from Burn's f32 model: beyond it, something is broken, not merely rounded.
 pub const INT8_MASK_LIMIT: f64 = 0.05;
 
+/// The int8 model's foreground must agree with the f32 model's to at least this Dice on the
+/// calibration images.
+pub const INT8_FOREGROUND_AGREEMENT: f64 = 0.95;
+
 /// A convolution that alone moves more than this share of the calibration images' pixels
 /// to another class stays in f32 by default.
 pub const DEFAULT_SENSITIVITY_LIMIT: f64 = 0.002;
@@ -101,6 +105,8 @@ pub struct ExportReport {
     pub quantized_parity: Option<parity::Parity>,
     /// The int8 sensitivity report, one row per convolution.
     pub sensitivity: Vec<quantize::LayerSensitivity>,
+    /// The int8 model against the f32 one on the calibration images.
+    pub int8_difference: Option<quantize::Difference>,
     pub bytes: usize,
     /// split -> (tract foreground Dice, Burn foreground Dice if compared)
     pub dice: BTreeMap<String, (f64, Option<f64>)>,
@@ -182,6 +188,7 @@ pub fn export<B: Backend>(
     let mut tract_written = None;
     let mut quantized_parity = None;
     let mut sensitivity = Vec::new();
+    let mut int8_difference = None;
     let format = opts.precision.weight_format();
     if format != onnx::WeightFormat::F32 {
         let (p, t) = build(format, &mut card)?;
@@ -220,6 +227,19 @@ pub fn export<B: Backend>(
             &calib,
             &opts.int8.quantize,
         )?;
+        let agreement = q.difference.foreground_agreement;
+        tracing::info!(
+            agreement,
+            mask_change = q.difference.mask_change,
+            "int8 against f32 on the calibration images"
+        );
+        if agreement < INT8_FOREGROUND_AGREEMENT {
+            bail!(
+                "refusing to write {}: on the {} calibration images the int8 model's foreground agrees with the f32 model's only to Dice {agreement:.3} (limit {INT8_FOREGROUND_AGREEMENT}); try another --calibration, or keep the most sensitive convolutions in f32 (--keep-float, a lower --sensitivity-limit)",
+                out.display(),
+                calib.len()
+            );
+        }
         let names: String = picked.iter().map(|s| format!("{}\n", s.name)).collect();
         card.quantization = "int8-static-qdq".into();
         card.calibration = Some(medseg_runtime::CalibrationInfo {
@@ -263,6 +283,7 @@ pub fn export<B: Backend>(
         }
         quantized_parity = Some(p);
         sensitivity = q.report;
+        int8_difference = Some(q.difference);
         tract_written = Some(t);
     }
     let tract = tract_written.as_ref().unwrap_or(&f32_tract);
@@ -317,6 +338,7 @@ pub fn export<B: Backend>(
         parity,
         quantized_parity,
         sensitivity,
+        int8_difference,
         bytes: bytes.len(),
         dice,
     })

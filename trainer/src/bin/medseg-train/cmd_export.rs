@@ -136,6 +136,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(d) = report.int8_difference {
+        println!(
+            "int8 against f32 on the calibration images: {:.3}% of pixels classed differently, foreground Dice agreement {:.4}",
+            100.0 * d.mask_change,
+            d.foreground_agreement
+        );
+    }
     if let Some(q) = report.quantized_parity {
         println!(
             "{precision:?}: logits within {:.2e} of the logit range of Burn's, {:.3}% of pixels classed differently",

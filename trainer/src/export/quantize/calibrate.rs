@@ -84,8 +84,15 @@ impl Observed {
         if absmax == 0.0 {
             return (0.0, 0.0);
         }
-        let folded = self.fold_about_zero(absmax);
+        let mut folded = self.fold_about_zero(absmax);
         let levels = if self.min < 0.0 { 128 } else { 256 };
+        if self.min >= 0.0 {
+            // After a ReLU most values are exactly 0, which the range always holds exactly;
+            // left in, that spike outweighs the whole distribution and the divergence is
+            // smallest for a threshold that clips nearly everything (measured: a UNet's xh
+            // Dice fell from 0.977 to 0.02).
+            folded[0] = 0.0;
+        }
         let mut best = (f64::INFINITY, BINS);
         for end in (levels..=BINS).step_by(16) {
             let kl = clipped_divergence(&folded, end, levels);

@@ -40,6 +40,8 @@ pub struct LayerSensitivity {
 
 pub struct Quantized {
     pub proto: pb::ModelProto,
+    /// The quantized model against the f32 one on the calibration images.
+    pub difference: Difference,
     pub report: Vec<LayerSensitivity>,
     /// Convolutions quantized / in all.
     pub quantized: usize,
@@ -70,6 +72,7 @@ pub fn quantize_static(
         .zip(&observed)
         .map(|(t, o)| {
             let (lo, hi) = o.range(opts.calibration);
+            tracing::debug!(tensor = %t, min = o.min, max = o.max, lo, hi, "activation range");
             (t.clone(), ActivationQuant::from_range(lo, hi))
         })
         .collect();
@@ -79,14 +82,13 @@ pub fn quantize_static(
     let mut report = Vec::new();
     for site in &sites {
         let alone = qdq::rewrite(proto, std::slice::from_ref(site), &quant, false)?;
-        let (mask_change, logit_change) =
-            compare(&reference, &run_all(&alone, shape, inputs)?, classes);
+        let d = compare(&reference, &run_all(&alone, shape, inputs)?, classes);
         let kept_float = opts.keep_float.contains(&site.name)
-            || opts.sensitivity_limit.is_some_and(|l| mask_change > l);
+            || opts.sensitivity_limit.is_some_and(|l| d.mask_change > l);
         report.push(LayerSensitivity {
             layer: site.name.clone(),
-            mask_change,
-            logit_change,
+            mask_change: d.mask_change,
+            logit_change: d.logit_change,
             kept_float,
         });
     }
@@ -97,8 +99,10 @@ pub fn quantize_static(
         .map(|(s, _)| s.clone())
         .collect();
     let proto = qdq::rewrite(proto, &chosen, &quant, true)?;
+    let difference = compare(&reference, &run_all(&proto, shape, inputs)?, classes);
     Ok(Quantized {
         proto,
+        difference,
         quantized: chosen.len(),
         convolutions: sites.len(),
         report,
@@ -130,11 +134,23 @@ pub fn run_all(
         .collect()
 }
 
-/// (share of pixels whose argmax class differs, max |logit difference| / reference range),
-/// over logits `[1, classes, h, w]` per input.
-pub fn compare(reference: &[Vec<f32>], other: &[Vec<f32>], classes: usize) -> (f64, f64) {
+/// How far one model's logits are from a reference's, over the same inputs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Difference {
+    /// Share of pixels whose argmax class differs.
+    pub mask_change: f64,
+    /// Largest |logit difference| over the reference logits' range.
+    pub logit_change: f64,
+    /// Dice of the two masks' non-background pixels (1 when both have none): a few changed
+    /// pixels can be a large part of a small structure.
+    pub foreground_agreement: f64,
+}
+
+/// Compares logits `[1, classes, h, w]` per input.
+pub fn compare(reference: &[Vec<f32>], other: &[Vec<f32>], classes: usize) -> Difference {
     let (mut changed, mut pixels, mut max_diff) = (0usize, 0usize, 0f32);
     let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    let (mut both, mut fg_ref, mut fg_other) = (0usize, 0usize, 0usize);
     for (r, o) in reference.iter().zip(other) {
         for (a, b) in r.iter().zip(o) {
             max_diff = max_diff.max((a - b).abs());
@@ -149,12 +165,21 @@ pub fn compare(reference: &[Vec<f32>], other: &[Vec<f32>], classes: usize) -> (f
                     .max_by(|&i, &j| v[i * hw + p].total_cmp(&v[j * hw + p]))
                     .unwrap_or(0)
             };
-            changed += usize::from(argmax(r) != argmax(o));
+            let (cr, co) = (argmax(r), argmax(o));
+            changed += usize::from(cr != co);
             pixels += 1;
+            fg_ref += usize::from(cr != 0);
+            fg_other += usize::from(co != 0);
+            both += usize::from(cr != 0 && cr == co);
         }
     }
-    (
-        changed as f64 / pixels.max(1) as f64,
-        max_diff as f64 / (hi - lo).max(f32::MIN_POSITIVE) as f64,
-    )
+    Difference {
+        mask_change: changed as f64 / pixels.max(1) as f64,
+        logit_change: max_diff as f64 / (hi - lo).max(f32::MIN_POSITIVE) as f64,
+        foreground_agreement: if fg_ref + fg_other == 0 {
+            1.0
+        } else {
+            2.0 * both as f64 / (fg_ref + fg_other) as f64
+        },
+    }
 }
