@@ -17,7 +17,7 @@ use medseg_runtime::onnx::pb;
 pub enum Calibration {
     /// The smallest and largest value seen: nothing clips, rare outliers cost resolution.
     MinMax,
-    /// The 0.01th and 99.99th percentiles: the rarest values clip.
+    /// The 0.001th and 99.999th percentiles (onnxruntime's default): the rarest values clip.
     Percentile,
     /// The clipping threshold whose 8-bit histogram is closest to the full one in
     /// Kullback-Leibler divergence (TensorRT's entropy calibration).
@@ -25,7 +25,10 @@ pub enum Calibration {
 }
 
 const BINS: usize = 2048;
-const PERCENTILE: f64 = 0.9999;
+/// onnxruntime's default. At 99.99 a phone-augmented UNet lost 0.052 phone-capture Dice to
+/// int8 where onnxruntime's quantizer, on the same images at 99.999, lost 0.019: phone
+/// captures drive activations into the tail clean calibration slices rarely reach.
+const PERCENTILE: f64 = 0.99999;
 
 /// What calibration saw of one tensor.
 #[derive(Debug, Clone)]
