@@ -201,13 +201,17 @@ impl Segmenter {
         self.cleanup
     }
 
-    /// Raw logits `[classes, h, w]` for a prepared input `[channels, h, w]`.
-    pub fn logits(&self, input: Vec<f32>) -> Result<Vec<f32>, RuntimeError> {
-        let spec = &self.card.input;
-        let fail = |e: TractError| RuntimeError::Inference {
+    /// A failure of tract while running this model.
+    fn inference_error(&self, e: TractError) -> RuntimeError {
+        RuntimeError::Inference {
             path: self.source.clone(),
             reason: format!("{e:#}"),
-        };
+        }
+    }
+
+    /// A prepared input `[channels, h, w]` as the plan's `[1, channels, h, w]` tensor.
+    fn input_tensor(&self, input: Vec<f32>) -> Result<TVec<TValue>, RuntimeError> {
+        let spec = &self.card.input;
         let tensor = tract_ndarray::Array4::from_shape_vec(
             (1, spec.channels, spec.height, spec.width),
             input,
@@ -216,10 +220,13 @@ impl Segmenter {
             path: self.source.clone(),
             reason: format!("input does not match the card's shape: {e}"),
         })?;
-        let outputs = self
-            .plan
-            .run(tvec!(Tensor::from(tensor).into()))
-            .map_err(fail)?;
+        Ok(tvec!(Tensor::from(tensor).into()))
+    }
+
+    /// Raw logits `[classes, h, w]` for a prepared input `[channels, h, w]`.
+    pub fn logits(&self, input: Vec<f32>) -> Result<Vec<f32>, RuntimeError> {
+        let fail = |e| self.inference_error(e);
+        let outputs = self.plan.run(self.input_tensor(input)?).map_err(fail)?;
         let view = outputs[0].to_plain_array_view::<f32>().map_err(fail)?;
         Ok(view.iter().copied().collect())
     }
@@ -227,35 +234,21 @@ impl Segmenter {
     /// Runs the plan once on a prepared input, timing every node (what tract runs after its
     /// optimizations, in plan order).
     pub fn profile(&self, input: Vec<f32>) -> Result<Vec<NodeTime>, RuntimeError> {
-        let spec = &self.card.input;
-        let fail = |e: TractError| RuntimeError::Inference {
-            path: self.source.clone(),
-            reason: format!("{e:#}"),
-        };
-        let tensor = tract_ndarray::Array4::from_shape_vec(
-            (1, spec.channels, spec.height, spec.width),
-            input,
-        )
-        .map_err(|e| RuntimeError::Inference {
-            path: self.source.clone(),
-            reason: format!("input does not match the card's shape: {e}"),
-        })?;
+        let fail = |e| self.inference_error(e);
+        let input = self.input_tensor(input)?;
         let mut state = self.plan.spawn().map_err(fail)?;
         let mut times = Vec::new();
         state
-            .run_plan_with_eval(
-                tvec!(Tensor::from(tensor).into()),
-                |ctx, op_state, node, inputs| {
-                    let start = Instant::now();
-                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
-                    times.push(NodeTime {
-                        node: node.name.clone(),
-                        op: node.op.name().to_string(),
-                        seconds: start.elapsed().as_secs_f64(),
-                    });
-                    out
-                },
-            )
+            .run_plan_with_eval(input, |ctx, op_state, node, inputs| {
+                let start = Instant::now();
+                let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                times.push(NodeTime {
+                    node: node.name.clone(),
+                    op: node.op.name().to_string(),
+                    seconds: start.elapsed().as_secs_f64(),
+                });
+                out
+            })
             .map_err(fail)?;
         Ok(times)
     }

@@ -189,11 +189,12 @@ pub fn export<B: Backend>(
     let mut quantized_parity = None;
     let mut sensitivity = Vec::new();
     let mut int8_difference = None;
+    // Reduced precision is checked on real slices when there are some: random inputs
+    // exaggerate quantization error.
+    let random = if extra.is_empty() { 2 } else { 0 };
     let format = opts.precision.weight_format();
     if format != onnx::WeightFormat::F32 {
         let (p, t) = build(format, &mut card)?;
-        // Real slices when there are some: random inputs exaggerate quantization error.
-        let random = if extra.is_empty() { 2 } else { 0 };
         let q = parity::check_parity(&model, &t, &extra, random, device)?;
         if q.relative > parity::QUANTIZED_TOLERANCE {
             bail!(
@@ -266,13 +267,7 @@ pub fn export<B: Backend>(
         card.weights_sha256 = onnx_io::weights_sha256(&proto);
         onnx_io::write_card(&mut proto, &card);
         let t = Segmenter::from_bytes(&onnx_io::encode(&proto), &out.display().to_string())?;
-        let p = parity::check_parity(
-            &model,
-            &t,
-            &extra,
-            if extra.is_empty() { 2 } else { 0 },
-            device,
-        )?;
+        let p = parity::check_parity(&model, &t, &extra, random, device)?;
         if p.mask_disagreement > INT8_MASK_LIMIT {
             bail!(
                 "refusing to write {}: the int8 model classes {:.2}% of the parity images' pixels differently from Burn (limit {:.0}%); keep the most sensitive convolutions in f32 (--keep-float, or a lower --sensitivity-limit)",
@@ -303,12 +298,15 @@ pub fn export<B: Backend>(
             let samples = &evenly_spaced(samples, opts.max_test_images);
             let key = format!("{domain}/test");
             tracing::info!(split = %key, images = samples.len(), "scoring the exported model");
-            let summary = medseg_runtime::evaluate::evaluate_split(
-                samples,
-                &ds.classes,
-                |img| Ok(tract.segment(img)?.prediction.mask),
-                || {},
-            )?;
+            let score = |seg: &Segmenter| {
+                medseg_runtime::evaluate::evaluate_split(
+                    samples,
+                    &ds.classes,
+                    |img| Ok(seg.segment(img)?.prediction.mask),
+                    || {},
+                )
+            };
+            let summary = score(tract)?;
             let burn = if opts.compare_burn {
                 let loaded = load_split(samples, ds.classes.len(), &spec, true, &key)?;
                 let s = score_split(&model, &loaded, &spec, &ds.classes, 8, false, device)?;
@@ -319,13 +317,7 @@ pub fn export<B: Backend>(
             dice.insert(key.clone(), (foreground_means(&summary).0, burn));
             card.metrics.insert(key.clone(), card_metrics(&summary));
             if let Some(c) = card.calibration.as_mut() {
-                let before = medseg_runtime::evaluate::evaluate_split(
-                    samples,
-                    &ds.classes,
-                    |img| Ok(f32_tract.segment(img)?.prediction.mask),
-                    || {},
-                )?;
-                c.f32_metrics.insert(key, card_metrics(&before));
+                c.f32_metrics.insert(key, card_metrics(&score(&f32_tract)?));
             }
         }
     }

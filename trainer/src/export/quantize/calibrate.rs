@@ -169,12 +169,7 @@ pub fn observe(
     inputs: &[Vec<f32>],
 ) -> anyhow::Result<Vec<Observed>> {
     anyhow::ensure!(!inputs.is_empty(), "no calibration images");
-    let plan = tract_onnx::onnx()
-        .model_for_proto_model(proto)
-        .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
-        .and_then(|m| m.with_outputs_by_name(tensors))
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
+    let plan = super::tract_plan(proto, shape, Some(tensors))
         .context("preparing the f32 graph for calibration in tract")?;
     let run = |x: &Vec<f32>| -> anyhow::Result<TVec<TValue>> {
         let t = Tensor::from_shape(&shape, x)?;

@@ -109,18 +109,29 @@ pub fn quantize_static(
     })
 }
 
+/// `proto` prepared by tract for input `shape`, with the tensors named in `outputs` as its
+/// outputs instead of the graph's when given.
+pub(super) fn tract_plan(
+    proto: &pb::ModelProto,
+    shape: [usize; 4],
+    outputs: Option<&[String]>,
+) -> TractResult<Arc<TypedRunnableModel>> {
+    let mut model = tract_onnx::onnx()
+        .model_for_proto_model(proto)?
+        .with_input_fact(0, f32::fact(shape).into())?;
+    if let Some(names) = outputs {
+        model = model.with_outputs_by_name(names)?;
+    }
+    model.into_optimized()?.into_runnable()
+}
+
 /// Logits of `proto` for every input.
 pub fn run_all(
     proto: &pb::ModelProto,
     shape: [usize; 4],
     inputs: &[Vec<f32>],
 ) -> anyhow::Result<Vec<Vec<f32>>> {
-    let plan = tract_onnx::onnx()
-        .model_for_proto_model(proto)
-        .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .context("preparing a quantized graph in tract")?;
+    let plan = tract_plan(proto, shape, None).context("preparing a quantized graph in tract")?;
     inputs
         .iter()
         .map(|x| {

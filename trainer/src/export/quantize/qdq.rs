@@ -10,8 +10,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use medseg_models::graph::Weights;
 use medseg_runtime::onnx::pb;
 use pb::tensor_proto::DataType;
+
+use crate::export::onnx::{f32_tensor, i8_tensor, int, quantize_per_channel};
 
 /// A convolution the rewrite can quantize: weights from an initializer.
 #[derive(Debug, Clone)]
@@ -199,46 +202,26 @@ pub fn rewrite(
         let w = inits
             .get(&s.weight)
             .ok_or_else(|| anyhow::anyhow!("{}: weight {} not found", s.name, s.weight))?;
-        let (shape, data) = f32_data(w)?;
-        let (wq, wscale) = quantize_weight_per_channel(&shape, &data, 0);
-        let prefix = &s.name;
-        let names = [
-            format!("{prefix}.weight_q"),
-            format!("{prefix}.weight_scale"),
-            format!("{prefix}.weight_zero"),
-        ];
-        new_inits.push(tensor_i8(&names[0], &shape, &wq));
-        new_inits.push(tensor_f32(&names[1], &[wscale.len()], &wscale));
-        new_inits.push(tensor_i8(
-            &names[2],
-            &[wscale.len()],
-            &vec![0; wscale.len()],
-        ));
-        let w_dq = format!("{prefix}.weight_dq");
-        head.push(node(
-            &format!("{prefix}.weight_dequantize"),
-            "DequantizeLinear",
-            names.to_vec(),
-            vec![w_dq.clone()],
-            vec![int_attr("axis", 0)],
-        ));
+        let (w_dq, wscale) = int8_weight(&s.name, &f32_data(w)?, 0, &mut new_inits, &mut head);
         let mut inputs = vec![dq_name(&s.input), w_dq];
         if let Some(b) = &s.bias {
-            let (_, bias) = f32_data(&inits[b])?;
+            let bias = f32_data(&inits[b])?;
             let sx = quantized[&s.input].1.scale;
             let scales: Vec<f32> = wscale.iter().map(|sw| sx * sw).collect();
             let bq: Vec<i32> = bias
+                .data
                 .iter()
                 .zip(&scales)
                 .map(|(b, s)| (b / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32)
                 .collect();
+            let prefix = &s.name;
             let names = [
                 format!("{prefix}.bias_q"),
                 format!("{prefix}.bias_scale"),
                 format!("{prefix}.bias_zero"),
             ];
             new_inits.push(tensor_i32(&names[0], &bq));
-            new_inits.push(tensor_f32(&names[1], &[scales.len()], &scales));
+            new_inits.push(named(&names[1], f32_tensor(&[scales.len()], &scales)));
             new_inits.push(tensor_i32(&names[2], &vec![0; scales.len()]));
             let b_dq = format!("{prefix}.bias_dq");
             head.push(node(
@@ -246,7 +229,7 @@ pub fn rewrite(
                 "DequantizeLinear",
                 names.to_vec(),
                 vec![b_dq.clone()],
-                vec![int_attr("axis", 0)],
+                vec![int("axis", 0)],
             ));
             inputs.push(b_dq);
         }
@@ -264,29 +247,7 @@ pub fn rewrite(
         let Some(w) = inits.get(&n.input[1]) else {
             continue;
         };
-        let (shape, data) = f32_data(w)?;
-        let (wq, wscale) = quantize_weight_per_channel(&shape, &data, 1);
-        let prefix = &n.name;
-        let names = [
-            format!("{prefix}.weight_q"),
-            format!("{prefix}.weight_scale"),
-            format!("{prefix}.weight_zero"),
-        ];
-        new_inits.push(tensor_i8(&names[0], &shape, &wq));
-        new_inits.push(tensor_f32(&names[1], &[wscale.len()], &wscale));
-        new_inits.push(tensor_i8(
-            &names[2],
-            &[wscale.len()],
-            &vec![0; wscale.len()],
-        ));
-        let w_dq = format!("{prefix}.weight_dq");
-        head.push(node(
-            &format!("{prefix}.weight_dequantize"),
-            "DequantizeLinear",
-            names.to_vec(),
-            vec![w_dq.clone()],
-            vec![int_attr("axis", 1)],
-        ));
+        let (w_dq, _) = int8_weight(&n.name, &f32_data(w)?, 1, &mut new_inits, &mut head);
         deconv_inputs.insert(i, w_dq);
     }
 
@@ -333,28 +294,40 @@ pub fn rewrite(
     Ok(proto)
 }
 
-/// Symmetric int8 per slice of `axis` (the output channels): scale = max|w| / 127.
-fn quantize_weight_per_channel(shape: &[usize], data: &[f32], axis: usize) -> (Vec<i8>, Vec<f32>) {
-    let channels = shape[axis];
-    let inner: usize = shape[axis + 1..].iter().product();
-    let channel_of = |i: usize| (i / inner.max(1)) % channels;
-    let mut max = vec![0f32; channels];
-    for (i, v) in data.iter().enumerate() {
-        max[channel_of(i)] = max[channel_of(i)].max(v.abs());
-    }
-    let scales: Vec<f32> = max
-        .iter()
-        .map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 })
-        .collect();
-    let q = data
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v / scales[channel_of(i)]).round().clamp(-127.0, 127.0) as i8)
-        .collect();
-    (q, scales)
+/// `w` as int8 per slice of `axis` (its output channels) behind a DequantizeLinear under
+/// `prefix`: the initializers go to `inits`, the node to `nodes`. Returns the dequantized
+/// tensor's name and the per-channel scales.
+fn int8_weight(
+    prefix: &str,
+    w: &Weights,
+    axis: usize,
+    inits: &mut Vec<pb::TensorProto>,
+    nodes: &mut Vec<pb::NodeProto>,
+) -> (String, Vec<f32>) {
+    let (q, scales) = quantize_per_channel(w, axis);
+    let names = [
+        format!("{prefix}.weight_q"),
+        format!("{prefix}.weight_scale"),
+        format!("{prefix}.weight_zero"),
+    ];
+    inits.push(named(&names[0], i8_tensor(&w.shape, &q)));
+    inits.push(named(&names[1], f32_tensor(&[scales.len()], &scales)));
+    inits.push(named(
+        &names[2],
+        i8_tensor(&[scales.len()], &vec![0; scales.len()]),
+    ));
+    let dq = format!("{prefix}.weight_dq");
+    nodes.push(node(
+        &format!("{prefix}.weight_dequantize"),
+        "DequantizeLinear",
+        names.to_vec(),
+        vec![dq.clone()],
+        vec![int("axis", axis as i64)],
+    ));
+    (dq, scales)
 }
 
-fn f32_data(t: &pb::TensorProto) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
+fn f32_data(t: &pb::TensorProto) -> anyhow::Result<Weights> {
     anyhow::ensure!(
         t.data_type == DataType::Float as i32,
         "initializer {} is not f32 (export the f32 graph before quantizing)",
@@ -368,7 +341,10 @@ fn f32_data(t: &pb::TensorProto) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect()
     };
-    Ok((t.dims.iter().map(|&d| d as usize).collect(), data))
+    Ok(Weights {
+        shape: t.dims.iter().map(|&d| d as usize).collect(),
+        data,
+    })
 }
 
 fn node(
@@ -388,12 +364,10 @@ fn node(
     }
 }
 
-fn int_attr(name: &str, v: i64) -> pb::AttributeProto {
-    pb::AttributeProto {
+fn named(name: &str, t: pb::TensorProto) -> pb::TensorProto {
+    pb::TensorProto {
         name: name.into(),
-        i: v,
-        r#type: pb::attribute_proto::AttributeType::Int as i32,
-        ..Default::default()
+        ..t
     }
 }
 
@@ -413,24 +387,6 @@ fn scalar_f32(name: &str, v: f32) -> pb::TensorProto {
 
 fn scalar_u8(name: &str, v: u8) -> pb::TensorProto {
     raw(name, &[], DataType::Uint8, vec![v])
-}
-
-fn tensor_f32(name: &str, dims: &[usize], v: &[f32]) -> pb::TensorProto {
-    raw(
-        name,
-        dims,
-        DataType::Float,
-        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-    )
-}
-
-fn tensor_i8(name: &str, dims: &[usize], v: &[i8]) -> pb::TensorProto {
-    raw(
-        name,
-        dims,
-        DataType::Int8,
-        v.iter().map(|&x| x as u8).collect(),
-    )
 }
 
 fn tensor_i32(name: &str, v: &[i32]) -> pb::TensorProto {
@@ -459,7 +415,11 @@ mod tests {
 
     #[test]
     fn per_channel_weights_use_each_channels_own_scale() {
-        let (q, s) = quantize_weight_per_channel(&[2, 2], &[0.5, -1.0, 10.0, 5.0], 0);
+        let w = Weights {
+            shape: vec![2, 2],
+            data: vec![0.5, -1.0, 10.0, 5.0],
+        };
+        let (q, s) = quantize_per_channel(&w, 0);
         assert_eq!(q, vec![64, -127, 127, 64]);
         assert!((s[0] - 1.0 / 127.0).abs() < 1e-7 && (s[1] - 10.0 / 127.0).abs() < 1e-7);
     }
