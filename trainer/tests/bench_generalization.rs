@@ -1,7 +1,7 @@
 //! `medseg-train bench-generalization` end to end at a toy size: the two methods that start
 //! from a pre-training (SSL, and SAS with augmentation and STN too), each exported and scored
 //! on every test domain, the report and figure written, and a second invocation reusing the
-//! finished runs.
+//! finished runs; then `stn-report` on the SAS run.
 
 use std::path::Path;
 use std::process::Command;
@@ -94,4 +94,39 @@ fn ssl_and_sas_train_from_their_pretraining_and_are_scored_everywhere() {
         "{again}"
     );
     assert!(!again.contains("contrastive pre-training"), "{again}");
+
+    // The transformer's moves on every test domain (SAS has one, SSL alone has none).
+    let sas = runs.join("sas-s1");
+    let text = medseg_train(&[
+        "stn-report",
+        "--run",
+        s(&sas),
+        "--data",
+        s(&data),
+        "--max-images",
+        "2",
+    ]);
+    assert!(text.contains("| xh | 2 |"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sas.join("stn_transforms.json")).unwrap()).unwrap();
+    let domains: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["domain"].as_str().unwrap())
+        .collect();
+    for d in ["phone", "xh", "zs-big", "zs-small"] {
+        assert!(domains.contains(&d), "{d} not in {domains:?}");
+    }
+    let scale = json[0]["scale"]["median"].as_f64().unwrap();
+    assert!(scale.is_finite() && scale > 0.0, "{json}");
+    let out = Command::new(env!("CARGO_BIN_EXE_medseg-train"))
+        .args(["stn-report", "--run", s(&runs.join("ssl-s1")), "--data", s(&data)])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("without a spatial transformer"),
+        "{err}"
+    );
 }

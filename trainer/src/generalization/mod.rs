@@ -7,6 +7,7 @@
 
 pub mod figure;
 pub mod report;
+pub mod transforms;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +25,7 @@ use serde::{Deserialize, Serialize};
     Deserialize,
     clap::ValueEnum,
 )]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// The plain model with the default training augmentation (flips, small intensity jitter).
     Baseline,
@@ -36,15 +37,32 @@ pub enum Method {
     Ssl,
     /// All three.
     Sas,
+    /// Ablation: SAS without the self-supervised start (augmentation + STN).
+    AugStn,
+    /// Ablation: SAS without the spatial transformer (augmentation + SSL).
+    AugSsl,
 }
 
 impl Method {
+    /// The five of JMedSeg's figure: what the benchmark runs by default.
     pub const ALL: [Method; 5] = [
         Method::Baseline,
         Method::Aug,
         Method::Stn,
         Method::Ssl,
         Method::Sas,
+    ];
+
+    /// Every method, in the order tables list them: the five, then SAS less one of its parts
+    /// (`--methods aug-stn,aug-ssl`), which tell which part helps or hurts the whole.
+    pub const EVERY: [Method; 7] = [
+        Method::Baseline,
+        Method::Aug,
+        Method::Stn,
+        Method::Ssl,
+        Method::Sas,
+        Method::AugStn,
+        Method::AugSsl,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +72,8 @@ impl Method {
             Method::Stn => "stn",
             Method::Ssl => "ssl",
             Method::Sas => "sas",
+            Method::AugStn => "aug-stn",
+            Method::AugSsl => "aug-ssl",
         }
     }
 
@@ -65,19 +85,24 @@ impl Method {
             Method::Stn => "+ STN",
             Method::Ssl => "+ SSL",
             Method::Sas => "SAS (all three)",
+            Method::AugStn => "SAS without SSL (aug + STN)",
+            Method::AugSsl => "SAS without STN (aug + SSL)",
         }
     }
 
     pub fn augments(self) -> bool {
-        matches!(self, Method::Aug | Method::Sas)
+        matches!(
+            self,
+            Method::Aug | Method::Sas | Method::AugStn | Method::AugSsl
+        )
     }
 
     pub fn transforms(self) -> bool {
-        matches!(self, Method::Stn | Method::Sas)
+        matches!(self, Method::Stn | Method::Sas | Method::AugStn)
     }
 
     pub fn pretrains(self) -> bool {
-        matches!(self, Method::Ssl | Method::Sas)
+        matches!(self, Method::Ssl | Method::Sas | Method::AugSsl)
     }
 }
 
@@ -171,6 +196,15 @@ mod tests {
         assert_eq!(parts(Method::Stn), (false, true, false));
         assert_eq!(parts(Method::Ssl), (false, false, true));
         assert_eq!(parts(Method::Sas), (true, true, true));
+        assert_eq!(parts(Method::AugStn), (true, true, false));
+        assert_eq!(parts(Method::AugSsl), (true, false, true));
+        // Run folders and flags use the same names.
+        use clap::ValueEnum;
+        for m in Method::EVERY {
+            let flag = m.to_possible_value().unwrap();
+            assert_eq!(flag.get_name(), m.name());
+            assert_eq!(serde_json::to_value(m).unwrap(), m.name());
+        }
     }
 
     #[test]

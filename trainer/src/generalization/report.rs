@@ -47,7 +47,7 @@ pub const FULL_SIZE_GPU: &str = "`cargo build --release -p medseg-trainer --feat
 
 pub fn render(ctx: &ReportContext, results: &[RunResult], source_domain: &str) -> String {
     let domains = domains(results);
-    let methods: Vec<Method> = Method::ALL
+    let methods: Vec<Method> = Method::EVERY
         .into_iter()
         .filter(|m| results.iter().any(|r| r.method == *m))
         .collect();
@@ -225,6 +225,17 @@ fn verdict(results: &[RunResult], source: &str) -> Vec<String> {
                 "{} alone moves phone-capture Dice by {:+.3} from the baseline.",
                 m.label().trim_start_matches("+ "),
                 x.mean - b.mean
+            ));
+        }
+    }
+    for (m, part) in [(Method::AugStn, "SSL"), (Method::AugSsl, "the STN")] {
+        if let (Some(s), Some(x)) = (get(Method::Sas, phone), get(m, phone)) {
+            out.push(format!(
+                "SAS without {part} scores {:.3} on phone captures against SAS's {:.3} \
+                 (removing it moves Dice by {:+.3}).",
+                x.mean,
+                s.mean,
+                x.mean - s.mean
             ));
         }
     }

@@ -32,7 +32,8 @@ use crate::{cmd_pretrain, cmd_train};
 ///   (same as --out runs/generalization --seeds 1,2,3 --epochs 2 --max-steps-per-epoch 60)
 #[derive(clap::Args)]
 pub struct Args {
-    /// Methods to compare, comma separated [default: all five].
+    /// Methods to compare, comma separated [default: the five of JMedSeg's figure; aug-stn and
+    /// aug-ssl are SAS less one part].
     #[arg(long, value_enum, value_delimiter = ',')]
     methods: Option<Vec<Method>>,
     /// Seeds; every method trains once per seed.
@@ -291,7 +292,7 @@ fn draw_figure(args: &Args, results: &[RunResult]) -> anyhow::Result<Option<Stri
     let img = figure::crop(&load_image(&photo)?, args.photo_crop, &source)?;
     let rgb = img.to_rgb8();
     let mut panels = vec![("phone photo".to_string(), rgb.clone())];
-    for method in Method::ALL {
+    for method in Method::EVERY {
         let Some(first) = results.iter().find(|r| r.method == method) else {
             continue;
         };
@@ -335,6 +336,8 @@ fn describe(method: Method, train: &cmd_train::Args) -> String {
                         source domain's training images (no labels)"
             .into(),
         Method::Sas => "augmentation + STN + SSL together".into(),
+        Method::AugStn => "augmentation + STN, trained from random weights (SAS less SSL)".into(),
+        Method::AugSsl => "augmentation + SSL, no transformer (SAS less the STN)".into(),
     }
 }
 

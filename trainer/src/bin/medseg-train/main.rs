@@ -8,6 +8,7 @@ mod cmd_import;
 mod cmd_models;
 mod cmd_pretrain;
 mod cmd_probe;
+mod cmd_stn_report;
 mod cmd_synth;
 mod cmd_train;
 mod cmd_zoo_bench;
@@ -35,6 +36,7 @@ enum Command {
     Train(cmd_train::Args),
     Pretrain(cmd_pretrain::Args),
     Probe(cmd_probe::Args),
+    StnReport(cmd_stn_report::Args),
     AugmentPreview(cmd_augment_preview::Args),
     Export(cmd_export::Args),
     // Boxed: the import flags (every format's) make this variant far larger than the rest.
@@ -74,6 +76,7 @@ fn main() {
             .and_then(|()| cmd_train::run(a)),
         Command::Pretrain(a) => cmd_pretrain::run(a),
         Command::Probe(a) => cmd_probe::run(a),
+        Command::StnReport(a) => cmd_stn_report::run(a),
         Command::AugmentPreview(a) => cmd_augment_preview::run(a),
         Command::Export(a) => cmd_export::run(a),
         Command::Import(a) => typed("import")
