@@ -14,6 +14,7 @@ use crate::card::ModelCard;
 use crate::cleanup::Cleanup;
 use crate::error::RuntimeError;
 use crate::onnx;
+use crate::package::{Form, Package, package_of};
 use crate::postprocess::{Prediction, logits_to_prediction};
 use crate::preprocess::{mirror_rows, to_model_input};
 
@@ -75,9 +76,9 @@ pub struct Segmentation {
 }
 
 impl Segmenter {
+    /// Loads an ONNX file, a package folder or a package's NNEF file ([`Self::from_path`]).
     pub fn from_file(path: &Path) -> Result<Self, RuntimeError> {
-        let bytes = std::fs::read(path).map_err(|e| RuntimeError::io(path, e))?;
-        Self::from_bytes(&bytes, &path.display().to_string())
+        Self::from_path(path, &LoadOptions::default())
     }
 
     /// Loads ONNX bytes; `source` names the model in errors. Refuses models whose weights do
@@ -108,7 +109,6 @@ impl Segmenter {
         source: &str,
         options: &LoadOptions,
     ) -> Result<Self, RuntimeError> {
-        let threads = options.threads;
         let proto = onnx::decode(bytes, source)?;
         let card = onnx::read_card(&proto, source)?;
         let actual = onnx::weights_sha256(&proto);
@@ -122,12 +122,70 @@ impl Segmenter {
                 ),
             });
         }
+        let spec = &card.input;
+        let shape = [1, spec.channels, spec.height, spec.width];
+        Self::prepare(card, source, options, || {
+            tract_onnx::onnx()
+                .model_for_proto_model(&proto)
+                .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
+                .and_then(|m| m.into_typed())
+        })
+    }
+
+    /// Loads a model package (`export --package`): the NNEF archive by default, or the ONNX
+    /// file; either is read only after its sha256 matched card.json.
+    pub fn from_package(
+        dir: &Path,
+        form: Form,
+        options: &LoadOptions,
+    ) -> Result<Self, RuntimeError> {
+        let package = Package::open(dir)?;
+        let bytes = package.read(form)?;
+        let source = package.path(form).display().to_string();
+        match form {
+            Form::Onnx => {
+                let loaded = Self::from_bytes_with_options(&bytes, &source, options)?;
+                if loaded.card != package.manifest.card {
+                    return Err(RuntimeError::BadModel {
+                        path: source,
+                        reason: format!(
+                            "its embedded card differs from the package's {}",
+                            crate::package::MANIFEST_FILE
+                        ),
+                    });
+                }
+                Ok(loaded)
+            }
+            Form::Nnef => Self::prepare(package.manifest.card, &source, options, || {
+                crate::package::nnef().model_for_read(&mut &bytes[..])
+            }),
+        }
+    }
+
+    /// Loads what `path` names: a package folder, a package's NNEF file, or an ONNX file.
+    pub fn from_path(path: &Path, options: &LoadOptions) -> Result<Self, RuntimeError> {
+        match package_of(path) {
+            Some((dir, form)) => Self::from_package(&dir, form, options),
+            None => {
+                let bytes = std::fs::read(path).map_err(|e| RuntimeError::io(path, e))?;
+                Self::from_bytes_with_options(&bytes, &path.display().to_string(), options)
+            }
+        }
+    }
+
+    /// Optimizes the typed graph `build` makes for this machine (under `options`' knobs) and
+    /// checks that it outputs what `card` describes.
+    fn prepare(
+        card: ModelCard,
+        source: &str,
+        options: &LoadOptions,
+        build: impl FnOnce() -> TractResult<TypedModel>,
+    ) -> Result<Self, RuntimeError> {
         let fail = |e: TractError| RuntimeError::BadModel {
             path: source.to_string(),
             reason: format!("tract cannot prepare it: {e:#}"),
         };
         let spec = &card.input;
-        let shape = [1, spec.channels, spec.height, spec.width];
         // Knobs steer tract's choice of kernels while it optimizes the graph: a scope entered
         // around the optimization applies them to this model only.
         let knobs = KnobScope::new(
@@ -142,11 +200,9 @@ impl Segmenter {
         })?;
         let plan = knobs
             .enter(|| {
-                tract_onnx::onnx()
-                    .model_for_proto_model(&proto)
-                    .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
+                build()
                     .and_then(|m| m.into_optimized())
-                    .and_then(|m| m.into_runnable_with_options(&run_options(threads)))
+                    .and_then(|m| m.into_runnable_with_options(&run_options(options.threads)))
             })
             .map_err(fail)?;
         // Post-processing reads the logits as [classes, h, w] of the card: a card that does
@@ -166,9 +222,20 @@ impl Segmenter {
                 ),
             });
         }
+        let input = plan.model().input_fact(0).map_err(fail)?;
+        let needed = [1, spec.channels, spec.height, spec.width];
+        if input.shape.as_concrete() != Some(&needed[..]) {
+            return Err(RuntimeError::BadModel {
+                path: source.to_string(),
+                reason: format!(
+                    "the graph takes {:?}, but the card's input is {needed:?}",
+                    input.shape
+                ),
+            });
+        }
         tracing::info!(
             model = source,
-            input = ?shape,
+            input = ?needed,
             classes = card.classes.len(),
             quantization = %card.quantization,
             "model loaded and optimized by tract"

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod onnx;
 pub mod outputs;
+pub mod package;
 pub mod postprocess;
 pub mod preprocess;
 pub mod review;

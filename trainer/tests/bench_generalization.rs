@@ -121,7 +121,13 @@ fn ssl_and_sas_train_from_their_pretraining_and_are_scored_everywhere() {
     let scale = json[0]["scale"]["median"].as_f64().unwrap();
     assert!(scale.is_finite() && scale > 0.0, "{json}");
     let out = Command::new(env!("CARGO_BIN_EXE_medseg-train"))
-        .args(["stn-report", "--run", s(&runs.join("ssl-s1")), "--data", s(&data)])
+        .args([
+            "stn-report",
+            "--run",
+            s(&runs.join("ssl-s1")),
+            "--data",
+            s(&data),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -11,8 +11,9 @@ pub const EMBEDDED: &str = "the embedded demo model";
 
 #[derive(clap::Args)]
 pub struct ModelArg {
-    /// Exported model (.onnx with a medseg model card) [default: the embedded demo model, a
-    /// UNet trained on the lumbar CT phantom].
+    /// Exported model: an .onnx file with a medseg model card, or a package folder
+    /// (`export --package`; its NNEF file is run, after its checksum is verified) [default:
+    /// the embedded demo model, a UNet trained on the lumbar CT phantom].
     #[arg(long)]
     pub model: Option<PathBuf>,
 }
@@ -24,11 +25,7 @@ impl ModelArg {
 
     pub fn load_with(&self, options: &LoadOptions) -> anyhow::Result<Segmenter> {
         Ok(match &self.model {
-            Some(path) => {
-                let bytes =
-                    std::fs::read(path).map_err(|e| medseg_runtime::RuntimeError::io(path, e))?;
-                Segmenter::from_bytes_with_options(&bytes, &path.display().to_string(), options)?
-            }
+            Some(path) => Segmenter::from_path(path, options)?,
             None => Segmenter::from_bytes_with_options(MODEL, EMBEDDED, options)?,
         })
     }

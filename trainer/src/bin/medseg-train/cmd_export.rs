@@ -1,24 +1,36 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 
 use medseg_runtime::Cleanup;
+use medseg_runtime::package::{self, Package};
 use medseg_trainer::backend;
 use medseg_trainer::export::quantize::{Calibration, QuantizeOptions};
 use medseg_trainer::export::{
     DEFAULT_SENSITIVITY_LIMIT, ExportOptions, Int8Options, Precision, export,
 };
 
-/// Export a trained run to ONNX with its model card; refuses to write a model whose tract
-/// logits differ from Burn's.
+/// Export a trained run to ONNX with its model card, or to a package for a device (the ONNX
+/// file, the same graph as a tract NNEF archive, and card.json with the sha256 of each);
+/// refuses to write a model whose tract logits differ from Burn's.
 ///
 /// Example: medseg-train export --run runs/unet --out unet.onnx
-///          medseg-train export --run runs/unet --out unet-int8.onnx --precision int8
+///          medseg-train export --run runs/unet --package unet-int8/ --precision int8
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["out", "package"])))]
 pub struct Args {
     #[arg(long)]
     run: PathBuf,
+    /// The ONNX file to write.
     #[arg(long)]
-    out: PathBuf,
-    /// Replace --out when it exists (otherwise an existing model is never overwritten).
+    out: Option<PathBuf>,
+    /// A package folder to write instead of one ONNX file: model.onnx, model.nnef.tgz (loads
+    /// without ONNX parsing) and card.json (the card, the precision, each file's sha256).
+    /// `medseg --model DIR` runs it after checking the checksums.
+    #[arg(long, value_name = "DIR")]
+    package: Option<PathBuf>,
+    /// Replace --out (or the --package folder) when it exists (otherwise an existing model is
+    /// never overwritten).
     #[arg(long)]
     force: bool,
     /// Which checkpoint: best (by validation Dice) or last.
@@ -73,10 +85,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     // Checked before the minutes of parity checks and scoring, not after them.
-    if args.out.exists() && !args.force {
+    let target = args
+        .out
+        .as_ref()
+        .or(args.package.as_ref())
+        .context("--out or --package")?;
+    if target.exists() && !args.force {
         anyhow::bail!(
-            "{} already exists; pass --force to replace it, or choose another --out",
-            args.out.display()
+            "{} already exists; pass --force to replace it, or choose another {}",
+            target.display(),
+            if args.out.is_some() {
+                "--out"
+            } else {
+                "--package"
+            }
+        );
+    }
+    if let Some(dir) = &args.package
+        && dir.exists()
+        && !Package::is_package(dir)
+    {
+        anyhow::bail!(
+            "{} exists and is not a medseg package (no {}): --force replaces packages only",
+            dir.display(),
+            package::MANIFEST_FILE
         );
     }
     let precision = match args.weights.as_deref() {
@@ -106,16 +138,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             fill_holes: args.fill_holes,
         },
     };
-    let report = export::<backend::Inner>(&args.run, &args.out, &opts, &backend::device())?;
+    // A package's ONNX file is exported beside it first, then packaged.
+    let staging = match &args.package {
+        Some(dir) => Some(staging_dir(dir)?),
+        None => None,
+    };
+    let onnx_path = match (&staging, &args.out) {
+        (Some(tmp), _) => tmp.path().join(package::ONNX_FILE),
+        (None, Some(out)) => out.clone(),
+        (None, None) => unreachable!("clap requires --out or --package"),
+    };
+    let report = export::<backend::Inner>(&args.run, &onnx_path, &opts, &backend::device())?;
     // Where rounding sensitivity loosened the f32 limit, the f64 agreement is what vouches
     // for the graph.
     let f64_note = match report.parity.f64_relative {
         Some(d) => format!("; in f64 {d:.1e}"),
         None => String::new(),
     };
+    let written = match &args.package {
+        Some(dir) => write_package(dir, &onnx_path, precision, args.force)?,
+        None => onnx_path.display().to_string(),
+    };
     println!(
-        "wrote {} ({:.2} MB); Burn/tract parity {:.2e} of the logit range (max abs {:.2e}; the model's own sensitivity to rounding {:.1e}{f64_note}; {:.3}% of pixels classed differently)",
-        args.out.display(),
+        "wrote {written} ({:.2} MB); Burn/tract parity {:.2e} of the logit range (max abs {:.2e}; the model's own sensitivity to rounding {:.1e}{f64_note}; {:.3}% of pixels classed differently)",
         report.bytes as f64 / 1e6,
         report.parity.relative,
         report.parity.max_abs_diff,
@@ -160,4 +205,62 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A scratch folder beside the package `dir` (same file system, so the final rename is atomic).
+fn staging_dir(dir: &Path) -> anyhow::Result<tempfile::TempDir> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    tempfile::Builder::new()
+        .prefix(".medseg-export-")
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a scratch folder in {}", parent.display()))
+}
+
+/// Packages the exported `onnx` file into `dir`, replacing an existing package only with
+/// `force` and only once the new one is complete. Returns what was written, for the summary.
+fn write_package(
+    dir: &Path,
+    onnx: &Path,
+    precision: Precision,
+    force: bool,
+) -> anyhow::Result<String> {
+    use clap::ValueEnum;
+    let bytes = std::fs::read(onnx).with_context(|| format!("reading {}", onnx.display()))?;
+    let precision = precision
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default();
+    let source = dir.join(package::ONNX_FILE).display().to_string();
+    let replacing = force && dir.exists();
+    let target = if replacing {
+        staging_dir(dir)?.keep().join("package")
+    } else {
+        dir.to_path_buf()
+    };
+    let manifest = package::write(&target, &bytes, &source, &precision)?;
+    if replacing {
+        // The new package is complete: only now does the old one go.
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("removing the old {}", dir.display()))?;
+        std::fs::rename(&target, dir)
+            .with_context(|| format!("moving the new package to {}", dir.display()))?;
+        if let Some(scratch) = target.parent() {
+            let _ = std::fs::remove_dir(scratch);
+        }
+    }
+    let files: Vec<String> = manifest
+        .files
+        .iter()
+        .map(|(name, f)| format!("{name} {:.2} MB", f.bytes as f64 / 1e6))
+        .collect();
+    Ok(format!(
+        "{} ({}, {})",
+        dir.display(),
+        files.join(", "),
+        package::MANIFEST_FILE
+    ))
 }
