@@ -191,3 +191,44 @@ fn the_sensitivity_limit_decides_which_layers_stay_in_f32() {
     let q = quantize_static(&proto, SHAPE, 2, &calib, &opts).unwrap();
     assert_eq!(q.quantized, q.convolutions, "no layer changes every pixel");
 }
+
+#[test]
+fn int8_package_nnef_form_computes_what_the_onnx_file_does() {
+    use medseg_runtime::package::{self, Form};
+    let (_, proto, _) = export(WeightFormat::F32);
+    let calib = images(4);
+    let q = quantize_static(&proto, SHAPE, 2, &calib, &options(Calibration::Percentile)).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("int8");
+    package::write(&dir, &encode(&q.proto), "int8.onnx", "int8").unwrap();
+    // The activations' QuantizeLinear / DequantizeLinear, which tract cannot write as NNEF,
+    // were rewritten into its element-wise operators.
+    // (The archive is an uncompressed tar: graph.nnef's text is in it as written.)
+    let archive = std::fs::read(dir.join(package::NNEF_FILE)).unwrap();
+    let has = |s: &str| archive.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(
+        has("round_even") && has("u8"),
+        "no quantization steps in the NNEF graph"
+    );
+    let options = medseg_runtime::LoadOptions {
+        threads: 1,
+        ..Default::default()
+    };
+    let nnef = medseg_runtime::Segmenter::from_package(&dir, Form::Nnef, &options).unwrap();
+    let expected = run_all(&q.proto, SHAPE, &calib).unwrap();
+    for (x, want) in calib.iter().zip(&expected) {
+        let got = nnef.logits(x.clone()).unwrap();
+        let range = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        // Same quantization steps; only the float kernels' summation order may differ, and
+        // a sum that lands on a rounding boundary moves one step (one scale, well under 5%).
+        assert!(
+            worst <= 0.05 * range,
+            "NNEF logits differ by {worst} of {range}"
+        );
+    }
+}
