@@ -1,7 +1,8 @@
 //! Every architecture in the registry table, with no test code of its own: its tiny
 //! configuration trains a few steps on the CPU with a falling loss, exports to ONNX, runs in
 //! tract with Burn's logits (1e-4 of the logit range), segments an image of another size with
-//! the runtime, and refuses an input size it cannot take; and the same behind a spatial
+//! the runtime, quantizes to int8 (QDQ) and packages (its NNEF form giving the ONNX file's
+//! logits), and refuses an input size it cannot take; and the same behind a spatial
 //! transformer. `MEDSEG_ZOO_ONLY=unet,attunet` limits both to the named members (while one is
 //! being written); unset, every member runs.
 
@@ -10,9 +11,12 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::{Tensor, TensorData};
 use medseg_models::{Architecture, SegModel, StnConfig};
-use medseg_runtime::InputSpec;
+use medseg_runtime::onnx::{encode, pb};
+use medseg_runtime::package::{self, Form};
+use medseg_runtime::{InputSpec, LoadOptions, Segmenter};
 use medseg_trainer::export::onnx::WeightFormat;
 use medseg_trainer::export::parity::{F64_TOLERANCE, PARITY_TOLERANCE, check_f64, check_parity};
+use medseg_trainer::export::quantize::{Calibration, QuantizeOptions, quantize_static};
 use medseg_trainer::export::{bare_card, build_onnx};
 use medseg_trainer::losses::{CompoundLoss, LossSpec};
 use medseg_trainer::objective::{Batch, Objective, Supervised, Target};
@@ -147,6 +151,8 @@ fn trains_exports_and_segments(arch: Architecture) {
         "{name}"
     );
 
+    int8_and_package(name, &proto, s, &data);
+
     // A size the network cannot take is refused by name before anything is built.
     if arch.size_multiple() > 1 {
         let err = arch.check_input_size(s + 1, s).unwrap_err().to_string();
@@ -155,6 +161,66 @@ fn trains_exports_and_segments(arch: Architecture) {
             "{err}"
         );
     }
+}
+
+/// The deployable forms of the f32 export: static int8 (QDQ) calibrated on the batch's
+/// images, and a package whose NNEF form runs the f32 graph as the ONNX file does.
+fn int8_and_package(name: &str, proto: &pb::ModelProto, s: usize, data: &Batch<A>) {
+    let images: Vec<f32> = data.images.clone().into_data().to_vec().unwrap();
+    let calib: Vec<Vec<f32>> = images.chunks(s * s).map(|c| c.to_vec()).collect();
+    let options = QuantizeOptions {
+        calibration: Calibration::Percentile,
+        keep_float: Vec::new(),
+        sensitivity_limit: None,
+    };
+    let q = quantize_static(proto, [1, 1, s, s], 2, &calib, &options)
+        .unwrap_or_else(|e| panic!("{name}: int8 quantization failed: {e:#}"));
+    assert!(
+        q.quantized > 0 && q.quantized == q.convolutions,
+        "{name}: {} of {} convolutions quantized",
+        q.quantized,
+        q.convolutions
+    );
+    let d = &q.difference;
+    assert!(
+        d.logit_change.is_finite() && d.mask_change < 0.25,
+        "{name}: int8 changes {:.1}% of pixels (logits by {:.2} of the range)",
+        100.0 * d.mask_change,
+        d.logit_change
+    );
+    eprintln!(
+        "{name}: int8 {} convolutions, {:.2}% of pixels changed, logits by {:.3} of the range",
+        q.quantized,
+        100.0 * d.mask_change,
+        d.logit_change
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("package");
+    let onnx = encode(proto);
+    package::write(&dir, &onnx, name, "f32")
+        .unwrap_or_else(|e| panic!("{name}: packaging failed: {e:#}"));
+    let options = LoadOptions {
+        threads: 1,
+        ..LoadOptions::default()
+    };
+    let from_nnef = Segmenter::from_package(&dir, Form::Nnef, &options)
+        .unwrap_or_else(|e| panic!("{name}: the NNEF form does not load: {e:#}"));
+    let from_onnx = Segmenter::from_bytes_with_options(&onnx, name, &options).unwrap();
+    let (a, b) = (
+        from_onnx.logits(calib[0].clone()).unwrap(),
+        from_nnef.logits(calib[0].clone()).unwrap(),
+    );
+    let range = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= 1e-4 * range,
+        "{name}: NNEF logits differ from the ONNX file's by {worst} of {range}"
+    );
 }
 
 /// The registry's names, or those of `MEDSEG_ZOO_ONLY` (refused when one is not registered).

@@ -2,8 +2,8 @@
 //!
 //! - `model.onnx`: the exported model, its card embedded as in every medseg ONNX file;
 //! - `model.nnef.tar`: the same graph as a tract NNEF archive (what tract makes of the ONNX
-//!   file, input fixed to the card's shape; weights in f32, see [`nnef_form`]), which a
-//!   device opens without parsing ONNX;
+//!   file, input fixed to the card's shape, decluttered; weights in f32, see [`nnef_form`]),
+//!   which a device opens without parsing ONNX;
 //! - `card.json`: the model card, the precision, and the size and sha256 of the two files.
 //!
 //! [`Package::open`] reads card.json; [`Package::read`] returns a file's bytes only when they
@@ -178,9 +178,9 @@ pub fn nnef() -> tract_nnef::framework::Nnef {
 }
 
 /// An ONNX model as a tract NNEF archive (tar): the graph tract builds from it, input fixed
-/// to the card's `[1, channels, height, width]`, quantizers rewritten ([`nnef_form`]), weights
-/// in f32 whatever the ONNX file stores (tract folds their dequantization). Not decluttered or
-/// optimized: the loading device does both, for itself.
+/// to the card's `[1, channels, height, width]`, quantizers rewritten ([`nnef_form`]),
+/// decluttered, weights in f32 whatever the ONNX file stores (tract folds their
+/// dequantization). Not optimized: the loading device chooses its own kernels.
 pub fn onnx_to_nnef(onnx_bytes: &[u8], source: &str) -> Result<Vec<u8>, RuntimeError> {
     let proto = onnx::decode(onnx_bytes, source)?;
     let card = onnx::read_card(&proto, source)?;
@@ -194,7 +194,10 @@ pub fn onnx_to_nnef(onnx_bytes: &[u8], source: &str) -> Result<Vec<u8>, RuntimeE
         .model_for_proto_model(&proto)
         .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
         .and_then(|m| m.into_typed())
-        .and_then(|m| nnef_form::serializable(m))
+        // tract writes some operators only in their decluttered form (ONNX's Slice arrives as
+        // a StridedSlice, which has no serializer; decluttered, it is a plain slice).
+        .and_then(|m| m.into_decluttered())
+        .and_then(nnef_form::serializable)
         .map_err(fail)?;
     nnef().write_to_tar(&model, Vec::new()).map_err(fail)
 }

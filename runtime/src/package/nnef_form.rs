@@ -1,6 +1,9 @@
 //! The typed tract graph of an exported ONNX model, rewritten so that tract's NNEF writer can
 //! write it.
 //!
+//! `GeluExact`, which decluttering makes of the `Erf` chain ONNX writes for GELU, has no
+//! serializer either; it is put back as that chain (the loading device fuses it again).
+//!
 //! `QuantizeLinearU8` and `DequantizeLinearF32` (the activations of a statically quantized
 //! model, as tract 0.23.9 reads ONNX's QuantizeLinear / DequantizeLinear) have no NNEF
 //! serializer. Each becomes the operators tract's own kernels compute:
@@ -16,9 +19,12 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::cast::cast;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::math;
+use tract_onnx::tract_core::ops::nn::GeluExact;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearU8};
 
-/// `model` with its activation quantizers in NNEF-writable operators.
+/// `model` (decluttered) with the operators tract cannot write replaced: the activation
+/// quantizers, and the exact GELU that decluttering fuses out of ONNX's `Erf` chain (UNeXt's
+/// MLP blocks), put back as that chain.
 pub fn serializable(mut model: TypedModel) -> TractResult<TypedModel> {
     let quantize = |n: &TypedNode| -> Option<QuantizeLinearU8> {
         n.op_as::<ElementWiseOp>()?
@@ -26,23 +32,55 @@ pub fn serializable(mut model: TypedModel) -> TractResult<TypedModel> {
             .downcast_ref::<QuantizeLinearU8>()
             .cloned()
     };
-    let quantizers: Vec<usize> = model
+    let is_gelu = |n: &TypedNode| {
+        n.op_as::<ElementWiseOp>()
+            .is_some_and(|e| e.0.downcast_ref::<GeluExact>().is_some())
+    };
+    let unwritable: Vec<usize> = model
         .nodes()
         .iter()
-        .filter(|n| quantize(n).is_some() || n.op_is::<DequantizeLinearF32>())
+        .filter(|n| quantize(n).is_some() || n.op_is::<DequantizeLinearF32>() || is_gelu(n))
         .map(|n| n.id)
         .collect();
-    for id in quantizers {
+    for id in unwritable {
         let patch = if let Some(q) = quantize(model.node(id)) {
             quantize_patch(&model, id, q.scale, q.zero_point)?
         } else if let Some(dq) = model.node(id).op_as::<DequantizeLinearF32>() {
             dequantize_patch(&model, id, dq.scale, dq.zero_point)?
         } else {
-            continue;
+            gelu_patch(&model, id)?
         };
         patch.apply(&mut model)?;
     }
     model.into_compact()
+}
+
+/// `GeluExact` as `(x * 0.5) * (erf(x * 1/sqrt(2)) + 1)`, the order its kernel computes in.
+fn gelu_patch(model: &TypedModel, id: usize) -> TractResult<TypedModelPatch> {
+    let node = model.node(id);
+    let name = &node.name;
+    let fact = model.outlet_fact(node.inputs[0])?;
+    anyhow::ensure!(
+        fact.datum_type == f32::datum_type(),
+        "{name}: GELU on {:?}, only f32 is rewritten",
+        fact.datum_type
+    );
+    let rank = fact.rank();
+    let mut patch = TypedModelPatch::new(format!("gelu {name}"));
+    let x = patch.tap_model(model, node.inputs[0])?;
+    let k = |patch: &mut TypedModelPatch, label: &str, v: f32| {
+        patch.add_const(format!("{name}.{label}"), scalar(v, rank)?)
+    };
+    let c = k(&mut patch, "inv_sqrt2", 2f32.sqrt().recip())?;
+    let mut e = patch.wire_node(format!("{name}.scaled"), math::mul(), &[x, c])?[0];
+    e = patch.wire_node(format!("{name}.erf"), math::erf(), &[e])?[0];
+    let one = k(&mut patch, "one", 1.0)?;
+    e = patch.wire_node(format!("{name}.plus_one"), math::add(), &[e, one])?[0];
+    let half = k(&mut patch, "half", 0.5)?;
+    let h = patch.wire_node(format!("{name}.half"), math::mul(), &[x, half])?[0];
+    let y = patch.wire_node(format!("{name}.gelu"), math::mul(), &[h, e])?[0];
+    patch.shunt_outside(model, OutletId::new(id, 0), y)?;
+    Ok(patch)
 }
 
 /// An f32 constant of the given rank (all dimensions 1) for element-wise operators.
