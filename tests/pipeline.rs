@@ -270,6 +270,61 @@ fn synth_train_export_segment_eval() {
             .is_file()
     );
 
+    // A device package of the fine-tuned run, int8 calibrated on that run's own augmentation:
+    // the runtime reads it (NNEF form) after checking the checksums.
+    let pkg = p("pkg");
+    let out = run(
+        "medseg-train",
+        &[
+            "export",
+            "--run",
+            &tuned,
+            "--package",
+            &pkg,
+            "--precision",
+            "int8",
+            "--calibrate",
+            "2",
+            "--calibrate-augmented",
+            "--sensitivity-limit",
+            "0",
+            "--no-eval",
+        ],
+        true,
+    );
+    assert!(text(&out).contains("model.nnef.tar"), "{}", text(&out));
+    let info = run("medseg", &["info", "--model", &pkg], true);
+    let card: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(card["calibration"]["augmented"], true, "{card}");
+    assert_eq!(card["calibration"]["images"], 2, "{card}");
+    run(
+        "medseg",
+        &[
+            "segment",
+            "--model",
+            &pkg,
+            image.to_str().unwrap(),
+            "--out",
+            &p("pkg-seg"),
+        ],
+        true,
+    );
+    // --force replaces a package, never a folder that is not one.
+    fails_mentioning(
+        "medseg-train",
+        &[
+            "export",
+            "--run",
+            &tuned,
+            "--package",
+            &data,
+            "--force",
+            "--no-eval",
+        ],
+        "not a medseg package",
+    );
+    assert!(dir.path().join("data/splits.json").is_file());
+
     let eval = run(
         "medseg",
         &[

@@ -47,6 +47,9 @@ pub struct CalibrationInfo {
     pub method: String,
     /// Training images the ranges were measured on.
     pub images: usize,
+    /// Each passed once through the run's training augmentation first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub augmented: bool,
     /// sha256 of the calibration images' names, one per line in the order used.
     pub images_sha256: String,
     /// Convolutions quantized, of how many.

@@ -22,7 +22,7 @@ use medseg_runtime::{Cleanup, InputSpec};
 use medseg_runtime::{Segmenter, onnx as onnx_io};
 
 use crate::data::{evenly_spaced, load_split};
-use crate::train::{RunDir, foreground_means, validate::score_split};
+use crate::train::{RunConfig, RunDir, foreground_means, validate::score_split};
 
 /// The number format of the written model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,6 +54,9 @@ impl Precision {
 pub struct Int8Options {
     /// Training images to calibrate on, evenly spaced over the training split.
     pub calibration_images: usize,
+    /// Pass each calibration image once through the run's own training augmentation (for a
+    /// model trained on phone-capture augmentation: ranges that cover what it will see).
+    pub augmented: bool,
     pub quantize: quantize::QuantizeOptions,
 }
 
@@ -61,6 +64,7 @@ impl Default for Int8Options {
     fn default() -> Self {
         Self {
             calibration_images: 32,
+            augmented: false,
             quantize: quantize::QuantizeOptions {
                 calibration: quantize::Calibration::Percentile,
                 keep_float: Vec::new(),
@@ -218,7 +222,7 @@ pub fn export<B: Backend>(
         })?;
         let train = ds.split(Some(&cfg.domain), "train")?;
         let picked = evenly_spaced(train, opts.int8.calibration_images);
-        let calib = load_split(&picked, cfg.classes.len(), &spec, false, "calibration")?.inputs;
+        let calib = calibration_inputs(&picked, &cfg, &spec, opts.int8.augmented)?;
         let shape = [1, spec.channels, spec.height, spec.width];
         tracing::info!(images = calib.len(), "calibrating int8 activation ranges");
         let q = quantize::quantize_static(
@@ -261,6 +265,7 @@ pub fn export<B: Backend>(
                 .filter(|r| r.kept_float)
                 .map(|r| r.layer.clone())
                 .collect(),
+            augmented: opts.int8.augmented,
             f32_metrics: BTreeMap::new(),
         });
         proto = q.proto;
@@ -415,4 +420,41 @@ fn card_metrics(s: &SplitSummary) -> BTreeMap<String, f64> {
 /// The commit the trainer was built from (see build.rs).
 fn git_commit() -> String {
     env!("MEDSEG_GIT_COMMIT").to_string()
+}
+
+/// The prepared calibration inputs of `picked` training samples; with `augmented`, each
+/// passed once through the run's own training augmentation at full size, seeded by its
+/// position so the same export always calibrates on the same images.
+fn calibration_inputs(
+    picked: &[medseg_runtime::dataset::Sample],
+    cfg: &RunConfig,
+    spec: &InputSpec,
+    augmented: bool,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let loaded = load_split(picked, cfg.classes.len(), spec, false, "calibration")?;
+    if !augmented {
+        return Ok(loaded.inputs);
+    }
+    anyhow::ensure!(
+        !cfg.augment.steps.is_empty(),
+        "--calibrate-augmented: the run was trained without augmentation, so there is none to \
+         calibrate on"
+    );
+    anyhow::ensure!(
+        spec.width == spec.height,
+        "--calibrate-augmented needs square inputs (the run's are {}x{})",
+        spec.width,
+        spec.height
+    );
+    use rand::SeedableRng;
+    Ok(loaded
+        .inputs
+        .iter()
+        .zip(&loaded.targets)
+        .enumerate()
+        .map(|(i, (input, mask))| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0xca11b + i as u64);
+            cfg.augment.patch(input, mask, spec, spec.width, &mut rng).0
+        })
+        .collect())
 }

@@ -47,6 +47,10 @@ pub struct Args {
     /// int8: training images to calibrate activation ranges on (evenly spaced).
     #[arg(long, value_name = "N", default_value_t = 32)]
     calibrate: usize,
+    /// int8: pass each calibration image once through the run's own training augmentation
+    /// (for a model trained on phone-capture augmentation, ranges that cover phone photos).
+    #[arg(long)]
+    calibrate_augmented: bool,
     /// int8: how a range is chosen from the calibration values.
     #[arg(long, value_enum, default_value_t = Calibration::Percentile)]
     calibration: Calibration,
@@ -124,6 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         precision,
         int8: Int8Options {
             calibration_images: args.calibrate,
+            augmented: args.calibrate_augmented,
             quantize: QuantizeOptions {
                 calibration: args.calibration,
                 keep_float: args.keep_float.clone(),
