@@ -191,14 +191,28 @@ fn run_one(args: &Args, method: Method, seed: u64, root: &Path) -> anyhow::Resul
         cfg.architecture.stn.is_some(),
         method.name()
     );
-    // A reused run must have had this budget, or the table would compare unequal runs.
+    // A reused run must have had this budget (and a transformer this penalty), or the table
+    // would compare unequal runs.
     let t = &args.train;
-    let asked = (epochs, t.step_limit(), t.batch_size, t.lr);
-    let had = (cfg.epochs, cfg.max_steps_per_epoch, cfg.batch_size, cfg.lr);
+    let penalty = |p: f32| if method.transforms() { p } else { 0.0 };
+    let asked = (
+        epochs,
+        t.step_limit(),
+        t.batch_size,
+        t.lr,
+        penalty(t.stn_penalty),
+    );
+    let had = (
+        cfg.epochs,
+        cfg.max_steps_per_epoch,
+        cfg.batch_size,
+        cfg.lr,
+        penalty(cfg.stn_penalty),
+    );
     anyhow::ensure!(
         asked == had,
-        "{} was trained with (epochs, max steps, batch, lr) = {had:?}, not {asked:?}; use \
-         another --out for a new budget",
+        "{} was trained with (epochs, max steps, batch, lr, stn penalty) = {had:?}, not \
+         {asked:?}; use another --out for a new budget",
         out.display()
     );
     let scores = if onnx.exists() {
@@ -329,9 +343,11 @@ fn describe(method: Method, train: &cmd_train::Args) -> String {
              half the samples, then affine, perspective and elastic warps, colour jitter and \
              temperature, gamma, blur, noise and JPEG (README, SAS)"
         ),
-        Method::Stn => "`--stn`: JMedSeg's spatial transformer in front of the model, logits \
-                        warped back onto the input"
-            .into(),
+        Method::Stn => format!(
+            "`--stn`: JMedSeg's spatial transformer in front of the model, logits warped back \
+             onto the input, transform penalty {}",
+            train.stn_penalty
+        ),
         Method::Ssl => "`--init-from` a contrastive self-supervised pre-training run on the \
                         source domain's training images (no labels)"
             .into(),
