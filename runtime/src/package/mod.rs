@@ -164,7 +164,7 @@ pub fn package_of(path: &Path) -> Option<(PathBuf, Form)> {
         return Some((path.to_path_buf(), Form::Nnef));
     }
     let name = path.file_name()?.to_str()?;
-    if name.ends_with(".nnef.tgz") || name.ends_with(".nnef.tar") {
+    if name == NNEF_FILE {
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
         return Some((dir.unwrap_or(Path::new(".")).to_path_buf(), Form::Nnef));
     }
