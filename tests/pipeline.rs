@@ -134,6 +134,19 @@ fn synth_train_export_segment_eval() {
         &["train", "--data", &data, "--out", &bad_zoom, "--blur", "9"],
         "--blur 9",
     );
+    fails_mentioning(
+        "medseg-train",
+        &[
+            "train",
+            "--data",
+            &data,
+            "--out",
+            &bad_zoom,
+            "--stn-penalty",
+            "2",
+        ],
+        "--stn-penalty: needs --stn",
+    );
     args.extend(["--base-width", "4"]);
     args.extend(tiny);
     run("medseg-train", &args, true);

@@ -71,8 +71,14 @@ fn ssl_and_sas_train_from_their_pretraining_and_are_scored_everywhere() {
         "2",
         "--max-test-images",
         "2",
+        "--stn-penalty",
+        "0.5",
     ];
     medseg_train(&args);
+    // The transformer's penalty reaches the methods that have one.
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(runs.join("sas-s1/run.json")).unwrap()).unwrap();
+    assert_eq!(cfg["stn_penalty"], 0.5, "{cfg}");
     for f in ["ssl-s1.onnx", "sas-s1.onnx", "pretrain-s1/pretrain.json"] {
         assert!(runs.join(f).is_file(), "{f} missing");
     }

@@ -158,7 +158,9 @@ pub struct Args {
     /// With --stn: weight of the penalty mean((theta - identity)^2) on the transform (0:
     /// free). With the logits warped back, nothing else holds the transform: left free, it
     /// drifted to a 3x zoom-out that costs resolution (docs/GENERALIZATION_3X.md).
-    #[arg(long, default_value_t = DEFAULT_STN_PENALTY, requires = "stn")]
+    // Not `requires = "stn"`: bench-generalization shares these flags and sets --stn per
+    // method; `train` refuses a typed --stn-penalty without --stn itself (main.rs).
+    #[arg(long, default_value_t = DEFAULT_STN_PENALTY)]
     pub(crate) stn_penalty: f32,
     /// Decoupled weight decay for --optimizer adamw.
     #[arg(long, default_value_t = 0.0)]

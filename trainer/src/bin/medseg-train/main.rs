@@ -71,7 +71,12 @@ fn main() {
         Command::Synth(a) => cmd_synth::run(a),
         Command::Train(a) => typed("train")
             .map_or(Ok(()), |(c, m)| {
-                typed_flags::refuse_ignored_by_resume(c, m, cmd_train::READ_ON_RESUME)
+                typed_flags::refuse_ignored_by_resume(c, m, cmd_train::READ_ON_RESUME)?;
+                if m.get_flag("stn") {
+                    Ok(())
+                } else {
+                    typed_flags::refuse(c, m, &["stn_penalty"], "needs --stn")
+                }
             })
             .and_then(|()| cmd_train::run(a)),
         Command::Pretrain(a) => cmd_pretrain::run(a),
