@@ -322,7 +322,30 @@ fn synth_train_export_segment_eval() {
         ],
         true,
     );
-    // --force replaces a package, never a folder that is not one.
+    // --force replaces a package (once the new one is complete, leaving no scratch folder),
+    // never a folder that is not one.
+    run(
+        "medseg-train",
+        &[
+            "export",
+            "--run",
+            &tuned,
+            "--package",
+            &pkg,
+            "--force",
+            "--no-eval",
+        ],
+        true,
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("pkg/card.json")).unwrap()).unwrap();
+    assert_eq!(manifest["precision"], "f32", "{manifest}");
+    let scratch: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".medseg-"))
+        .collect();
+    assert!(scratch.is_empty(), "scratch folders left: {scratch:?}");
     fails_mentioning(
         "medseg-train",
         &[

@@ -24,7 +24,7 @@ pub struct Args {
     /// The ONNX file to write.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// A package folder to write instead of one ONNX file: model.onnx, model.nnef.tgz (loads
+    /// A package folder to write instead of one ONNX file: model.onnx, model.nnef.tar (loads
     /// without ONNX parsing) and card.json (the card, the precision, each file's sha256).
     /// `medseg --model DIR` runs it after checking the checksums.
     #[arg(long, value_name = "DIR")]
@@ -151,7 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let onnx_path = match (&staging, &args.out) {
         (Some(tmp), _) => tmp.path().join(package::ONNX_FILE),
         (None, Some(out)) => out.clone(),
-        (None, None) => unreachable!("clap requires --out or --package"),
+        (None, None) => anyhow::bail!("export needs --out FILE or --package DIR"),
     };
     let report = export::<backend::Inner>(&args.run, &onnx_path, &opts, &backend::device())?;
     // Where rounding sensitivity loosened the f32 limit, the f64 agreement is what vouches
@@ -240,22 +240,22 @@ fn write_package(
         .map(|v| v.get_name().to_string())
         .unwrap_or_default();
     let source = dir.join(package::ONNX_FILE).display().to_string();
-    let replacing = force && dir.exists();
-    let target = if replacing {
-        staging_dir(dir)?.keep().join("package")
+    // Replacing: the new package is written into a scratch folder (removed when dropped,
+    // also on failure), and the old one goes only once the new one is complete.
+    let scratch = if force && dir.exists() {
+        Some(staging_dir(dir)?)
     } else {
-        dir.to_path_buf()
+        None
     };
+    let target = scratch
+        .as_ref()
+        .map_or_else(|| dir.to_path_buf(), |s| s.path().join("package"));
     let manifest = package::write(&target, &bytes, &source, &precision)?;
-    if replacing {
-        // The new package is complete: only now does the old one go.
+    if scratch.is_some() {
         std::fs::remove_dir_all(dir)
             .with_context(|| format!("removing the old {}", dir.display()))?;
         std::fs::rename(&target, dir)
             .with_context(|| format!("moving the new package to {}", dir.display()))?;
-        if let Some(scratch) = target.parent() {
-            let _ = std::fs::remove_dir(scratch);
-        }
     }
     let files: Vec<String> = manifest
         .files
