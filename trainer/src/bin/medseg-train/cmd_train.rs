@@ -180,8 +180,9 @@ pub struct Args {
 }
 
 pub(crate) const DEFAULT_EPOCHS: usize = 6;
-/// `--stn-penalty`'s default: with it, aug + STN beat augmentation alone (seed 1, 3x budget:
-/// phone 0.962 against 0.942, xh 0.978 against 0.964); without it, both fell well below.
+/// `--stn-penalty`'s default: with it, aug + STN matched augmentation alone (3 seeds, 3x
+/// budget: phone 0.958 against 0.953, xh 0.975 against 0.972); without it, seed 1 fell to
+/// 0.874 / 0.925 (docs/GENERALIZATION_3X.md).
 pub(crate) const DEFAULT_STN_PENALTY: f32 = 1.0;
 
 /// The flags a resumed run reads (`--data` only to check it is the run's); it takes every
