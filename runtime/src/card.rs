@@ -133,6 +133,11 @@ impl InputSpec {
         }
     }
 
+    /// The graph's input shape for one image: `[1, channels, height, width]`.
+    pub fn batch_of_one(&self) -> [usize; 4] {
+        [1, self.channels, self.height, self.width]
+    }
+
     /// Normalizes an 8-bit value as the model was trained.
     pub fn normalize(&self, v: u8) -> f32 {
         (v as f32 / 255.0 - self.mean) / self.std

@@ -122,14 +122,8 @@ impl Segmenter {
                 ),
             });
         }
-        let spec = &card.input;
-        let shape = [1, spec.channels, spec.height, spec.width];
-        Self::prepare(card, source, options, || {
-            tract_onnx::onnx()
-                .model_for_proto_model(&proto)
-                .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
-                .and_then(|m| m.into_typed())
-        })
+        let input = card.input.clone();
+        Self::prepare(card, source, options, || onnx::typed_model(&proto, &input))
     }
 
     /// Loads a model package (`export --package`): the NNEF archive by default, or the ONNX
@@ -223,7 +217,7 @@ impl Segmenter {
             });
         }
         let input = plan.model().input_fact(0).map_err(fail)?;
-        let needed = [1, spec.channels, spec.height, spec.width];
+        let needed = spec.batch_of_one();
         if input.shape.as_concrete() != Some(&needed[..]) {
             return Err(RuntimeError::BadModel {
                 path: source.to_string(),

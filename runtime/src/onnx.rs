@@ -5,7 +5,7 @@ pub use tract_onnx::pb;
 
 use prost::Message;
 
-use crate::card::{CARD_KEY, ModelCard};
+use crate::card::{CARD_KEY, InputSpec, ModelCard};
 use crate::error::RuntimeError;
 
 /// Serializes a model to bytes.
@@ -66,6 +66,19 @@ pub fn weights_sha256(proto: &pb::ModelProto) -> String {
         }
     }
     hex::encode(h.finalize())
+}
+
+/// The graph of `proto` as tract types it, its input fixed to `input`'s shape for one image
+/// (what the engine optimizes and what a package's NNEF form is written from).
+pub fn typed_model(
+    proto: &pb::ModelProto,
+    input: &InputSpec,
+) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TypedModel> {
+    use tract_onnx::prelude::*;
+    tract_onnx::onnx()
+        .model_for_proto_model(proto)
+        .and_then(|m| m.with_input_fact(0, f32::fact(input.batch_of_one()).into()))
+        .and_then(|m| m.into_typed())
 }
 
 /// Stores (or replaces) the card in the model's metadata.

@@ -177,23 +177,21 @@ pub fn nnef() -> tract_nnef::framework::Nnef {
     tract_nnef::nnef().with_onnx()
 }
 
-/// An ONNX model as a tract NNEF archive (tar): the graph tract builds from it, input fixed
-/// to the card's `[1, channels, height, width]`, quantizers rewritten ([`nnef_form`]),
-/// decluttered, weights in f32 whatever the ONNX file stores (tract folds their
-/// dequantization). Not optimized: the loading device chooses its own kernels.
-pub fn onnx_to_nnef(onnx_bytes: &[u8], source: &str) -> Result<Vec<u8>, RuntimeError> {
-    let proto = onnx::decode(onnx_bytes, source)?;
-    let card = onnx::read_card(&proto, source)?;
-    let spec = &card.input;
-    let shape = [1, spec.channels, spec.height, spec.width];
+/// The model of `proto` (card `card`, named `source` in errors) as a tract NNEF archive
+/// (tar): the graph tract builds from it, input fixed to the card's shape for one image,
+/// decluttered, quantizers rewritten ([`nnef_form`]), weights in f32 whatever the ONNX file
+/// stores (tract folds their dequantization). Not optimized: the loading device chooses its
+/// own kernels.
+fn nnef_archive(
+    proto: &onnx::pb::ModelProto,
+    card: &ModelCard,
+    source: &str,
+) -> Result<Vec<u8>, RuntimeError> {
     let fail = |e: TractError| RuntimeError::BadModel {
         path: source.to_string(),
         reason: format!("tract cannot write it as NNEF: {e:#}"),
     };
-    let model = tract_onnx::onnx()
-        .model_for_proto_model(&proto)
-        .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
-        .and_then(|m| m.into_typed())
+    let model = onnx::typed_model(proto, &card.input)
         // tract writes some operators only in their decluttered form (ONNX's Slice arrives as
         // a StridedSlice, which has no serializer; decluttered, it is a plain slice).
         .and_then(|m| m.into_decluttered())
@@ -219,7 +217,7 @@ pub fn write(
     }
     let proto = onnx::decode(onnx_bytes, source)?;
     let card = onnx::read_card(&proto, source)?;
-    let nnef_bytes = onnx_to_nnef(onnx_bytes, source)?;
+    let nnef_bytes = nnef_archive(&proto, &card, source)?;
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

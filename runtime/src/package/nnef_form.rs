@@ -68,24 +68,31 @@ fn gelu_patch(model: &TypedModel, id: usize) -> TractResult<TypedModelPatch> {
     let rank = fact.rank();
     let mut patch = TypedModelPatch::new(format!("gelu {name}"));
     let x = patch.tap_model(model, node.inputs[0])?;
-    let k = |patch: &mut TypedModelPatch, label: &str, v: f32| {
-        patch.add_const(format!("{name}.{label}"), scalar(v, rank)?)
-    };
-    let c = k(&mut patch, "inv_sqrt2", 2f32.sqrt().recip())?;
+    let c = scalar(&mut patch, name, "inv_sqrt2", 2f32.sqrt().recip(), rank)?;
     let mut e = patch.wire_node(format!("{name}.scaled"), math::mul(), &[x, c])?[0];
     e = patch.wire_node(format!("{name}.erf"), math::erf(), &[e])?[0];
-    let one = k(&mut patch, "one", 1.0)?;
+    let one = scalar(&mut patch, name, "one", 1.0, rank)?;
     e = patch.wire_node(format!("{name}.plus_one"), math::add(), &[e, one])?[0];
-    let half = k(&mut patch, "half", 0.5)?;
+    let half = scalar(&mut patch, name, "half", 0.5, rank)?;
     let h = patch.wire_node(format!("{name}.half"), math::mul(), &[x, half])?[0];
     let y = patch.wire_node(format!("{name}.gelu"), math::mul(), &[h, e])?[0];
     patch.shunt_outside(model, OutletId::new(id, 0), y)?;
     Ok(patch)
 }
 
-/// An f32 constant of the given rank (all dimensions 1) for element-wise operators.
-fn scalar(value: f32, rank: usize) -> TractResult<Tensor> {
-    tensor0(value).broadcast_into_rank(rank)
+/// The f32 constant `value`, named `{node}.{label}`, of `rank` with every dimension 1 (an
+/// operand for element-wise operators), added to `patch`.
+fn scalar(
+    patch: &mut TypedModelPatch,
+    node: &str,
+    label: &str,
+    value: f32,
+    rank: usize,
+) -> TractResult<OutletId> {
+    patch.add_const(
+        format!("{node}.{label}"),
+        tensor0(value).broadcast_into_rank(rank)?,
+    )
 }
 
 /// `QuantizeLinearU8 { scale: 1/s, zero_point }` as tract computes it
@@ -99,27 +106,24 @@ fn quantize_patch(
     let node = model.node(id);
     let name = &node.name;
     let mut patch = TypedModelPatch::new(format!("quantize {name}"));
-    let x = patch.tap_model(model, node.inputs[0])?;
-    let rank = model.outlet_fact(node.inputs[0])?.rank();
-    let mut wire = x;
-    if model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type() {
+    let fact = model.outlet_fact(node.inputs[0])?;
+    let rank = fact.rank();
+    let mut wire = patch.tap_model(model, node.inputs[0])?;
+    if fact.datum_type != f32::datum_type() {
         wire = patch.wire_node(format!("{name}.as_f32"), cast(f32::datum_type()), &[wire])?[0];
     }
-    let k = |patch: &mut TypedModelPatch, label: &str, v: f32| {
-        patch.add_const(format!("{name}.{label}"), scalar(v, rank)?)
-    };
-    let s = k(&mut patch, "inverse_scale", inverse_scale)?;
+    let s = scalar(&mut patch, name, "inverse_scale", inverse_scale, rank)?;
     wire = patch.wire_node(format!("{name}.scaled"), math::mul(), &[wire, s])?[0];
     wire = patch.wire_node(
         format!("{name}.rounded"),
         math::round_half_to_even(),
         &[wire],
     )?[0];
-    let z = k(&mut patch, "zero_point", f32::from(zero_point))?;
+    let z = scalar(&mut patch, name, "zero_point", f32::from(zero_point), rank)?;
     wire = patch.wire_node(format!("{name}.shifted"), math::add(), &[wire, z])?[0];
-    let lo = k(&mut patch, "min", 0.0)?;
+    let lo = scalar(&mut patch, name, "min", 0.0, rank)?;
     wire = patch.wire_node(format!("{name}.low"), math::max(), &[wire, lo])?[0];
-    let hi = k(&mut patch, "max", 255.0)?;
+    let hi = scalar(&mut patch, name, "max", 255.0, rank)?;
     wire = patch.wire_node(format!("{name}.high"), math::min(), &[wire, hi])?[0];
     wire = patch.wire_node(format!("{name}.u8"), cast(u8::datum_type()), &[wire])?[0];
     patch.shunt_outside(model, OutletId::new(id, 0), wire)?;
@@ -140,13 +144,10 @@ fn dequantize_patch(
     let rank = model.outlet_fact(node.inputs[0])?.rank();
     let mut wire = patch.wire_node(format!("{name}.as_f32"), cast(f32::datum_type()), &[q])?[0];
     if zero_point != 0 {
-        let z = patch.add_const(
-            format!("{name}.zero_point"),
-            scalar(zero_point as f32, rank)?,
-        )?;
+        let z = scalar(&mut patch, name, "zero_point", zero_point as f32, rank)?;
         wire = patch.wire_node(format!("{name}.centred"), math::sub(), &[wire, z])?[0];
     }
-    let s = patch.add_const(format!("{name}.scale"), scalar(scale, rank)?)?;
+    let s = scalar(&mut patch, name, "scale", scale, rank)?;
     wire = patch.wire_node(format!("{name}.scaled"), math::mul(), &[wire, s])?[0];
     patch.shunt_outside(model, OutletId::new(id, 0), wire)?;
     Ok(patch)

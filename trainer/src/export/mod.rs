@@ -129,7 +129,7 @@ pub fn export<B: Backend>(
     let state = dir.state()?;
     let model = dir.load_model::<B>(&opts.checkpoint, device)?;
     let spec = cfg.input.clone();
-    let graph = model.export([1, spec.channels, spec.height, spec.width]);
+    let graph = model.export(spec.batch_of_one());
     let mut card = bare_card(&cfg.architecture, spec.clone(), cfg.classes.clone())?;
     card.cleanup = opts.cleanup;
     card.parameters = graph.parameter_count();
@@ -223,7 +223,7 @@ pub fn export<B: Backend>(
         let train = ds.split(Some(&cfg.domain), "train")?;
         let picked = evenly_spaced(train, opts.int8.calibration_images);
         let calib = calibration_inputs(&picked, &cfg, &spec, opts.int8.augmented)?;
-        let shape = [1, spec.channels, spec.height, spec.width];
+        let shape = spec.batch_of_one();
         tracing::info!(images = calib.len(), "calibrating int8 activation ranges");
         let q = quantize::quantize_static(
             &proto,
@@ -381,7 +381,7 @@ pub fn build_onnx(
     source: &str,
 ) -> anyhow::Result<(pb::ModelProto, Segmenter)> {
     let spec = &card.input;
-    let expected = [1, spec.channels, spec.height, spec.width];
+    let expected = spec.batch_of_one();
     anyhow::ensure!(
         graph.shape(graph.input) == expected,
         "the graph was built for input {:?}, the card says {expected:?}",

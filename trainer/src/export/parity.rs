@@ -118,7 +118,7 @@ pub fn check_export_parity<B: Backend>(
     let mut parity = check_parity(model, tract, extra, random, device)?;
     if parity.relative > PARITY_TOLERANCE {
         let spec = &tract.card.input;
-        let shape = [1, spec.channels, spec.height, spec.width];
+        let shape = spec.batch_of_one();
         let inputs = parity_inputs(extra, random, shape.iter().product());
         parity.f64_relative = Some(check_f64(model, proto, shape, &inputs, device)?);
     }

@@ -195,15 +195,7 @@ pub fn probe_run<B: Backend>(
 ) -> anyhow::Result<ProbeResult> {
     use anyhow::Context;
     let cfg = dir.config()?;
-    let ds = medseg_runtime::dataset::Dataset::open(probe.data)?;
-    anyhow::ensure!(
-        ds.classes.len() == cfg.classes.len(),
-        "{} has {} classes, the run {} was made for {}",
-        probe.data.display(),
-        ds.classes.len(),
-        dir.path.display(),
-        cfg.classes.len()
-    );
+    let ds = dir.matching_dataset(&cfg, probe.data)?;
     let domain = probe
         .domain
         .map_or_else(|| ds.default_domain().to_string(), str::to_string);

@@ -129,6 +129,25 @@ impl RunDir {
         read_json(&self.file("run.json"))
     }
 
+    /// Opens the labelled data set at `data` to use with this run (`cfg`, its run.json),
+    /// refusing one whose classes are not as many as the run was made for.
+    pub fn matching_dataset(
+        &self,
+        cfg: &RunConfig,
+        data: &Path,
+    ) -> anyhow::Result<medseg_runtime::dataset::Dataset> {
+        let ds = medseg_runtime::dataset::Dataset::open(data)?;
+        anyhow::ensure!(
+            ds.classes.len() == cfg.classes.len(),
+            "{} has {} classes, the run {} was made for {}",
+            data.display(),
+            ds.classes.len(),
+            self.path.display(),
+            cfg.classes.len()
+        );
+        Ok(ds)
+    }
+
     pub fn state(&self) -> anyhow::Result<RunState> {
         read_json(&self.file("state.json"))
     }

@@ -2,7 +2,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use medseg_runtime::dataset::Dataset;
 use medseg_trainer::backend;
 use medseg_trainer::data::{evenly_spaced, load_split};
 use medseg_trainer::generalization::transforms::{DomainTransforms, Quantiles, measure, predict};
@@ -39,15 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "{} was trained without a spatial transformer (--stn): there is no transform to measure",
         args.run.display()
     );
-    let ds = Dataset::open(&args.data)?;
-    anyhow::ensure!(
-        ds.classes.len() == cfg.classes.len(),
-        "{} has {} classes, the run {} was made for {}",
-        args.data.display(),
-        ds.classes.len(),
-        args.run.display(),
-        cfg.classes.len()
-    );
+    let ds = dir.matching_dataset(&cfg, &args.data)?;
     let domains: Vec<String> = match &args.domains {
         Some(d) => d.clone(),
         None => ds

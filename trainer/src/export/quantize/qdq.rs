@@ -214,23 +214,15 @@ pub fn rewrite(
                 .zip(&scales)
                 .map(|(b, s)| (b / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32)
                 .collect();
-            let prefix = &s.name;
-            let names = [
-                format!("{prefix}.bias_q"),
-                format!("{prefix}.bias_scale"),
-                format!("{prefix}.bias_zero"),
-            ];
-            new_inits.push(tensor_i32(&names[0], &bq));
-            new_inits.push(named(&names[1], f32_tensor(&[scales.len()], &scales)));
-            new_inits.push(tensor_i32(&names[2], &vec![0; scales.len()]));
-            let b_dq = format!("{prefix}.bias_dq");
-            head.push(node(
-                &format!("{prefix}.bias_dequantize"),
-                "DequantizeLinear",
-                names.to_vec(),
-                vec![b_dq.clone()],
-                vec![int("axis", 0)],
-            ));
+            let b_dq = per_channel_dequantize(
+                &s.name,
+                "bias",
+                [tensor_i32("", &bq), tensor_i32("", &vec![0; scales.len()])],
+                &scales,
+                0,
+                &mut new_inits,
+                &mut head,
+            );
             inputs.push(b_dq);
         }
         conv_inputs.insert(s.node, inputs);
@@ -305,26 +297,48 @@ fn int8_weight(
     nodes: &mut Vec<pb::NodeProto>,
 ) -> (String, Vec<f32>) {
     let (q, scales) = quantize_per_channel(w, axis);
+    let zero = i8_tensor(&[scales.len()], &vec![0; scales.len()]);
+    let dq = per_channel_dequantize(
+        prefix,
+        "weight",
+        [i8_tensor(&w.shape, &q), zero],
+        &scales,
+        axis,
+        inits,
+        nodes,
+    );
+    (dq, scales)
+}
+
+/// The quantized tensor and zero points `[q, zero]` behind a DequantizeLinear with one scale
+/// per slice of `axis`, named `{prefix}.{kind}_q`, `_scale`, `_zero` and `_dq`: the
+/// initializers go to `inits`, the node to `nodes`. Returns the dequantized tensor's name.
+fn per_channel_dequantize(
+    prefix: &str,
+    kind: &str,
+    [q, zero]: [pb::TensorProto; 2],
+    scales: &[f32],
+    axis: usize,
+    inits: &mut Vec<pb::TensorProto>,
+    nodes: &mut Vec<pb::NodeProto>,
+) -> String {
     let names = [
-        format!("{prefix}.weight_q"),
-        format!("{prefix}.weight_scale"),
-        format!("{prefix}.weight_zero"),
+        format!("{prefix}.{kind}_q"),
+        format!("{prefix}.{kind}_scale"),
+        format!("{prefix}.{kind}_zero"),
     ];
-    inits.push(named(&names[0], i8_tensor(&w.shape, &q)));
-    inits.push(named(&names[1], f32_tensor(&[scales.len()], &scales)));
-    inits.push(named(
-        &names[2],
-        i8_tensor(&[scales.len()], &vec![0; scales.len()]),
-    ));
-    let dq = format!("{prefix}.weight_dq");
+    inits.push(named(&names[0], q));
+    inits.push(named(&names[1], f32_tensor(&[scales.len()], scales)));
+    inits.push(named(&names[2], zero));
+    let dq = format!("{prefix}.{kind}_dq");
     nodes.push(node(
-        &format!("{prefix}.weight_dequantize"),
+        &format!("{prefix}.{kind}_dequantize"),
         "DequantizeLinear",
         names.to_vec(),
         vec![dq.clone()],
         vec![int("axis", axis as i64)],
     ));
-    (dq, scales)
+    dq
 }
 
 fn f32_data(t: &pb::TensorProto) -> anyhow::Result<Weights> {
