@@ -24,9 +24,11 @@ fn arch() -> Architecture {
     arch
 }
 
-/// A model with BatchNorm statistics away from (0, 1), as after training.
+/// A model with BatchNorm statistics away from (0, 1), as after training. Seeded: the
+/// bounds below held over 40 unseeded draws, but a failure must be reproducible.
 fn model(arch: &Architecture) -> SegModel<Flex> {
     let dev = Default::default();
+    <Flex as burn::tensor::backend::Backend>::seed(&dev, 11);
     let model: SegModel<Autodiff<Flex>> = arch.init(&dev).unwrap();
     for _ in 0..10 {
         let x = Tensor::random([2, 1, SIZE, SIZE], Distribution::Normal(0.0, 1.0), &dev);
