@@ -8,6 +8,7 @@
 pub mod figure;
 pub mod jmedseg;
 pub mod report;
+pub mod timing;
 
 use std::path::Path;
 use std::time::Instant;
@@ -67,17 +68,26 @@ impl ZooRow {
     }
 
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+        read_row(path)
     }
 
-    /// Written atomically, so an interrupted bench never leaves half a row.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        write_row(self, path)
     }
+}
+
+/// A bench row from its JSON file.
+pub fn read_row<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Written atomically, so an interrupted bench never leaves half a row.
+pub fn write_row<T: Serialize>(row: &T, path: &Path) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(row)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Median latency in ms of `repeats` runs of the model on one image of its input size, after

@@ -50,13 +50,13 @@ fn domains(rows: &[ZooRow], source: &str) -> Vec<String> {
     out
 }
 
-fn gib(bytes: Option<u64>) -> String {
+pub(super) fn gib(bytes: Option<u64>) -> String {
     bytes.map_or("—".into(), |b| {
         format!("{:.2}", b as f64 / (1u64 << 30) as f64)
     })
 }
 
-fn millions(n: usize) -> String {
+pub(super) fn millions(n: usize) -> String {
     format!("{:.2} M", n as f64 / 1e6)
 }
 

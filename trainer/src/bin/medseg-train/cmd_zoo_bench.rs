@@ -9,7 +9,7 @@ use medseg_runtime::dataset::Dataset;
 use medseg_trainer::backend;
 use medseg_trainer::export::{ExportOptions, Precision, export, test_scores};
 use medseg_trainer::peak_memory;
-use medseg_trainer::train::RunDir;
+use medseg_trainer::train::{RunConfig, RunDir};
 use medseg_trainer::zoo_bench::report::{ReportContext, render};
 use medseg_trainer::zoo_bench::{Budget, ZooRow, figure, median, median_latency_ms};
 
@@ -30,15 +30,23 @@ pub struct Args {
     /// Architectures to train, comma separated [default: every registered one].
     #[arg(long, value_delimiter = ',')]
     models: Option<Vec<String>>,
-    /// Markdown report to write (the figure goes beside it).
-    #[arg(long, default_value = "docs/MODEL_ZOO.md")]
-    report: PathBuf,
+    /// Markdown report to write (the figure goes beside it) [default: docs/MODEL_ZOO.md, or
+    /// docs/MODEL_ZOO_TIMING.md with --timings-only].
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// Score at most this many test images per domain, evenly spaced (0 = all).
     #[arg(long, default_value_t = 100)]
     max_test_images: usize,
     /// Tract runs per model for the median latency.
     #[arg(long, default_value_t = 20)]
-    latency_runs: usize,
+    pub(crate) latency_runs: usize,
+    /// Measure only each model's training speed, peak training memory and tract latency, in
+    /// a few steps (no Dice), on a machine left alone: the rows under --out/timing.
+    #[arg(long)]
+    pub(crate) timings_only: bool,
+    /// Training steps timed per model with --timings-only, after as many that warm up.
+    #[arg(long, default_value_t = 6, requires = "timings_only")]
+    pub(crate) timing_steps: usize,
     /// A member's own learning rate where the shared one makes it diverge (the cure for a
     /// collapsed row, e.g. `setr=2e-4`); its row is marked with it. Comma separated.
     #[arg(long = "lr-for", value_delimiter = ',', value_name = "MODEL=LR")]
@@ -46,7 +54,19 @@ pub struct Args {
     /// Training settings shared by every model (--out is the folder of the runs; --model and
     /// --model-opt are set per model).
     #[command(flatten)]
-    train: cmd_train::Args,
+    pub(crate) train: cmd_train::Args,
+}
+
+impl Args {
+    pub(crate) fn report(&self) -> PathBuf {
+        self.report.clone().unwrap_or_else(|| {
+            if self.timings_only {
+                "docs/MODEL_ZOO_TIMING.md".into()
+            } else {
+                "docs/MODEL_ZOO.md".into()
+            }
+        })
+    }
 }
 
 /// The bench's own defaults for flags it shares with `train`. The budget: 960 training
@@ -81,6 +101,30 @@ pub(crate) const SET_PER_MODEL: &[&str] = &[
 /// (base width 16) is medseg's own CPU-sized choice; JMedSeg's is 64 with a halved bottleneck.
 const PAPER_OPTIONS: &[(&str, &[&str])] = &[("unet", &["base_width=64", "layout=jmedseg"])];
 
+/// `--model-opt`s the bench trains `name` with.
+pub(crate) fn paper_options(name: &str) -> Vec<String> {
+    PAPER_OPTIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(Vec::new(), |(_, opts)| {
+            opts.iter().map(|o| o.to_string()).collect()
+        })
+}
+
+/// Parameters and GFLOPs (2 x multiply-accumulates) of a run's architecture, counted from
+/// its export graph at the run's input size.
+pub(crate) fn graph_cost(cfg: &RunConfig) -> anyhow::Result<(usize, f64)> {
+    let spec = &cfg.input;
+    let graph = cfg
+        .architecture
+        .init::<backend::Inner>(&backend::device())?
+        .export([1, 1, spec.height, spec.width]);
+    Ok((
+        graph.parameter_count(),
+        2.0 * graph.multiply_accumulates() as f64 / 1e9,
+    ))
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let data = args.train.data.clone().context("zoo-bench needs --data")?;
@@ -105,6 +149,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let root = args.train.out.clone();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    if args.timings_only {
+        return crate::cmd_zoo_timing::run(&args, &ds.name, &names, &root, started);
+    }
     let mut rows: Vec<ZooRow> = Vec::new();
     let mut failed: Vec<(String, String)> = Vec::new();
     for (i, name) in names.iter().enumerate() {
@@ -144,8 +191,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             started,
         )?;
     }
-    let figure_name = figure_file_name(&args.report);
-    let figure_path = args.report.with_file_name(&figure_name);
+    let report = args.report();
+    let figure_name = figure_file_name(&report);
+    let figure_path = report.with_file_name(&figure_name);
     figure::draw(&rows, &source_domain, &figure_path)?;
     println!("wrote {}", figure_path.display());
     write_report(
@@ -158,7 +206,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(&figure_name),
         started,
     )?;
-    println!("wrote {}", args.report.display());
+    println!("wrote {}", report.display());
     anyhow::ensure!(
         failed.is_empty(),
         "{} model(s) could not be measured: {}; the report lists why, and running the same \
@@ -232,12 +280,7 @@ fn run_one(args: &Args, name: &str, root: &Path) -> anyhow::Result<ZooRow> {
         return Ok(row);
     }
     train.model = name.to_string();
-    train.model_opts = PAPER_OPTIONS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or(Vec::new(), |(_, opts)| {
-            opts.iter().map(|o| o.to_string()).collect()
-        });
+    train.model_opts = paper_options(name);
     train.out = out.clone();
     let dir = RunDir::new(&out);
     let done = dir.state().map(|s| s.epochs_done).unwrap_or(0);
@@ -282,18 +325,14 @@ fn run_one(args: &Args, name: &str, root: &Path) -> anyhow::Result<ZooRow> {
     let model = Segmenter::from_file(&onnx)?;
     let latency_ms = median_latency_ms(&model, args.latency_runs)?;
     let state = dir.state()?;
-    let spec = &cfg.input;
-    let graph = cfg
-        .architecture
-        .init::<backend::Inner>(&backend::device())?
-        .export([1, 1, spec.height, spec.width]);
+    let (parameters, gflops) = graph_cost(&cfg)?;
     let row = ZooRow {
         name: name.to_string(),
         family: cfg.architecture.entry().family.to_string(),
         options: cfg.architecture.options().into_iter().collect(),
         budget: wanted,
-        parameters: graph.parameter_count(),
-        gflops: 2.0 * graph.multiply_accumulates() as f64 / 1e9,
+        parameters,
+        gflops,
         train_images: state.log.iter().map(|e| e.train_images).sum(),
         train_images_per_second: median(
             &mut state
@@ -305,7 +344,7 @@ fn run_one(args: &Args, name: &str, root: &Path) -> anyhow::Result<ZooRow> {
         train_seconds: state.log.iter().map(|e| e.seconds).sum(),
         peak_rss_bytes,
         latency_ms,
-        latency_side: spec.width,
+        latency_side: cfg.input.width,
         best_val_dice: state.best_dice,
         scores,
         onnx: onnx.display().to_string(),
@@ -370,5 +409,5 @@ fn write_report(
         },
         rows,
     );
-    write_markdown(&args.report, &md)
+    write_markdown(&args.report(), &md)
 }

@@ -12,6 +12,7 @@ mod cmd_stn_report;
 mod cmd_synth;
 mod cmd_train;
 mod cmd_zoo_bench;
+mod cmd_zoo_timing;
 mod typed_flags;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -104,6 +105,17 @@ fn main() {
                         &["pretrained_backbone"],
                         "a checkpoint fits one backbone, not every member of the zoo: train \
                          the members that take it with `train --pretrained-backbone`",
+                    )
+                })
+                .and_then(|()| {
+                    if !a.timings_only {
+                        return Ok(());
+                    }
+                    typed_flags::refuse(
+                        c,
+                        m,
+                        &["epochs", "max_steps_per_epoch", "max_val_images"],
+                        "--timings-only runs two epochs of --timing-steps steps",
                     )
                 })
             })
