@@ -21,25 +21,47 @@ const MAX_SIDE_PX: u32 = 20_000;
 /// Room for a 200 MP colour photo (600 MB decoded); twice image's default decoder limit.
 const MAX_DECODED_BYTES: u64 = 1 << 30;
 
+/// [`load_image`] for a file already in memory (an upload), `name` standing for its path in
+/// errors, with at most `max_side_px` pixels a side (at most the file limit).
+pub fn load_image_bytes(
+    bytes: &[u8],
+    name: &str,
+    max_side_px: u32,
+) -> Result<DynamicImage, RuntimeError> {
+    let path = Path::new(name);
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| RuntimeError::io(path, e))?;
+    decode_with(reader, path, max_side_px.min(MAX_SIDE_PX)).map(gray_to_8_bits)
+}
+
 /// Decodes at the file's own bit depth (masks hold class indices, not intensities).
 fn decode(path: &Path) -> Result<DynamicImage, RuntimeError> {
-    let bad = |reason: String| RuntimeError::BadImage {
-        path: path.to_path_buf(),
-        reason,
-    };
     let reader = ImageReader::open(path)
         .map_err(|e| RuntimeError::io(path, e))?
         .with_guessed_format()
         .map_err(|e| RuntimeError::io(path, e))?;
+    decode_with(reader, path, MAX_SIDE_PX)
+}
+
+fn decode_with<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+    path: &Path,
+    max_side_px: u32,
+) -> Result<DynamicImage, RuntimeError> {
+    let bad = |reason: String| RuntimeError::BadImage {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| bad(format!("not a decodable PNG/JPEG image ({e})")))?;
     // `into_decoder` leaves the decoder without the limits `ImageReader::decode` would set:
     // a small PNG of zeros claiming 60000x60000 px took 18 GB here before.
     let (w, h) = decoder.dimensions();
-    if w.max(h) > MAX_SIDE_PX || decoder.total_bytes() > MAX_DECODED_BYTES {
+    if w.max(h) > max_side_px || decoder.total_bytes() > MAX_DECODED_BYTES {
         return Err(bad(format!(
-            "image is {w}x{h} px ({} MB decoded); this runtime reads at most {MAX_SIDE_PX} px a \
+            "image is {w}x{h} px ({} MB decoded); this runtime reads at most {max_side_px} px a \
              side and {} MB, downscale it first",
             decoder.total_bytes() >> 20,
             MAX_DECODED_BYTES >> 20

@@ -20,6 +20,8 @@ pub mod package;
 pub mod postprocess;
 pub mod preprocess;
 pub mod review;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod slice_table;
 
 pub use card::{CalibrationInfo, InputSpec, ModelCard};

@@ -162,7 +162,7 @@ impl Bilinear {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ClassStats {
     pub class: String,
     pub area_pixels: usize,

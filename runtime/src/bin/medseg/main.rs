@@ -1,4 +1,5 @@
-//! `medseg`: segment images with an exported model, score it on a data set, or run the demo.
+//! `medseg`: segment images with an exported model, score it on a data set, serve a web page
+//! that segments dropped images, or run the demo.
 
 mod bench;
 mod cleanup_args;
@@ -6,6 +7,7 @@ mod demo;
 mod eval;
 mod model_arg;
 mod segment;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +31,7 @@ enum Command {
     Eval(eval::Args),
     Demo(demo::Args),
     Bench(bench::Args),
+    Serve(serve::Args),
     /// Print a model's card (architecture, input, classes, metrics, training data).
     ///
     /// Example: medseg info --model unet.onnx
@@ -46,6 +49,7 @@ fn main() {
         Command::Eval(args) => eval::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Info { model } => info(&model),
     };
     medseg_runtime::logging::exit_on_error(result);

@@ -1,0 +1,242 @@
+//! `medseg serve`: a local web page and a JSON API for the bedside. One page (drop or pick an
+//! image, see the overlay and the areas, download the mask and the JSON) and
+//! `POST /api/segment` (the image file as the request body -> [`SegmentResponse`]).
+//!
+//! Limits, each answered with a JSON `{"error": ...}` that says what was wrong: upload size
+//! (413), image dimensions checked before decoding (422: a decompression bomb is refused from
+//! its header), per-request time (504), and a fixed number of requests in inference at once;
+//! one more gets 503 with `Retry-After` at once instead of queueing without bound.
+
+mod page;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::Segmenter;
+use crate::image_io::{as_gray, load_image_bytes};
+use crate::outputs::{encode_mask_png, encode_overlay_png};
+use crate::postprocess::{ClassStats, class_stats};
+
+/// What one server accepts.
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    /// Largest upload, in bytes.
+    pub max_upload_bytes: usize,
+    /// Longest image side, in pixels, read from the header before decoding.
+    pub max_side_px: u32,
+    /// Longest a request may take, decoding to encoded outputs.
+    pub timeout: Duration,
+    /// Requests segmented at once; more are answered 503.
+    pub concurrency: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 50 << 20,
+            max_side_px: 8192,
+            timeout: Duration::from_secs(30),
+            concurrency: 2,
+        }
+    }
+}
+
+/// The model and the limits, shared by every request.
+#[derive(Clone)]
+pub struct ServeState {
+    model: Arc<Segmenter>,
+    /// Names the model in responses (its path, or the embedded model).
+    model_name: Arc<str>,
+    limits: ServeLimits,
+    slots: Arc<Semaphore>,
+}
+
+impl ServeState {
+    pub fn new(model: Segmenter, model_name: &str, limits: ServeLimits) -> Self {
+        let slots = Arc::new(Semaphore::new(limits.concurrency));
+        Self {
+            model: Arc::new(model),
+            model_name: model_name.into(),
+            limits,
+            slots,
+        }
+    }
+
+    /// Takes every inference slot until the returned permit is dropped: what a server busy
+    /// with `concurrency` long requests looks like (for tests of the 503 answer).
+    pub fn occupy_all(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots
+            .clone()
+            .try_acquire_many_owned(self.limits.concurrency as u32)
+            .ok()
+    }
+}
+
+/// The answer to `POST /api/segment`.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct SegmentResponse {
+    pub model: String,
+    pub width: usize,
+    pub height: usize,
+    /// Every class but the background: area in pixels, bounding box, mean confidence.
+    pub classes: Vec<ClassStats>,
+    /// Mean softmax confidence over the whole image.
+    pub mean_confidence: f32,
+    pub inference_ms: f64,
+    /// Decoding to encoded outputs, on the server.
+    pub total_ms: f64,
+    /// The class-index mask, an 8-bit gray PNG, base64.
+    pub mask_png: String,
+    /// The image in gray with each class tinted and outlined, an RGB PNG, base64.
+    pub overlay_png: String,
+}
+
+/// The page and the API on one router.
+pub fn router(state: ServeState) -> Router {
+    // Axum enforces the size limit while reading the body; the handler answers its
+    // rejection in JSON.
+    let body_limit = state.limits.max_upload_bytes;
+    Router::new()
+        .route("/", get(|| async { Html(page::PAGE) }))
+        .route("/api/model", get(model_info))
+        .route("/api/segment", post(segment))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// An error answer: the status and a message a person can act on.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    #[derive(Serialize)]
+    struct Body {
+        error: String,
+    }
+    (
+        status,
+        Json(Body {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+async fn model_info(State(state): State<ServeState>) -> Response {
+    #[derive(Serialize)]
+    struct Info<'a> {
+        model: &'a str,
+        architecture: &'a serde_json::Value,
+        classes: &'a [String],
+        input: &'a crate::InputSpec,
+    }
+    let card = &state.model.card;
+    Json(Info {
+        model: &state.model_name,
+        architecture: &card.architecture,
+        classes: &card.classes,
+        input: &card.input,
+    })
+    .into_response()
+}
+
+async fn segment(State(state): State<ServeState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let limits = &state.limits;
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the upload is larger than this server's limit of {} MB",
+                    limits.max_upload_bytes >> 20
+                ),
+            );
+        }
+        Err(rejection) => {
+            return error(rejection.status(), rejection.body_text());
+        }
+    };
+    if body.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "empty upload: send the image file (PNG or JPEG) as the request body",
+        );
+    }
+    let Ok(permit) = state.slots.clone().try_acquire_owned() else {
+        let mut busy = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "busy: {} image(s) are being segmented; try again in a second",
+                limits.concurrency
+            ),
+        );
+        busy.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return busy;
+    };
+    let work_state = state.clone();
+    // Inference is CPU-bound: it runs on the blocking pool, holding its slot until it ends
+    // even when the request has timed out, so the slots bound the work, not just the waiting.
+    let work = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        segment_bytes(&work_state, &body)
+    });
+    match tokio::time::timeout(limits.timeout, work).await {
+        Ok(Ok(Ok(response))) => Json(response).into_response(),
+        Ok(Ok(Err((status, message)))) => error(status, message),
+        Ok(Err(join)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("segmentation failed: {join}"),
+        ),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "segmentation took longer than this server's limit of {:.1} s",
+                limits.timeout.as_secs_f64()
+            ),
+        ),
+    }
+}
+
+/// Decode, segment and encode one upload.
+fn segment_bytes(
+    state: &ServeState,
+    bytes: &[u8],
+) -> Result<SegmentResponse, (StatusCode, String)> {
+    let started = Instant::now();
+    let unprocessable = |e: crate::RuntimeError| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
+    let img = load_image_bytes(bytes, "upload", state.limits.max_side_px).map_err(unprocessable)?;
+    let seg = state.model.segment(&img).map_err(unprocessable)?;
+    let pred = &seg.prediction;
+    let encode_failed = |e: std::io::Error| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the result failed: {e}"),
+        )
+    };
+    let mut mask_png = Vec::new();
+    encode_mask_png(&mut mask_png, &pred.mask).map_err(encode_failed)?;
+    let mut overlay_png = Vec::new();
+    encode_overlay_png(&mut overlay_png, &as_gray(&img), &pred.mask).map_err(encode_failed)?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(SegmentResponse {
+        model: state.model_name.to_string(),
+        width: pred.mask.width,
+        height: pred.mask.height,
+        classes: class_stats(pred, &state.model.card.classes),
+        mean_confidence: pred.mean_confidence(),
+        inference_ms: seg.inference_ms,
+        total_ms: started.elapsed().as_secs_f64() * 1e3,
+        mask_png: b64.encode(&mask_png),
+        overlay_png: b64.encode(&overlay_png),
+    })
+}
