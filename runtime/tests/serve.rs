@@ -156,6 +156,18 @@ async fn uploads_beyond_the_limits_are_refused_before_decoding() {
 }
 
 #[tokio::test]
+async fn a_request_waits_for_a_free_slot_in_the_queue() {
+    let st = state(ServeLimits::default());
+    let held = st.occupy_slots().expect("no request is running");
+    let waiting = tokio::spawn(post(router(st.clone()), SAMPLES[0].image.to_vec()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "it waits while every slot is taken");
+    drop(held);
+    let (status, _, json) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{json}");
+}
+
+#[tokio::test]
 async fn a_busy_server_says_so_at_once_and_a_slow_request_times_out() {
     let st = state(ServeLimits::default());
     let held = st.occupy_all().expect("no request is running");

@@ -4,8 +4,9 @@
 //!
 //! Limits, each answered with a JSON `{"error": ...}` that says what was wrong: upload size
 //! (413), image dimensions checked before decoding (422: a decompression bomb is refused from
-//! its header), per-request time (504), and a fixed number of requests in inference at once;
-//! one more gets 503 with `Retry-After` at once instead of queueing without bound.
+//! its header), per-request time, waiting included (504), a fixed number of requests in
+//! inference at once and a bounded queue behind them; one more than those gets 503 with
+//! `Retry-After` at once instead of queueing without bound.
 
 mod page;
 
@@ -37,8 +38,10 @@ pub struct ServeLimits {
     pub max_side_px: u32,
     /// Longest a request may take, decoding to encoded outputs.
     pub timeout: Duration,
-    /// Requests segmented at once; more are answered 503.
+    /// Requests segmented at once.
     pub concurrency: usize,
+    /// Requests that may wait for one of those slots; more are answered 503.
+    pub queue: usize,
 }
 
 impl Default for ServeLimits {
@@ -48,6 +51,7 @@ impl Default for ServeLimits {
             max_side_px: 8192,
             timeout: Duration::from_secs(30),
             concurrency: 2,
+            queue: 32,
         }
     }
 }
@@ -59,23 +63,39 @@ pub struct ServeState {
     /// Names the model in responses (its path, or the embedded model).
     model_name: Arc<str>,
     limits: ServeLimits,
+    /// Requests admitted (in inference or waiting): `concurrency + queue`.
+    admitted: Arc<Semaphore>,
+    /// Requests in inference: `concurrency`.
     slots: Arc<Semaphore>,
 }
 
 impl ServeState {
     pub fn new(model: Segmenter, model_name: &str, limits: ServeLimits) -> Self {
-        let slots = Arc::new(Semaphore::new(limits.concurrency));
         Self {
             model: Arc::new(model),
             model_name: model_name.into(),
+            admitted: Arc::new(Semaphore::new(limits.concurrency + limits.queue)),
+            slots: Arc::new(Semaphore::new(limits.concurrency)),
             limits,
-            slots,
         }
     }
 
-    /// Takes every inference slot until the returned permit is dropped: what a server busy
-    /// with `concurrency` long requests looks like (for tests of the 503 answer).
-    pub fn occupy_all(&self) -> Option<OwnedSemaphorePermit> {
+    /// Takes every inference slot and every place in the queue until the returned permits
+    /// are dropped: a server busy with long requests (for tests of the 503 answer).
+    pub fn occupy_all(&self) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        let admitted = self.admitted.clone();
+        let all = (self.limits.concurrency + self.limits.queue) as u32;
+        Some((
+            admitted.try_acquire_many_owned(all).ok()?,
+            self.slots
+                .clone()
+                .try_acquire_many_owned(self.limits.concurrency as u32)
+                .ok()?,
+        ))
+    }
+
+    /// Takes every inference slot, leaving the queue open: requests then wait.
+    pub fn occupy_slots(&self) -> Option<OwnedSemaphorePermit> {
         self.slots
             .clone()
             .try_acquire_many_owned(self.limits.concurrency as u32)
@@ -171,12 +191,12 @@ async fn segment(State(state): State<ServeState>, body: Result<Bytes, BytesRejec
             "empty upload: send the image file (PNG or JPEG) as the request body",
         );
     }
-    let Ok(permit) = state.slots.clone().try_acquire_owned() else {
+    let Ok(admitted) = state.admitted.clone().try_acquire_owned() else {
         let mut busy = error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "busy: {} image(s) are being segmented; try again in a second",
-                limits.concurrency
+                "busy: {} image(s) are being segmented and {} waiting; try again in a second",
+                limits.concurrency, limits.queue
             ),
         );
         busy.headers_mut()
@@ -184,12 +204,22 @@ async fn segment(State(state): State<ServeState>, body: Result<Bytes, BytesRejec
         return busy;
     };
     let work_state = state.clone();
-    // Inference is CPU-bound: it runs on the blocking pool, holding its slot until it ends
-    // even when the request has timed out, so the slots bound the work, not just the waiting.
-    let work = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        segment_bytes(&work_state, &body)
-    });
+    let work = async move {
+        let slot = work_state
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        // Inference is CPU-bound: it runs on the blocking pool, holding its slot until it
+        // ends even when the request has timed out, so the slots bound the work, not just
+        // the waiting.
+        tokio::task::spawn_blocking(move || {
+            let _held = (admitted, slot);
+            segment_bytes(&work_state, &body)
+        })
+        .await
+    };
     match tokio::time::timeout(limits.timeout, work).await {
         Ok(Ok(Ok(response))) => Json(response).into_response(),
         Ok(Ok(Err((status, message)))) => error(status, message),
@@ -200,7 +230,8 @@ async fn segment(State(state): State<ServeState>, body: Result<Bytes, BytesRejec
         Err(_) => error(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
-                "segmentation took longer than this server's limit of {:.1} s",
+                "segmentation took longer than this server's limit of {:.1} s, waiting \
+                 included",
                 limits.timeout.as_secs_f64()
             ),
         ),

@@ -32,9 +32,12 @@ pub struct Args {
     /// Longest a request may take, in seconds.
     #[arg(long, default_value_t = 30.0)]
     timeout_s: f64,
-    /// Images segmented at once; a request beyond them is answered 503 with Retry-After.
+    /// Images segmented at once.
     #[arg(long, default_value_t = 2)]
     concurrency: usize,
+    /// Requests that may wait for one of those; one more is answered 503 with Retry-After.
+    #[arg(long, default_value_t = 32)]
+    queue: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -59,6 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_side_px: args.max_side_px,
         timeout: Duration::from_secs_f64(args.timeout_s),
         concurrency: args.concurrency,
+        queue: args.queue,
     };
     let app = router(ServeState::new(model, &args.model.describe(), limits));
     let runtime = tokio::runtime::Runtime::new().context("starting the server's runtime")?;
