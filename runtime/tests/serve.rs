@@ -143,6 +143,18 @@ async fn uploads_beyond_the_limits_are_refused_before_decoding() {
     let (status, _, json) = post(app.clone(), vec![0u8; 100 << 10]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(error_of(&json).contains("limit"), "{json}");
+    // Declared too large: refused from the header, before the body is read.
+    let response = app
+        .clone()
+        .oneshot(
+            Request::post("/api/segment")
+                .header(header::CONTENT_LENGTH, (1usize << 30).to_string())
+                .body(Body::from(vec![0u8; 16]))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     // Small on the wire, too wide to decode: refused from its header.
     let wide = png(5000, 10);

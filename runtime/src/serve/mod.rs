@@ -14,10 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
@@ -124,14 +123,10 @@ pub struct SegmentResponse {
 
 /// The page and the API on one router.
 pub fn router(state: ServeState) -> Router {
-    // Axum enforces the size limit while reading the body; the handler answers its
-    // rejection in JSON.
-    let body_limit = state.limits.max_upload_bytes;
     Router::new()
         .route("/", get(|| async { Html(page::PAGE) }))
         .route("/api/model", get(model_info))
         .route("/api/segment", post(segment))
-        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
@@ -168,29 +163,26 @@ async fn model_info(State(state): State<ServeState>) -> Response {
     .into_response()
 }
 
-async fn segment(State(state): State<ServeState>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn segment(State(state): State<ServeState>, headers: HeaderMap, body: Body) -> Response {
     let limits = &state.limits;
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the upload is larger than this server's limit of {} MB",
-                    limits.max_upload_bytes >> 20
-                ),
-            );
-        }
-        Err(rejection) => {
-            return error(rejection.status(), rejection.body_text());
-        }
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the upload is larger than this server's limit of {} MB",
+                limits.max_upload_bytes >> 20
+            ),
+        )
     };
-    if body.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "empty upload: send the image file (PNG or JPEG) as the request body",
-        );
+    // A declared size beyond the limit is refused before anything is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limits.max_upload_bytes) {
+        return too_large();
     }
+    // Admitted before the body is read, so that a burst of uploads beyond the queue costs
+    // no memory.
     let Ok(admitted) = state.admitted.clone().try_acquire_owned() else {
         let mut busy = error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -204,7 +196,26 @@ async fn segment(State(state): State<ServeState>, body: Result<Bytes, BytesRejec
         return busy;
     };
     let work_state = state.clone();
+    let max_bytes = limits.max_upload_bytes;
+    // Reading the body is under the timeout too: a client that sends slowly holds a place
+    // in the queue no longer than one that waits.
     let work = async move {
+        let bytes = match axum::body::to_bytes(body, max_bytes).await {
+            Ok(b) => b,
+            Err(e) if is_length_limit(&e) => return Err(None),
+            Err(e) => {
+                return Err(Some((
+                    StatusCode::BAD_REQUEST,
+                    format!("the upload could not be read: {e}"),
+                )));
+            }
+        };
+        if bytes.is_empty() {
+            return Err(Some((
+                StatusCode::BAD_REQUEST,
+                "empty upload: send the image file (PNG or JPEG) as the request body".into(),
+            )));
+        }
         let slot = work_state
             .slots
             .clone()
@@ -216,26 +227,42 @@ async fn segment(State(state): State<ServeState>, body: Result<Bytes, BytesRejec
         // the waiting.
         tokio::task::spawn_blocking(move || {
             let _held = (admitted, slot);
-            segment_bytes(&work_state, &body)
+            segment_bytes(&work_state, &bytes)
         })
         .await
+        .map_err(|join| {
+            Some((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("segmentation failed: {join}"),
+            ))
+        })?
+        .map_err(Some)
     };
     match tokio::time::timeout(limits.timeout, work).await {
-        Ok(Ok(Ok(response))) => Json(response).into_response(),
-        Ok(Ok(Err((status, message)))) => error(status, message),
-        Ok(Err(join)) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("segmentation failed: {join}"),
-        ),
+        Ok(Ok(response)) => Json(response).into_response(),
+        Ok(Err(Some((status, message)))) => error(status, message),
+        Ok(Err(None)) => too_large(),
         Err(_) => error(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
-                "segmentation took longer than this server's limit of {:.1} s, waiting \
-                 included",
+                "segmentation took longer than this server's limit of {:.1} s, upload and \
+                 waiting included",
                 limits.timeout.as_secs_f64()
             ),
         ),
     }
+}
+
+/// Whether reading a body failed on its size limit (not a dropped connection).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Decode, segment and encode one upload.
