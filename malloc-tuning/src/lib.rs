@@ -19,8 +19,22 @@ pub fn keep_freed_memory() -> bool {
     imp::keep_freed_memory()
 }
 
+/// Gives the heap's free memory back to the system now (`malloc_trim(0)`), so that resident
+/// memory is what is in use: a bench measuring one phase's peak calls it first, or the memory
+/// an earlier, larger phase freed and the heap kept would count as this phase's. Returns
+/// whether anything was released.
+pub fn release_freed_memory() -> bool {
+    imp::release_freed_memory()
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod imp {
+    #[allow(unsafe_code)]
+    pub fn release_freed_memory() -> bool {
+        // SAFETY: malloc_trim takes malloc's own locks and only returns free memory.
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
+
     #[allow(unsafe_code)]
     pub fn keep_freed_memory() -> bool {
         // SAFETY: mallopt only sets malloc's tuning parameters; it takes malloc's own lock and
@@ -36,6 +50,10 @@ mod imp {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 mod imp {
     pub fn keep_freed_memory() -> bool {
+        false
+    }
+
+    pub fn release_freed_memory() -> bool {
         false
     }
 }
