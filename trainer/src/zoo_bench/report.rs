@@ -50,7 +50,8 @@ fn domains(rows: &[ZooRow], source: &str) -> Vec<String> {
     out
 }
 
-pub(super) fn gib(bytes: Option<u64>) -> String {
+/// Bytes as GiB with two decimals, or a dash when unknown.
+pub fn gib(bytes: Option<u64>) -> String {
     bytes.map_or("—".into(), |b| {
         format!("{:.2}", b as f64 / (1u64 << 30) as f64)
     })

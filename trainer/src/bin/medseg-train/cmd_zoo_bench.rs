@@ -207,9 +207,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         started,
     )?;
     println!("wrote {}", report.display());
+    refuse_failures(&failed, "measured")
+}
+
+/// Ends a bench that wrote its report with an error naming the models (name, why) it could
+/// not do (`verb`: "measured", "timed").
+pub(crate) fn refuse_failures(failed: &[(String, String)], verb: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         failed.is_empty(),
-        "{} model(s) could not be measured: {}; the report lists why, and running the same \
+        "{} model(s) could not be {verb}: {}; the report lists why, and running the same \
          command again retries them",
         failed.len(),
         failed
