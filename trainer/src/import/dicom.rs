@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions, Tag};
-use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+use dicom_object::{DefaultDicomObject, InMemDicomObject};
+pub use medseg_runtime::medical::dicom_file::{open, open_header, text};
 
 use super::dicom_frames::first_item;
 use super::dicom_rtstruct;
@@ -40,42 +40,6 @@ pub struct DicomArgs {
     /// reference themselves [dicom].
     #[arg(long)]
     pub dicom_series: Option<String>,
-}
-
-/// Opens a DICOM file and refuses transfer syntaxes whose pixel data this build cannot decode.
-pub fn open(path: &Path) -> anyhow::Result<DefaultDicomObject> {
-    let obj = OpenFileOptions::new()
-        .open_file(path)
-        .with_context(|| format!("{} is not a readable DICOM file", path.display()))?;
-    let uid = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
-    match TransferSyntaxRegistry.get(uid) {
-        Some(ts) if ts.can_decode_all() => Ok(obj),
-        ts => bail!(
-            "unsupported transfer syntax {} ({uid}) in {}: this build reads uncompressed, \
-             deflated, JPEG, JPEG 2000 and RLE Lossless DICOM; decompress the series first \
-             (e.g. `gdcmconv --raw IN OUT` or `dcmdjpls IN OUT`)",
-            ts.map_or("unknown", |t| t.name()),
-            path.display()
-        ),
-    }
-}
-
-/// Opens a DICOM file's attributes only, up to the pixel data, whatever its transfer syntax:
-/// enough to tell its series, for the files of a folder that will not be read.
-pub fn open_header(path: &Path) -> anyhow::Result<DefaultDicomObject> {
-    OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-        .with_context(|| format!("{} is not a readable DICOM file", path.display()))
-}
-
-/// A text attribute, trimmed; `None` when absent or not text. Takes files and sequence items.
-pub fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    obj.element_opt(tag)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim().to_string())
 }
 
 /// The label value of the class named `name` (any case, spaces around ignored); background

@@ -7,23 +7,22 @@
 //! ([`duplicates`]) and writes the files.
 
 pub mod dicom;
-pub mod dicom_frames;
 pub mod dicom_rtstruct;
 pub mod dicom_seg;
-pub mod dicom_series;
 pub mod duplicates;
-pub mod intensity;
 pub mod jmedseg;
 pub mod layout_writer;
 pub mod msd;
 pub mod neighbours;
 pub mod nifti;
-pub mod panic_guard;
 pub mod patient_pattern;
 pub mod slices;
 pub mod split_rule;
-pub mod volume;
 pub mod volume_slices;
+
+// The readers (volumes, DICOM files and series, intensity windows) live in the runtime, which
+// reads the same files at the bedside; the importers use them from there.
+pub use medseg_runtime::medical::{dicom_frames, dicom_series, intensity, panic_guard, volume};
 
 pub use layout_writer::{ImportSummary, LayoutWriter, SliceMeta};
 pub use patient_pattern::PatientPattern;

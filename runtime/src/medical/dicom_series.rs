@@ -11,7 +11,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 use dicom_pixeldata::{DecodedPixelData, PixelDecoder};
 
-use super::dicom::{open, open_header, text};
+use super::dicom_file::{open, open_header, text};
 use super::dicom_frames::{frame_floats, number_of_frames};
 use super::panic_guard::guarded;
 use super::volume::Volume;

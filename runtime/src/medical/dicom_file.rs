@@ -1,0 +1,48 @@
+//! Opening one DICOM file: its attributes, and a refusal naming the transfer syntax when this
+//! build cannot decode its pixel data. Uncompressed, deflated, JPEG (8-bit baseline and
+//! extended, lossless), JPEG 2000 and RLE Lossless files are decoded by dicom-rs's pure-Rust
+//! codecs; other transfer syntaxes (JPEG-LS, video) get an error naming the syntax and the file.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use dicom_dictionary_std::tags;
+use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions, Tag};
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+
+/// Opens a DICOM file and refuses transfer syntaxes whose pixel data this build cannot decode.
+pub fn open(path: &Path) -> anyhow::Result<DefaultDicomObject> {
+    let obj = OpenFileOptions::new()
+        .open_file(path)
+        .with_context(|| format!("{} is not a readable DICOM file", path.display()))?;
+    let uid = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
+    match TransferSyntaxRegistry.get(uid) {
+        Some(ts) if ts.can_decode_all() => Ok(obj),
+        ts => bail!(
+            "unsupported transfer syntax {} ({uid}) in {}: this build reads uncompressed, \
+             deflated, JPEG, JPEG 2000 and RLE Lossless DICOM; decompress the series first \
+             (e.g. `gdcmconv --raw IN OUT` or `dcmdjpls IN OUT`)",
+            ts.map_or("unknown", |t| t.name()),
+            path.display()
+        ),
+    }
+}
+
+/// Opens a DICOM file's attributes only, up to the pixel data, whatever its transfer syntax:
+/// enough to tell its series, for the files of a folder that will not be read.
+pub fn open_header(path: &Path) -> anyhow::Result<DefaultDicomObject> {
+    OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .with_context(|| format!("{} is not a readable DICOM file", path.display()))
+}
+
+/// A text attribute, trimmed; `None` when absent or not text. Takes files and sequence items.
+pub fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    obj.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
