@@ -58,7 +58,7 @@ struct SplitsFile {
 }
 
 /// Image files the runtime reads (data sets, `medseg segment` folders, bare import names).
-pub const IMAGE_EXTS: &[&str] = &["png", "jpg", "jpeg"];
+pub const IMAGE_EXTS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
 const MASK_EXTS: &[&str] = &["png", "npy"];
 /// The domain name used by layouts that have only one.
 pub const DEFAULT_DOMAIN: &str = "default";

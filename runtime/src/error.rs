@@ -19,6 +19,10 @@ pub enum RuntimeError {
     UnsuitableImage { model: String, reason: String },
     #[error("image {path}: {reason}")]
     BadImage { path: PathBuf, reason: String },
+    /// A DICOM file or series or a NIfTI volume that cannot be read; `reason` names the file
+    /// (and the frame or slice where it matters).
+    #[error("{reason}")]
+    BadScan { path: PathBuf, reason: String },
     #[error("mask {path}: {reason}")]
     BadMask { path: PathBuf, reason: String },
     #[error("data set {path}: {reason}")]

@@ -8,7 +8,7 @@ use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, Limits, RgbImage
 use crate::bit_depth::gray_to_8_bits;
 use crate::error::RuntimeError;
 
-/// Decodes PNG or JPEG (any bit depth, gray or colour), applying EXIF orientation so that
+/// Decodes PNG, JPEG, BMP or TIFF (any bit depth, gray or colour), applying EXIF orientation so that
 /// phone photos come out the right way up. 16-bit gray comes back as 8-bit gray stretched
 /// between its own percentiles ([`gray_to_8_bits`]), so training, import and the bedside
 /// runtime all see the same 8 bits of such a file.
@@ -55,7 +55,7 @@ fn decode_with<R: std::io::BufRead + std::io::Seek>(
     };
     let mut decoder = reader
         .into_decoder()
-        .map_err(|e| bad(format!("not a decodable PNG/JPEG image ({e})")))?;
+        .map_err(|e| bad(format!("not a decodable PNG, JPEG, BMP or TIFF image ({e}); DICOM and NIfTI files are read as scans by name (.dcm, .nii, .nii.gz) or by their DICM marker")))?;
     // `into_decoder` leaves the decoder without the limits `ImageReader::decode` would set:
     // a small PNG of zeros claiming 60000x60000 px took 18 GB here before.
     let (w, h) = decoder.dimensions();

@@ -13,6 +13,7 @@ pub mod error;
 pub mod evaluate;
 pub mod image_io;
 pub mod logging;
+pub mod measure;
 pub mod medical;
 pub mod metrics;
 pub mod onnx;

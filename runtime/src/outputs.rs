@@ -12,34 +12,46 @@ use serde::Serialize;
 use crate::Segmentation;
 use crate::error::RuntimeError;
 use crate::image_io::{Mask, as_gray};
-use crate::postprocess::{ClassStats, class_stats, overlay_rows};
+use crate::measure::{ClassStats, class_stats};
+use crate::postprocess::overlay_rows;
 
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ImageReport {
     pub input: String,
     pub width: usize,
     pub height: usize,
+    /// (row, column) pixel spacing in mm, from a DICOM or NIfTI input; absent for pictures.
+    pub pixel_spacing_mm: Option<[f64; 2]>,
     pub classes: Vec<ClassStats>,
     /// Mean softmax confidence over the whole image.
     pub mean_confidence: f32,
     pub inference_ms: f64,
 }
 
+/// What was segmented: its name in reports, and its pixel spacing where known.
+pub struct Source<'a> {
+    /// The file, or the file and slice ("p01.nii.gz slice ax012").
+    pub name: &'a str,
+    /// (row, column) pixel spacing in mm.
+    pub spacing_mm: Option<(f64, f64)>,
+}
+
 /// Writes `<stem>_mask.png`, `<stem>_overlay.png`, `<stem>.json` into `out`.
 pub fn write_outputs(
     out: &Path,
     stem: &str,
-    input: &Path,
+    source: &Source<'_>,
     img: &DynamicImage,
     seg: &Segmentation,
     class_names: &[String],
 ) -> Result<ImageReport, RuntimeError> {
     let pred = &seg.prediction;
     let report = ImageReport {
-        input: input.display().to_string(),
+        input: source.name.to_string(),
         width: pred.mask.width,
         height: pred.mask.height,
-        classes: class_stats(pred, class_names),
+        pixel_spacing_mm: source.spacing_mm.map(|(r, c)| [r, c]),
+        classes: class_stats(pred, class_names, source.spacing_mm),
         mean_confidence: pred.mean_confidence(),
         inference_ms: seg.inference_ms,
     };
@@ -143,7 +155,11 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let names = ["bg".to_string(), "a".into(), "b".into()];
-        write_outputs(dir.path(), "s", Path::new("s.png"), &img, &seg, &names).unwrap();
+        let source = Source {
+            name: "s.png",
+            spacing_mm: None,
+        };
+        write_outputs(dir.path(), "s", &source, &img, &seg, &names).unwrap();
         let written = image::open(dir.path().join("s_overlay.png")).unwrap();
         assert_eq!(written.into_rgb8(), overlay(&img, &mask));
         let written = image::open(dir.path().join("s_mask.png")).unwrap();

@@ -1,10 +1,9 @@
 //! From logits to what a person sees: class mask and confidence at the input's own size,
-//! per-class areas and boxes, and an overlay picture.
+//! and an overlay picture (the per-class measurements are in [`crate::measure`]).
 
 use std::convert::Infallible;
 
 use image::{DynamicImage, GrayImage, RgbImage};
-use serde::Serialize;
 
 use crate::cleanup::Cleanup;
 use crate::image_io::{Mask, as_gray};
@@ -162,43 +161,6 @@ impl Bilinear {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct ClassStats {
-    pub class: String,
-    pub area_pixels: usize,
-    /// `[x_min, y_min, x_max, y_max]`, inclusive; absent when the class is not present.
-    pub bbox: Option<[usize; 4]>,
-    pub mean_confidence: Option<f32>,
-}
-
-/// Areas, boxes and mean confidence of every class except background (class 0).
-pub fn class_stats(pred: &Prediction, class_names: &[String]) -> Vec<ClassStats> {
-    (1..class_names.len())
-        .map(|c| {
-            let mut area = 0usize;
-            let mut bbox: Option<[usize; 4]> = None;
-            for (i, &v) in pred.mask.data.iter().enumerate() {
-                if v as usize != c {
-                    continue;
-                }
-                let (x, y) = (i % pred.mask.width, i / pred.mask.width);
-                area += 1;
-                bbox = Some(match bbox {
-                    None => [x, y, x, y],
-                    Some([x0, y0, x1, y1]) => [x0.min(x), y0.min(y), x1.max(x), y1.max(y)],
-                });
-            }
-            ClassStats {
-                class: class_names[c].clone(),
-                area_pixels: area,
-                bbox,
-                // A class with pixels in the mask is one the model has, so it has a sum.
-                mean_confidence: (area > 0).then(|| (pred.confidence_sums[c] / area as f64) as f32),
-            }
-        })
-        .collect()
-}
-
 /// Distinct colours for classes 1.. (class 0 is left unpainted).
 const PALETTE: [[u8; 3]; 6] = [
     [255, 40, 40],
@@ -266,6 +228,7 @@ pub fn overlay_rows<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::class_stats;
 
     #[test]
     fn mean_confidence_holds_on_a_phone_photo_sized_prediction() {
@@ -280,7 +243,7 @@ mod tests {
         let p = 1.0 / (1.0 + (-3.0f32).exp());
         assert!((pred.mean_confidence() - p).abs() < 1e-6);
         assert!((pred.foreground_mean_confidence().unwrap() - p).abs() < 1e-6);
-        let stats = class_stats(&pred, &["bg".into(), "fg".into()]);
+        let stats = class_stats(&pred, &["bg".into(), "fg".into()], None);
         assert_eq!(stats[0].area_pixels, w * h);
         assert!((stats[0].mean_confidence.unwrap() - p).abs() < 1e-6);
     }
@@ -357,7 +320,7 @@ mod tests {
         assert_eq!(p.mask.data[8 * 7 + 7], 0);
         let area = p.mask.data.iter().filter(|&&v| v == 1).count();
         assert!((12..=20).contains(&area), "area {area}");
-        let stats = class_stats(&p, &["bg".into(), "fg".into()]);
+        let stats = class_stats(&p, &["bg".into(), "fg".into()], None);
         assert_eq!(stats[0].area_pixels, area);
         assert_eq!(stats[0].bbox.unwrap()[0], 0);
     }

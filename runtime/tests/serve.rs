@@ -9,10 +9,13 @@ use axum::http::{Request, StatusCode, header};
 use base64::Engine as _;
 use tower::ServiceExt as _;
 
+mod common;
+
+use common::{SPACING, ct_dicom};
 use medseg_runtime::Segmenter;
 use medseg_runtime::demo::{MODEL, SAMPLES};
 use medseg_runtime::image_io::load_image_bytes;
-use medseg_runtime::postprocess::class_stats;
+use medseg_runtime::measure::class_stats;
 use medseg_runtime::serve::{SegmentResponse, ServeLimits, ServeState, router};
 
 fn model() -> Segmenter {
@@ -90,7 +93,10 @@ async fn an_upload_is_segmented_as_the_library_segments_it() {
         (answer.width, answer.height),
         (img.width() as usize, img.height() as usize)
     );
-    assert_eq!(answer.classes, class_stats(&expected, &model.card.classes));
+    assert_eq!(
+        answer.classes,
+        class_stats(&expected, &model.card.classes, None)
+    );
     assert!(answer.classes[0].area_pixels > 100, "{:?}", answer.classes);
 
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -103,6 +109,37 @@ async fn an_upload_is_segmented_as_the_library_segments_it() {
         (overlay.width(), overlay.height()),
         (img.width(), img.height())
     );
+}
+
+#[tokio::test]
+async fn a_dicom_upload_segments_as_its_picture_with_areas_in_mm2() {
+    // The demo slice's gray levels as a two-frame CT file (see common::ct_dicom).
+    let gray = image::load_from_memory(SAMPLES[0].image)
+        .unwrap()
+        .into_luma8();
+    let other = image::load_from_memory(SAMPLES[1].image)
+        .unwrap()
+        .into_luma8();
+    let app = router(state(ServeLimits::default()));
+    let (status, _, json) = post(app.clone(), ct_dicom(&[gray, other])).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let dicom: SegmentResponse = serde_json::from_value(json).unwrap();
+    let (_, _, json) = post(app.clone(), SAMPLES[0].image.to_vec()).await;
+    let picture: SegmentResponse = serde_json::from_value(json).unwrap();
+    assert_eq!(dicom.mask_png, picture.mask_png);
+    assert_eq!((dicom.frames, picture.frames), (2, 1));
+    assert_eq!(dicom.pixel_spacing_mm, Some([SPACING.0, SPACING.1]));
+    assert_eq!(picture.pixel_spacing_mm, None);
+    let (d, p) = (&dicom.classes[0], &picture.classes[0]);
+    assert_eq!(d.area_pixels, p.area_pixels);
+    let mm2 = d.area_pixels as f64 * SPACING.0 * SPACING.1;
+    assert!((d.area_mm2.unwrap() - mm2).abs() < 1e-6 && p.area_mm2.is_none());
+    // A DICOM file cut short is named and refused, not a crash.
+    let mut cut = ct_dicom(&[image::GrayImage::new(64, 64)]);
+    cut.truncate(cut.len() - 1000);
+    let (status, _, json) = post(app, cut).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+    assert!(error_of(&json).contains("upload"), "{json}");
 }
 
 #[tokio::test]

@@ -612,3 +612,56 @@ fn corrupt_volumes_are_refused_naming_the_file_not_a_panic() {
         assert!(!err.contains("Io("), "{name}: {err}");
     }
 }
+
+/// The bedside runtime reads a volume as the importer does: `medseg segment p.nii` gets the
+/// same 8-bit slices (and stacked neighbours, and spacing) that training saw, in every plane
+/// and storage order.
+#[test]
+fn the_runtime_reads_a_volume_slice_for_slice_as_the_importer_wrote_it() {
+    use medseg_runtime::medical::scan::{Scan, ScanOptions};
+    let src = Src::new();
+    src.write_pair("ras.nii", &header(RAS));
+    let (d, img, aff) = permuted(&image_data());
+    write(&src.root.join("img/sla.nii.gz"), d, img, &header(aff));
+    let (d, lab, aff) = permuted(&label_data());
+    write(&src.root.join("lab/sla.nii.gz"), d, lab, &header(aff));
+    for plane in [Plane::Axial, Plane::Coronal, Plane::Sagittal] {
+        let args = VolumeArgs {
+            plane,
+            slices: SliceSelection::All,
+            ..window()
+        };
+        let single = src.import(&format!("single_{plane:?}"), &args).unwrap();
+        let stacked = src
+            .import_with(&format!("stacked_{plane:?}"), &args, true, None)
+            .unwrap();
+        let options = ScanOptions {
+            window: args.window,
+            plane,
+            ..ScanOptions::default()
+        };
+        for (stem, file) in [("ras", "img/ras.nii"), ("sla", "img/sla.nii.gz")] {
+            let scan = Scan::open(&src.root.join(file), &options).unwrap();
+            let ds = Dataset::open(&single).unwrap();
+            let slices: Vec<_> = ds
+                .split(None, "train")
+                .unwrap()
+                .iter()
+                .filter(|s| s.patient == stem)
+                .cloned()
+                .collect();
+            assert_eq!(scan.indices().len(), slices.len(), "{plane:?} {stem}");
+            for (&k, s) in scan.indices().iter().zip(&slices) {
+                let (gray, slice) = scan.model_image(k, false);
+                assert_eq!(format!("{stem}_{}", slice.suffix), s.name);
+                assert_eq!(gray.into_luma8(), png(&s.image), "{plane:?} {}", s.name);
+                assert_eq!(slice.spacing_mm, s.spacing, "{plane:?} {}", s.name);
+                let (rgb, _) = scan.model_image(k, true);
+                let written = image::open(stacked.join("images").join(format!("{}.png", s.name)))
+                    .unwrap()
+                    .into_rgb8();
+                assert_eq!(rgb.into_rgb8(), written, "stacked {plane:?} {}", s.name);
+            }
+        }
+    }
+}

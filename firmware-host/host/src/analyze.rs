@@ -7,7 +7,7 @@ use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, RgbImage};
 use medseg_protocol::{CaptureBegin, ImageFormat, MAX_CLASSES, MAX_CONTOUR, Point, SegResult};
 use medseg_runtime::Segmenter;
 use medseg_runtime::image_io::Mask;
-use medseg_runtime::postprocess::class_stats;
+use medseg_runtime::measure::class_stats;
 
 use crate::contour::outline;
 
@@ -27,7 +27,7 @@ impl Analyzer for Segmenter {
     fn analyze(&self, image_id: u32, img: &DynamicImage) -> anyhow::Result<Analysis> {
         let seg = self.segment(img).context("segmentation failed")?;
         let pred = &seg.prediction;
-        let stats = class_stats(pred, &self.card.classes);
+        let stats = class_stats(pred, &self.card.classes, None);
         let areas = stats
             .iter()
             .map(|s| s.area_pixels as u32)

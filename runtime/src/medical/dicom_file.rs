@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use dicom_dictionary_std::tags;
+use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions, Tag};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
@@ -15,12 +16,31 @@ pub fn open(path: &Path) -> anyhow::Result<DefaultDicomObject> {
     let obj = OpenFileOptions::new()
         .open_file(path)
         .with_context(|| format!("{} is not a readable DICOM file", path.display()))?;
+    decodable(obj, path)
+}
+
+/// [`open`] for a file already in memory (an upload), `name` standing for its path in errors.
+/// Takes the file with or without its 128-byte preamble.
+pub fn open_bytes(bytes: &[u8], name: &str) -> anyhow::Result<DefaultDicomObject> {
+    let body = match bytes.get(128..132) {
+        Some(b"DICM") => &bytes[128..],
+        _ if bytes.starts_with(b"DICM") => bytes,
+        _ => bail!("{name} is not a DICOM file (no DICM marker at byte 0 or 128)"),
+    };
+    let obj = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Never)
+        .from_reader(body)
+        .with_context(|| format!("{name} is not a readable DICOM file"))?;
+    decodable(obj, Path::new(name))
+}
+
+fn decodable(obj: DefaultDicomObject, path: &Path) -> anyhow::Result<DefaultDicomObject> {
     let uid = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
     match TransferSyntaxRegistry.get(uid) {
         Some(ts) if ts.can_decode_all() => Ok(obj),
         ts => bail!(
             "unsupported transfer syntax {} ({uid}) in {}: this build reads uncompressed, \
-             deflated, JPEG, JPEG 2000 and RLE Lossless DICOM; decompress the series first \
+             deflated, JPEG, JPEG 2000 and RLE Lossless DICOM; decompress the file first \
              (e.g. `gdcmconv --raw IN OUT` or `dcmdjpls IN OUT`)",
             ts.map_or("unknown", |t| t.name()),
             path.display()
@@ -45,4 +65,3 @@ pub fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
         .and_then(|e| e.to_str().ok())
         .map(|s| s.trim().to_string())
 }
-

@@ -181,7 +181,7 @@ fn dicom_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// The "DICM" marker at byte 128, after the preamble, or at byte 0 where a writer left the
 /// preamble out (dicom-rs reads both).
-fn has_dicm_marker(path: &Path) -> anyhow::Result<bool> {
+pub fn has_dicm_marker(path: &Path) -> anyhow::Result<bool> {
     use std::io::Read;
     let mut head = Vec::with_capacity(132);
     std::fs::File::open(path)
@@ -325,16 +325,7 @@ pub fn read_series(dir: &Path, choice: SeriesChoice) -> anyhow::Result<Series> {
     });
     let volume = Volume::new([cols, rows, slices.len()], data, affine)
         .with_context(|| format!("series {}: unusable geometry", dir.display()))?;
-    let window_value = |tag| {
-        frame_floats(first, 0, tags::FRAME_VOILUT_SEQUENCE, tag).and_then(|v| v.first().copied())
-    };
-    let window = match (
-        window_value(tags::WINDOW_CENTER),
-        window_value(tags::WINDOW_WIDTH),
-    ) {
-        (Some(c), Some(w)) if w > 0.0 => Some((c, w)),
-        _ => None,
-    };
+    let window = stored_window(first);
     Ok(Series {
         volume,
         positions: slices.iter().map(|s| s.position).collect(),
@@ -347,8 +338,22 @@ pub fn read_series(dir: &Path, choice: SeriesChoice) -> anyhow::Result<Series> {
     })
 }
 
+/// The window (centre, width) the file stores for its first frame, if a usable one.
+pub fn stored_window(obj: &DefaultDicomObject) -> Option<(f64, f64)> {
+    let value = |tag| {
+        frame_floats(obj, 0, tags::FRAME_VOILUT_SEQUENCE, tag).and_then(|v| v.first().copied())
+    };
+    match (value(tags::WINDOW_CENTER), value(tags::WINDOW_WIDTH)) {
+        (Some(c), Some(w)) if c.is_finite() && w.is_finite() && w > 0.0 => Some((c, w)),
+        _ => None,
+    }
+}
+
 /// Decodes every frame of a file, checking it holds grey images and all the pixels it claims.
-fn decode<'a>(path: &Path, obj: &'a DefaultDicomObject) -> anyhow::Result<DecodedPixelData<'a>> {
+pub fn decode<'a>(
+    path: &Path,
+    obj: &'a DefaultDicomObject,
+) -> anyhow::Result<DecodedPixelData<'a>> {
     let px = guarded(|| Ok(obj.decode_pixel_data()?))
         .with_context(|| format!("cannot decode the pixel data of {}", path.display()))?;
     ensure!(

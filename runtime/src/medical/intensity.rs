@@ -1,7 +1,7 @@
 //! Intensity to 8 bits: a CT window (level/width in HU, after the source's rescale) or
 //! percentiles of the whole volume (MRI, whose values have no fixed scale).
 
-use anyhow::ensure;
+use anyhow::{Context, ensure};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Intensity {
@@ -53,6 +53,37 @@ impl Intensity {
                 Ok((pick(lo), pick(hi)))
             }
         }
+    }
+}
+
+/// Parses `A,B` (two numbers), as `--window` and `--percentiles` take them.
+pub fn parse_pair(s: &str) -> Result<(f64, f64), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("'{s}': expected two numbers A,B"))?;
+    let num = |t: &str| -> Result<f64, String> {
+        t.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| format!("'{t}' is not a number"))
+    };
+    Ok((num(a)?, num(b)?))
+}
+
+/// The mapping the user's flags and the file give: the user's `--window` or `--percentiles`,
+/// else the window stored in the file (DICOM), else [`DEFAULT_PERCENTILES`]. The importers and
+/// the runtime choose alike, so a scan reaches a model as its training slices did.
+pub fn choose(
+    window: Option<(f64, f64)>,
+    percentiles: Option<(f64, f64)>,
+    from_file: Option<(f64, f64)>,
+) -> anyhow::Result<Intensity> {
+    match (window, percentiles, from_file) {
+        (Some((l, w)), _, _) => Intensity::window(l, w).context("--window"),
+        (None, Some((lo, hi)), _) => Intensity::percentiles(lo, hi).context("--percentiles"),
+        (None, None, Some((l, w))) => Intensity::window(l, w),
+        (None, None, None) => Ok(DEFAULT_PERCENTILES),
     }
 }
 

@@ -4,7 +4,7 @@
 //! with this one code, so a slice reaches a model the way its training slices did.
 //!
 //! These readers report with anyhow chains (each step adds the file and what it was doing);
-//! [`slices`] turns them into one [`crate::RuntimeError`] naming the file.
+//! [`scan`] turns them into one [`crate::RuntimeError`] naming the file.
 
 pub mod dicom_file;
 pub mod dicom_frames;
@@ -12,4 +12,5 @@ pub mod dicom_series;
 pub mod intensity;
 pub mod nifti;
 pub mod panic_guard;
+pub mod scan;
 pub mod volume;

@@ -173,4 +173,3 @@ pub fn nifti_stem(file_name: &str) -> Option<&str> {
         .or_else(|| file_name.strip_suffix(".nii"))
         .filter(|s| !s.is_empty() && !s.starts_with('.'))
 }
-

@@ -1,5 +1,5 @@
 //! `medseg serve`: a local web page and a JSON API for the bedside. One page (drop or pick an
-//! image, see the overlay and the areas, download the mask and the JSON) and
+//! image or a DICOM file, see the overlay and the areas, download the mask and the JSON) and
 //! `POST /api/segment` (the image file as the request body -> [`SegmentResponse`]).
 //!
 //! Limits, each answered with a JSON `{"error": ...}` that says what was wrong: upload size
@@ -25,8 +25,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::Segmenter;
 use crate::image_io::{as_gray, load_image_bytes};
+use crate::measure::{ClassStats, class_stats};
+use crate::medical::scan::{Scan, ScanOptions};
 use crate::outputs::{encode_mask_png, encode_overlay_png};
-use crate::postprocess::{ClassStats, class_stats};
 
 /// What one server accepts.
 #[derive(Debug, Clone)]
@@ -108,7 +109,12 @@ pub struct SegmentResponse {
     pub model: String,
     pub width: usize,
     pub height: usize,
-    /// Every class but the background: area in pixels, bounding box, mean confidence.
+    /// (row, column) pixel spacing in mm of a DICOM upload; absent for pictures.
+    pub pixel_spacing_mm: Option<[f64; 2]>,
+    /// Frames in the upload (a multi-frame DICOM file); the first is segmented.
+    pub frames: usize,
+    /// Every class but the background: area in pixels (and mm^2 where the spacing is known),
+    /// bounding box, centroid, outlines, mean confidence.
     pub classes: Vec<ClassStats>,
     /// Mean softmax confidence over the whole image.
     pub mean_confidence: f32,
@@ -213,7 +219,9 @@ async fn segment(State(state): State<ServeState>, headers: HeaderMap, body: Body
         if bytes.is_empty() {
             return Err(Some((
                 StatusCode::BAD_REQUEST,
-                "empty upload: send the image file (PNG or JPEG) as the request body".into(),
+                "empty upload: send the image file (PNG, JPEG, BMP, TIFF or DICOM) as the request \
+                 body"
+                    .into(),
             )));
         }
         let slot = work_state
@@ -265,6 +273,11 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
+/// A DICOM file: the DICM marker after the 128-byte preamble, or at the start.
+fn is_dicom(bytes: &[u8]) -> bool {
+    bytes.get(128..132) == Some(b"DICM") || bytes.starts_with(b"DICM")
+}
+
 /// Decode, segment and encode one upload.
 fn segment_bytes(
     state: &ServeState,
@@ -272,8 +285,24 @@ fn segment_bytes(
 ) -> Result<SegmentResponse, (StatusCode, String)> {
     let started = Instant::now();
     let unprocessable = |e: crate::RuntimeError| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
-    let img = load_image_bytes(bytes, "upload", state.limits.max_side_px).map_err(unprocessable)?;
+    let (img, spacing_mm, frames) = if is_dicom(bytes) {
+        // A DICOM upload: its first frame, mapped by the file's own window as the importers
+        // map training slices; a 2.5D model gets the frame's neighbours from the file.
+        let options = ScanOptions {
+            max_side_px: Some(state.limits.max_side_px),
+            ..ScanOptions::default()
+        };
+        let scan = Scan::from_dicom_bytes(bytes, "upload", &options).map_err(unprocessable)?;
+        let stacked = state.model.card.input.stacked_neighbours;
+        let (img, slice) = scan.model_image(0, stacked);
+        (img, slice.spacing_mm, scan.slice_count())
+    } else {
+        let img =
+            load_image_bytes(bytes, "upload", state.limits.max_side_px).map_err(unprocessable)?;
+        (img, None, 1)
+    };
     let seg = state.model.segment(&img).map_err(unprocessable)?;
+    let img = state.model.card.input.displayed(&img);
     let pred = &seg.prediction;
     let encode_failed = |e: std::io::Error| {
         (
@@ -290,7 +319,9 @@ fn segment_bytes(
         model: state.model_name.to_string(),
         width: pred.mask.width,
         height: pred.mask.height,
-        classes: class_stats(pred, &state.model.card.classes),
+        pixel_spacing_mm: spacing_mm.map(|(r, c)| [r, c]),
+        frames,
+        classes: class_stats(pred, &state.model.card.classes, spacing_mm),
         mean_confidence: pred.mean_confidence(),
         inference_ms: seg.inference_ms,
         total_ms: started.elapsed().as_secs_f64() * 1e3,

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use image::{GrayImage, RgbImage};
+use image::GrayImage;
+pub(super) use medseg_runtime::medical::scan::compose_neighbours as compose;
 
 use medseg_runtime::slice_table::SliceRow;
 
@@ -73,17 +74,6 @@ pub fn stack(root: &Path, rows: &[SliceRow]) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The RGB image of `this` slice between `prev` and `next` (all of one size).
-pub(super) fn compose(prev: &GrayImage, this: &GrayImage, next: &GrayImage) -> RgbImage {
-    RgbImage::from_fn(this.width(), this.height(), |x, y| {
-        image::Rgb([
-            prev.get_pixel(x, y).0[0],
-            this.get_pixel(x, y).0[0],
-            next.get_pixel(x, y).0[0],
-        ])
-    })
 }
 
 /// The slice as written, as 8-bit gray (the model's input is 8-bit per channel anyway).

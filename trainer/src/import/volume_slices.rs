@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 use image::{DynamicImage, GrayImage};
 
-use super::intensity::{self, DEFAULT_PERCENTILES, Intensity};
+use super::intensity::{self, Intensity};
 use super::layout_writer::{LayoutWriter, SliceMeta};
 use super::neighbours;
 use super::slices::parse_spacing;
@@ -47,31 +47,13 @@ pub struct VolumeArgs {
     pub channel: usize,
 }
 
-/// Parses `A,B` (two numbers).
-pub fn parse_pair(s: &str) -> Result<(f64, f64), String> {
-    let (a, b) = s
-        .split_once(',')
-        .ok_or_else(|| format!("'{s}': expected two numbers A,B"))?;
-    let num = |t: &str| -> Result<f64, String> {
-        t.trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| format!("'{t}' is not a number"))
-    };
-    Ok((num(a)?, num(b)?))
-}
+pub use medseg_runtime::medical::intensity::parse_pair;
 
 impl VolumeArgs {
     /// The intensity mapping: the user's window or percentiles, else the file's window, else
     /// percentiles.
     pub fn intensity(&self, from_file: Option<(f64, f64)>) -> anyhow::Result<Intensity> {
-        match (self.window, self.percentiles, from_file) {
-            (Some((l, w)), _, _) => Intensity::window(l, w).context("--window"),
-            (None, Some((lo, hi)), _) => Intensity::percentiles(lo, hi).context("--percentiles"),
-            (None, None, Some((l, w))) => Intensity::window(l, w),
-            (None, None, None) => Ok(DEFAULT_PERCENTILES),
-        }
+        intensity::choose(self.window, self.percentiles, from_file)
     }
 }
 
@@ -220,6 +202,6 @@ mod tests {
                 width: 400.0
             }
         );
-        assert_eq!(none.intensity(None).unwrap(), DEFAULT_PERCENTILES);
+        assert_eq!(none.intensity(None).unwrap(), intensity::DEFAULT_PERCENTILES);
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use medseg_runtime::demo::SAMPLES;
 use medseg_runtime::image_io::load_image;
-use medseg_runtime::outputs::write_outputs;
+use medseg_runtime::outputs::{Source, write_outputs};
 use medseg_runtime::postprocess::logits_to_prediction;
 use medseg_runtime::{LoadOptions, Segmentation, Segmenter};
 
@@ -238,7 +238,10 @@ fn stage_times(
     write_outputs(
         out,
         &format!("bench{index}"),
-        Path::new("bench"),
+        &Source {
+            name: "bench",
+            spacing_mm: None,
+        },
         &spec.displayed(&img),
         &segmentation,
         &seg.card.classes,

@@ -1,6 +1,6 @@
 //! `medseg demo`: segments the embedded sample slices with the embedded model; no files needed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 
@@ -9,7 +9,7 @@ use medseg_runtime::demo::{MODEL, SAMPLES};
 use medseg_runtime::evaluate::UNIT_SPACING;
 use medseg_runtime::image_io::Mask;
 use medseg_runtime::metrics::SplitReport;
-use medseg_runtime::outputs::write_outputs;
+use medseg_runtime::outputs::{Source, write_outputs};
 
 /// Run the embedded model on embedded phantom slices; writes overlays and prints metrics.
 ///
@@ -44,8 +44,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let img = image::load_from_memory(sample.image).context("decoding an embedded sample")?;
         let truth = Mask::from_gray(image::load_from_memory(sample.mask)?.into_luma8());
         let s = seg.segment(&img)?;
-        let input = Path::new(sample.name).with_extension("png");
-        let r = write_outputs(&args.out, sample.name, &input, &img, &s, classes)?;
+        let name = format!("{}.png", sample.name);
+        let source = Source {
+            name: &name,
+            spacing_mm: None,
+        };
+        let r = write_outputs(&args.out, sample.name, &source, &img, &s, classes)?;
         let scores = medseg_runtime::metrics::score_image(
             &truth.data,
             &s.prediction.mask.data,

@@ -8,6 +8,7 @@ mod eval;
 mod model_arg;
 mod segment;
 mod serve;
+mod summary;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +45,9 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     medseg_runtime::logging::init(cli.verbose);
+    // Decoders that panic on corrupt scans are caught and named as errors; this keeps their
+    // panic messages off stderr meanwhile.
+    medseg_runtime::medical::panic_guard::install_hook();
     let result = match cli.command {
         Command::Segment(args) => segment::run(args),
         Command::Eval(args) => eval::run(args),

@@ -7,23 +7,29 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use image::DynamicImage;
+use medseg_runtime::Segmenter;
 use medseg_runtime::card::InputSpec;
 use medseg_runtime::dataset::IMAGE_EXTS;
 use medseg_runtime::image_io::load_image;
-
-use medseg_runtime::outputs::write_outputs;
+use medseg_runtime::medical::intensity::parse_pair;
+use medseg_runtime::medical::scan::{Scan, ScanOptions, is_scan, scan_stem};
+use medseg_runtime::medical::volume::Plane;
+use medseg_runtime::outputs::{ImageReport, Source, write_outputs};
 
 use crate::cleanup_args::{CleanupArgs, describe};
 use crate::model_arg::ModelArg;
+use crate::summary::Summary;
 
-/// Segment images (PNG/JPEG, any size, gray or RGB; EXIF orientation applied).
+/// Segment images and scans: PNG, JPEG, BMP, TIFF (any size, gray or RGB, 8 or 16 bit; EXIF
+/// orientation applied), DICOM files (one image or multi-frame), folders holding one DICOM
+/// series, NIfTI volumes (.nii, .nii.gz; every slice, or --slice).
 ///
-/// Example: medseg segment --model unet.onnx slice.png photos/ --out results/
+/// Example: medseg segment --model unet.onnx slice.png photos/ ct.dcm --out results/
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArg,
-    /// Image files or folders of images.
+    /// Image files, scans, or folders of images.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Output folder (created if missing).
@@ -34,71 +40,174 @@ pub struct Args {
     flip_tta: bool,
     #[command(flatten)]
     cleanup: CleanupArgs,
+    #[command(flatten)]
+    scan: ScanArgs,
+}
+
+/// How DICOM and NIfTI inputs become 8-bit slices: by default as `medseg-train import` made
+/// the training slices (the file's own window, else percentiles 0.5,99.5; axial plane).
+#[derive(clap::Args)]
+struct ScanArgs {
+    /// CT window LEVEL,WIDTH in HU (after the file's rescale slope/intercept), e.g. 40,400
+    /// [DICOM, NIfTI].
+    #[arg(long, value_parser = parse_pair, allow_hyphen_values = true, conflicts_with = "percentiles")]
+    window: Option<(f64, f64)>,
+    /// Map these percentiles of the scan to black and white, e.g. 0.5,99.5 [DICOM, NIfTI].
+    #[arg(long, value_parser = parse_pair)]
+    percentiles: Option<(f64, f64)>,
+    /// Slicing plane of a volume or series [NIfTI, DICOM series].
+    #[arg(long, value_enum, default_value_t = Plane::Axial)]
+    plane: Plane,
+    /// Only this slice (index in the plane, or frame from 0) [DICOM, NIfTI].
+    #[arg(long)]
+    slice: Option<usize>,
+}
+
+impl ScanArgs {
+    fn options(&self) -> ScanOptions {
+        ScanOptions {
+            window: self.window,
+            percentiles: self.percentiles,
+            plane: self.plane,
+            slice: self.slice,
+            max_side_px: None,
+        }
+    }
+}
+
+/// An input: a picture, or a scan whose slices are segmented one by one.
+enum Input {
+    Picture(PathBuf),
+    Scan(PathBuf),
+}
+
+impl Input {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Picture(p) | Self::Scan(p) => p,
+        }
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let seg = args
         .cleanup
         .configure(args.model.load()?.with_flip_tta(args.flip_tta));
-    let files = collect_inputs(&args.inputs)?;
+    let inputs = collect_inputs(&args.inputs)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let bar = ProgressBar::new(files.len() as u64).with_style(
+    let bar = ProgressBar::new(inputs.len() as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"),
     );
-    let mut failed = 0;
-    for (stem, path) in &files {
+    let mut summary = Summary::default();
+    let scan_options = args.scan.options();
+    for (stem, input) in &inputs {
         bar.set_message(stem.clone());
         // One bad file must not stop the batch: report it and go on.
-        let result = load_image(path)
-            .map_err(anyhow::Error::from)
-            .map(|img| gray_for_gray_models(img, &seg.card.input))
-            .and_then(|img| {
-                let s = seg
-                    .segment(&img)
-                    .with_context(|| format!("image {}", path.display()))?;
-                Ok(write_outputs(
-                    &args.out,
-                    stem,
-                    path,
-                    &seg.card.input.displayed(&img),
-                    &s,
-                    &seg.card.classes,
-                )?)
-            });
-        match result {
-            // Not bar.println: indicatif drops those lines when stderr is not a terminal
-            // (scripts, CI logs), which lost the per-file errors that the summary points to.
-            Ok(report) => bar.suspend(|| {
-                println!(
-                    "{}: {}",
-                    path.display(),
-                    report
-                        .classes
-                        .iter()
-                        .map(|c| format!("{} {} px", c.class, c.area_pixels))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }),
-            Err(e) => {
-                failed += 1;
-                bar.suspend(|| eprintln!("error: {e:#}"));
+        let mut report = |name: &str, result: anyhow::Result<ImageReport>| {
+            match &result {
+                // Not bar.println: indicatif drops those lines when stderr is not a terminal
+                // (scripts, CI logs), which lost the per-file errors that the summary points to.
+                Ok(r) => bar.suspend(|| println!("{name}: {}", areas(r))),
+                Err(e) => bar.suspend(|| eprintln!("error: {e:#}")),
             }
+            summary.add(name, result.as_ref());
+        };
+        match input {
+            Input::Picture(path) => {
+                let name = path.display().to_string();
+                let source = Source {
+                    name: &name,
+                    spacing_mm: None,
+                };
+                let result = load_image(path)
+                    .map_err(anyhow::Error::from)
+                    .map(|img| gray_for_gray_models(img, &seg.card.input))
+                    .and_then(|img| segment_one(&seg, &args.out, stem, &source, &img));
+                report(&name, result);
+            }
+            Input::Scan(path) => match Scan::open(path, &scan_options) {
+                Err(e) => report(&path.display().to_string(), Err(e.into())),
+                Ok(scan) => {
+                    let stacked = seg.card.input.stacked_neighbours;
+                    if stacked && scan.slice_count() == 1 {
+                        bar.suspend(|| {
+                            eprintln!(
+                                "warning: {} holds one slice; the 2.5D model sees it as its own \
+                                 neighbours",
+                                path.display()
+                            )
+                        });
+                    }
+                    for &index in scan.indices() {
+                        let (img, slice) = scan.model_image(index, stacked);
+                        let (name, out_stem) = if slice.suffix.is_empty() {
+                            (path.display().to_string(), stem.clone())
+                        } else {
+                            let name = format!("{} slice {}", path.display(), slice.suffix);
+                            (name, format!("{stem}_{}", slice.suffix))
+                        };
+                        let source = Source {
+                            name: &name,
+                            spacing_mm: slice.spacing_mm,
+                        };
+                        let result = segment_one(&seg, &args.out, &out_stem, &source, &img);
+                        report(&name, result);
+                    }
+                }
+            },
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
+    let summary_path = summary.write(&args.out, &seg.card.classes)?;
     println!(
-        "wrote {} result(s) to {} ({})",
-        files.len() - failed,
+        "wrote {} result(s) to {} ({}); summary {}",
+        summary.succeeded(),
         args.out.display(),
-        describe(seg.cleanup())
+        describe(seg.cleanup()),
+        summary_path.display()
     );
-    if failed > 0 {
-        bail!("{failed} of {} input(s) failed (see above)", files.len());
+    if summary.failed() > 0 {
+        bail!(
+            "{} of {} input(s) failed (see above and the summary)",
+            summary.failed(),
+            summary.len()
+        );
     }
     Ok(())
+}
+
+fn segment_one(
+    seg: &Segmenter,
+    out: &Path,
+    stem: &str,
+    source: &Source<'_>,
+    img: &DynamicImage,
+) -> anyhow::Result<ImageReport> {
+    let s = seg
+        .segment(img)
+        .with_context(|| format!("image {}", source.name))?;
+    Ok(write_outputs(
+        out,
+        stem,
+        source,
+        &seg.card.input.displayed(img),
+        &s,
+        &seg.card.classes,
+    )?)
+}
+
+fn areas(report: &ImageReport) -> String {
+    report
+        .classes
+        .iter()
+        .map(|c| match c.area_mm2 {
+            Some(mm2) => format!("{} {} px ({mm2:.1} mm^2)", c.class, c.area_pixels),
+            None => format!("{} {} px", c.class, c.area_pixels),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A one-channel model reads the image's luma and the overlay is drawn in gray, so a colour
@@ -111,42 +220,58 @@ pub(crate) fn gray_for_gray_models(img: DynamicImage, spec: &InputSpec) -> Dynam
     }
 }
 
-/// Expands folders (non-recursively) to their images; output stems must be unique.
-fn collect_inputs(inputs: &[PathBuf]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+/// Expands folders (non-recursively) to their pictures, unless a folder is a DICOM series;
+/// output stems must be unique.
+fn collect_inputs(inputs: &[PathBuf]) -> anyhow::Result<BTreeMap<String, Input>> {
     let mut files = Vec::new();
     for input in inputs {
-        if input.is_dir() {
+        if is_scan(input, IMAGE_EXTS) {
+            files.push((scan_stem(input), Input::Scan(input.clone())));
+        } else if input.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(input)
                 .with_context(|| format!("reading folder {}", input.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| has_image_ext(p))
+                .filter(|p| has_image_ext(p) || (p.is_file() && is_scan(p, IMAGE_EXTS)))
                 .collect();
             found.sort();
             if found.is_empty() {
-                bail!("folder {} holds no .png/.jpg/.jpeg images", input.display());
+                bail!(
+                    "folder {} holds no images ({}) and no DICOM or NIfTI files",
+                    input.display(),
+                    IMAGE_EXTS.join(", ")
+                );
             }
-            files.extend(found);
+            for p in found {
+                if has_image_ext(&p) {
+                    files.push((stem_of(&p), Input::Picture(p)));
+                } else {
+                    files.push((scan_stem(&p), Input::Scan(p)));
+                }
+            }
         } else if input.is_file() {
-            files.push(input.clone());
+            files.push((stem_of(input), Input::Picture(input.clone())));
         } else {
             bail!("input {} does not exist", input.display());
         }
     }
     let mut by_stem = BTreeMap::new();
-    for f in files {
-        let stem = f
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if let Some(prev) = by_stem.insert(stem.clone(), f.clone()) {
+    for (stem, f) in files {
+        let path = f.path().to_path_buf();
+        if let Some(prev) = by_stem.insert(stem.clone(), f) {
             bail!(
                 "inputs {} and {} would write the same outputs '{stem}_*'; rename one",
-                prev.display(),
-                f.display()
+                prev.path().display(),
+                path.display()
             );
         }
     }
     Ok(by_stem)
+}
+
+fn stem_of(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn has_image_ext(p: &Path) -> bool {
