@@ -192,13 +192,15 @@ impl Segmenter {
             setting: "tract knob".into(),
             reason: format!("{e:#}"),
         })?;
-        let plan = knobs
-            .enter(|| {
+        // A damaged graph can make tract panic rather than err (see `panic_guard`).
+        let plan = crate::panic_guard::guarded(|| {
+            knobs.enter(|| {
                 build()
                     .and_then(|m| m.into_optimized())
                     .and_then(|m| m.into_runnable_with_options(&run_options(options.threads)))
             })
-            .map_err(fail)?;
+        })
+        .map_err(fail)?;
         // Post-processing reads the logits as [classes, h, w] of the card: a card that does
         // not describe this graph must fail here, not as a mismatched buffer per image.
         let expected = [1, card.classes.len(), spec.height, spec.width];

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod onnx;
 pub mod outputs;
 pub mod package;
+pub mod panic_guard;
 pub mod postprocess;
 pub mod preprocess;
 pub mod review;

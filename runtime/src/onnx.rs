@@ -75,10 +75,50 @@ pub fn typed_model(
     input: &InputSpec,
 ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TypedModel> {
     use tract_onnx::prelude::*;
+    check_wiring(proto)?;
     tract_onnx::onnx()
         .model_for_proto_model(proto)
         .and_then(|m| m.with_input_fact(0, f32::fact(input.batch_of_one()).into()))
         .and_then(|m| m.into_typed())
+}
+
+/// Every tensor a node reads and every graph output must be a graph input, an initializer or
+/// some node's output. tract-onnx 0.23.9 panics on a graph output no node produces (a map
+/// indexed by name); this says which name is missing instead.
+fn check_wiring(proto: &pb::ModelProto) -> tract_onnx::prelude::TractResult<()> {
+    let Some(graph) = &proto.graph else {
+        anyhow::bail!("the file holds no graph");
+    };
+    let mut known: std::collections::HashSet<&str> = graph
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+        .collect();
+    for node in &graph.node {
+        known.extend(node.output.iter().map(String::as_str));
+    }
+    for node in &graph.node {
+        if let Some(missing) = node
+            .input
+            .iter()
+            .find(|i| !i.is_empty() && !known.contains(i.as_str()))
+        {
+            anyhow::bail!(
+                "node {} ({}) reads '{missing}', which nothing in the graph produces",
+                node.name,
+                node.op_type
+            );
+        }
+    }
+    if let Some(missing) = graph
+        .output
+        .iter()
+        .find(|o| !known.contains(o.name.as_str()))
+    {
+        anyhow::bail!("the graph output '{}' is produced by no node", missing.name);
+    }
+    Ok(())
 }
 
 /// Stores (or replaces) the card in the model's metadata.

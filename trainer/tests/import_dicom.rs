@@ -765,7 +765,7 @@ fn a_damaged_rle_fragment_is_an_error_naming_the_file_not_a_crash() {
     std::fs::write(&path, bytes).unwrap();
     let err = src.import("out", &VolumeArgs::default()).unwrap_err();
     assert!(
-        err.contains("IM9") && err.contains("decoder failed on corrupt data"),
+        err.contains("IM9") && err.contains("failed on corrupt data"),
         "{err}"
     );
 }

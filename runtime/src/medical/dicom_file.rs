@@ -11,27 +11,41 @@ use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions, Tag};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
+use super::dicom_lengths;
+
 /// Opens a DICOM file and refuses transfer syntaxes whose pixel data this build cannot decode.
 pub fn open(path: &Path) -> anyhow::Result<DefaultDicomObject> {
-    let obj = OpenFileOptions::new()
-        .open_file(path)
-        .with_context(|| format!("{} is not a readable DICOM file", path.display()))?;
-    decodable(obj, path)
+    let bytes = read(path)?;
+    decodable(parse(&bytes, &path.display().to_string(), None)?, path)
 }
 
 /// [`open`] for a file already in memory (an upload), `name` standing for its path in errors.
 /// Takes the file with or without its 128-byte preamble.
 pub fn open_bytes(bytes: &[u8], name: &str) -> anyhow::Result<DefaultDicomObject> {
+    decodable(parse(bytes, name, None)?, Path::new(name))
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Parses a whole file from memory, up to `until` when given, once its element lengths are
+/// known to fit in it ([`dicom_lengths`]: the parser would zero-fill whatever a corrupt
+/// length declares).
+fn parse(bytes: &[u8], name: &str, until: Option<Tag>) -> anyhow::Result<DefaultDicomObject> {
     let body = match bytes.get(128..132) {
         Some(b"DICM") => &bytes[128..],
         _ if bytes.starts_with(b"DICM") => bytes,
         _ => bail!("{name} is not a DICOM file (no DICM marker at byte 0 or 128)"),
     };
-    let obj = OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Never)
+    dicom_lengths::check(bytes, name)?;
+    let mut options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
+    if let Some(tag) = until {
+        options = options.read_until(tag);
+    }
+    options
         .from_reader(body)
-        .with_context(|| format!("{name} is not a readable DICOM file"))?;
-    decodable(obj, Path::new(name))
+        .with_context(|| format!("{name} is not a readable DICOM file"))
 }
 
 fn decodable(obj: DefaultDicomObject, path: &Path) -> anyhow::Result<DefaultDicomObject> {
@@ -51,10 +65,8 @@ fn decodable(obj: DefaultDicomObject, path: &Path) -> anyhow::Result<DefaultDico
 /// Opens a DICOM file's attributes only, up to the pixel data, whatever its transfer syntax:
 /// enough to tell its series, for the files of a folder that will not be read.
 pub fn open_header(path: &Path) -> anyhow::Result<DefaultDicomObject> {
-    OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-        .with_context(|| format!("{} is not a readable DICOM file", path.display()))
+    let bytes = read(path)?;
+    parse(&bytes, &path.display().to_string(), Some(tags::PIXEL_DATA))
 }
 
 /// A text attribute, trimmed; `None` when absent or not text. Takes files and sequence items.

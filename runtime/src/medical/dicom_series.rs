@@ -13,8 +13,8 @@ use dicom_pixeldata::{DecodedPixelData, PixelDecoder};
 
 use super::dicom_file::{open, open_header, text};
 use super::dicom_frames::{frame_floats, number_of_frames};
-use super::panic_guard::guarded;
 use super::volume::Volume;
+use crate::panic_guard::guarded;
 
 /// One series as a volume, plus what the SEG mapping and the window need.
 pub struct Series {

@@ -8,9 +8,9 @@
 
 pub mod dicom_file;
 pub mod dicom_frames;
+pub mod dicom_lengths;
 pub mod dicom_series;
 pub mod intensity;
 pub mod nifti;
-pub mod panic_guard;
 pub mod scan;
 pub mod volume;

@@ -20,9 +20,9 @@ use super::dicom_frames::{frame_floats, number_of_frames};
 use super::dicom_series::{SeriesChoice, decode, has_dicm_marker, read_series, stored_window};
 use super::intensity::{self, Intensity};
 use super::nifti::{nifti_stem, read_volume};
-use super::panic_guard::guarded;
 use super::volume::{Plane, Volume};
 use crate::error::RuntimeError;
+use crate::panic_guard::guarded;
 
 /// How to read a scan: the intensity mapping (as `medseg-train import` takes it), the plane of
 /// a volume, and which slice (all by default).

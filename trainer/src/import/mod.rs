@@ -22,7 +22,7 @@ pub mod volume_slices;
 
 // The readers (volumes, DICOM files and series, intensity windows) live in the runtime, which
 // reads the same files at the bedside; the importers use them from there.
-pub use medseg_runtime::medical::{dicom_frames, dicom_series, intensity, panic_guard, volume};
+pub use medseg_runtime::medical::{dicom_frames, dicom_series, intensity, volume};
 
 pub use layout_writer::{ImportSummary, LayoutWriter, SliceMeta};
 pub use patient_pattern::PatientPattern;

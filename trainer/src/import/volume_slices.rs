@@ -202,6 +202,9 @@ mod tests {
                 width: 400.0
             }
         );
-        assert_eq!(none.intensity(None).unwrap(), intensity::DEFAULT_PERCENTILES);
+        assert_eq!(
+            none.intensity(None).unwrap(),
+            intensity::DEFAULT_PERCENTILES
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use burn_store::{ModuleStore, PytorchStore, SafetensorsStore, TensorSnapshot};
 
 use super::PretrainedError;
-use crate::import::panic_guard::guarded;
+use medseg_runtime::panic_guard::guarded;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -45,9 +45,9 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     medseg_runtime::logging::init(cli.verbose);
-    // Decoders that panic on corrupt scans are caught and named as errors; this keeps their
-    // panic messages off stderr meanwhile.
-    medseg_runtime::medical::panic_guard::install_hook();
+    // Decoders and model builders that panic on corrupt input are caught and named as
+    // errors; this keeps their panic messages off stderr meanwhile.
+    medseg_runtime::panic_guard::install_hook();
     let result = match cli.command {
         Command::Segment(args) => segment::run(args),
         Command::Eval(args) => eval::run(args),

@@ -67,7 +67,7 @@ fn main() {
             .zip(matches.subcommand_matches(name))
     };
     medseg_runtime::logging::init(cli.verbose);
-    medseg_trainer::import::panic_guard::install_hook();
+    medseg_runtime::panic_guard::install_hook();
     let result = match cli.command {
         Command::Synth(a) => cmd_synth::run(a),
         Command::Train(a) => typed("train")

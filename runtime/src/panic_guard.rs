@@ -1,6 +1,7 @@
-//! Third-party decoders that panic on corrupt input must not take an import down: dicom-rs
-//! 0.10's RLE Lossless reader indexes past the end of a truncated or damaged fragment (found
-//! by fuzzing the importer with mutated files). [`guarded`] turns such a panic into an error
+//! Third-party code that panics on corrupt input must not take an import or a bedside run
+//! down: dicom-rs 0.10's RLE Lossless reader indexes past the end of a truncated or damaged
+//! fragment (found by fuzzing the importer with mutated files), and tract-onnx 0.23.9 indexes
+//! a map with a graph output no node produces (found by `runtime/tests/fuzz_loaders.rs`). [`guarded`] turns such a panic into an error
 //! that the caller names the file in; [`install_hook`] keeps the panic's own report off stderr
 //! while it is guarded, and leaves every other panic reported as before.
 
@@ -23,9 +24,7 @@ pub fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "no message".into());
-        Err(anyhow::anyhow!(
-            "the decoder failed on corrupt data ({message})"
-        ))
+        Err(anyhow::anyhow!("failed on corrupt data ({message})"))
     })
 }
 
