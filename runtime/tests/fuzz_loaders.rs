@@ -3,8 +3,9 @@
 //! 2000 and deflate fixtures) and model files. Each is a small valid seed, generated here or
 //! committed (`trainer/tests/fixtures/dicom`, 100 KB), mutated by flips, overwrites,
 //! truncations, insertions and repeated chunks; the loader must answer with a value or an
-//! error naming the input, never a panic. `PROPTEST_CASES=N` runs longer (docs/RUNTIME.md
-//! says what longer runs found).
+//! error naming the input, never a panic. The cases come from a fixed seed (the same on every
+//! run); `MEDSEG_FUZZ_SEED=N PROPTEST_CASES=M` explores further (docs/RUNTIME.md says what
+//! such runs found).
 
 mod common;
 
@@ -122,15 +123,13 @@ fn dicom_seeds() -> Vec<Vec<u8>> {
     seeds
 }
 
+/// `n` cases from a fixed seed, so that every test run (CI's too) tries the same inputs and a
+/// failure reproduces; `MEDSEG_FUZZ_SEED=N` explores others and `PROPTEST_CASES=N` runs longer.
 fn cases(n: u32) -> ProptestConfig {
-    // PROPTEST_CASES, where set, overrides the count for longer runs.
-    let mut config = ProptestConfig::with_cases(n);
-    if let Some(c) = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-    {
-        config.cases = c;
-    }
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    let mut config = ProptestConfig::with_cases(env("PROPTEST_CASES").unwrap_or(n));
+    let seed = env("MEDSEG_FUZZ_SEED").map_or(2026, u64::from);
+    config.rng_seed = proptest::test_runner::RngSeed::Fixed(seed);
     config
 }
 
@@ -143,6 +142,28 @@ fn the_seeds_are_valid() {
         Scan::from_dicom_bytes(seed, "seed", &ScanOptions::default())
             .unwrap_or_else(|e| panic!("DICOM seed {i}: {e}"));
     }
+}
+
+/// A case the fuzzing found: zero Rows (from a mutated JPEG 2000 file) decoded to an empty
+/// image instead of an error.
+#[test]
+fn a_dicom_file_of_zero_rows_is_refused_by_name() {
+    let gray = GrayImage::from_fn(20, 16, |x, y| Luma([(x * 9 + y * 5) as u8]));
+    let mut bytes = ct_dicom(&[gray]);
+    // Rows (0028,0010) in explicit VR little endian: tag, "US", length 2, value.
+    let rows = bytes
+        .windows(6)
+        .position(|w| w == [0x28, 0x00, 0x10, 0x00, b'U', b'S'])
+        .unwrap();
+    bytes[rows + 8..rows + 10].copy_from_slice(&[0, 0]);
+    let err = Scan::from_dicom_bytes(&bytes, "flat.dcm", &ScanOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("flat.dcm") && err.contains("non-empty"),
+        "{err}"
+    );
 }
 
 /// The case the fuzzing found: tract-onnx 0.23.9 panicked (a map indexed by a missing name).

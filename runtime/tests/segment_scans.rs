@@ -197,3 +197,103 @@ fn a_batch_goes_past_broken_files_and_lists_them_in_the_summary() {
     );
     assert!(rows.iter().any(|r| r.contains("good.dcm,ok,")), "{summary}");
 }
+
+#[test]
+fn dicom_seg_output_refers_to_the_file_and_holds_each_frames_mask() {
+    use dicom_dictionary_std::{tags, uids};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ct_file(&[sample(0), sample(1)], &d.join("ct.dcm"));
+    let out = d.join("out");
+    let (ok, stdout, stderr) = medseg(&[
+        "segment",
+        d.join("ct.dcm").to_str().unwrap(),
+        "--dicom-seg",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("DICOM SEG"), "{stdout}");
+    let seg = dicom_object::open_file(out.join("ct_seg.dcm")).unwrap();
+    let text = |tag| {
+        seg.element(tag)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches('\0')
+            .to_string()
+    };
+    assert_eq!(text(tags::SOP_CLASS_UID), uids::SEGMENTATION_STORAGE);
+    assert_eq!(text(tags::SEGMENTATION_TYPE), "BINARY");
+    assert_eq!(text(tags::STUDY_INSTANCE_UID), "1.2.826.0.1.3680043.2.9.2");
+    assert_eq!(
+        text(tags::FRAME_OF_REFERENCE_UID),
+        "1.2.826.0.1.3680043.2.9.4"
+    );
+    assert_eq!(text(tags::PATIENT_ID), "P01");
+    assert_eq!(text(tags::NUMBER_OF_FRAMES), "2");
+    // One segment (the demo model's one class), one frame per source frame, in order.
+    let bits = seg.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
+    for frame in 0..2 {
+        let want = mask(&out.join(format!("ct_f{:03}_mask.png", frame + 1)));
+        let n0 = frame * want.len();
+        let got: Vec<u8> = (0..want.len())
+            .map(|p| (bits[(n0 + p) / 8] >> ((n0 + p) % 8)) & 1)
+            .collect();
+        assert_eq!(got, want, "frame {}", frame + 1);
+    }
+    let frames = seg
+        .element(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap();
+    let source = frames[1]
+        .element(tags::DERIVATION_IMAGE_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()[0]
+        .element(tags::SOURCE_IMAGE_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()[0]
+        .clone();
+    let uid = source
+        .element(tags::REFERENCED_SOP_INSTANCE_UID)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert_eq!(uid.trim_end_matches('\0'), "1.2.826.0.1.3680043.2.9.1");
+    assert_eq!(
+        source
+            .element(tags::REFERENCED_FRAME_NUMBER)
+            .unwrap()
+            .to_int::<u32>()
+            .unwrap(),
+        2
+    );
+
+    // A NIfTI-free case the SEG cannot take: a file without geometry is named, the masks
+    // are still written, and the run says so.
+    let bare = d.join("bare.dcm");
+    let mut bytes = std::fs::read(d.join("ct.dcm")).unwrap();
+    let at = bytes
+        .windows(4)
+        .position(|w| w == [0x20, 0x00, 0x32, 0x00])
+        .unwrap();
+    bytes[at + 2] = 0x33; // ImagePositionPatient (0020,0032) becomes an unknown (0020,0033)
+    std::fs::write(&bare, bytes).unwrap();
+    let out2 = d.join("out2");
+    let (ok, stdout, stderr) = medseg(&[
+        "segment",
+        bare.to_str().unwrap(),
+        "--dicom-seg",
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("bare") && stderr.contains("ImagePositionPatient"),
+        "{stderr}"
+    );
+    assert!(out2.join("bare_f001_mask.png").is_file());
+}

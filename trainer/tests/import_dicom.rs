@@ -314,6 +314,53 @@ fn the_runtime_reads_the_series_and_each_file_as_the_importer_wrote_them() {
     assert!(err.contains("IM9") && err.contains("JPEG-LS"), "{err}");
 }
 
+/// The runtime's DICOM SEG output (`medseg segment --dicom-seg`) read back by the importer's
+/// SEG reader: a one-slice series, a mask drawn on it, written as a SEG referring to the
+/// file, imported as that series' labels, gives the mask back at the same pixels.
+#[test]
+fn the_runtimes_seg_output_reads_back_as_the_mask_it_was_written_from() {
+    use medseg_runtime::image_io::Mask;
+    use medseg_runtime::medical::dicom_seg_output::{DicomSource, write_seg};
+    let src = Src::new();
+    let series = src.root.join("series/p1");
+    std::fs::remove_dir_all(&series).unwrap();
+    std::fs::create_dir_all(&series).unwrap();
+    let mut slice = ct_slice(1, "1.2.3.4");
+    slice.put(DataElement::new(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3"));
+    slice.put(DataElement::new(
+        tags::FRAME_OF_REFERENCE_UID,
+        VR::UI,
+        "1.2.3.9",
+    ));
+    save(slice, &series.join("IM1"));
+    let obj = dicom_import::open(&series.join("IM1")).unwrap();
+    let mask = Mask {
+        width: COLS,
+        height: ROWS,
+        data: (0..ROWS * COLS)
+            .map(|n| u8::from(label_on(n / COLS, n % COLS, 1)))
+            .collect(),
+    };
+    let classes = vec!["background".to_string(), "organ".to_string()];
+    write_seg(
+        &DicomSource::of(&obj),
+        &[(0, &mask)],
+        &classes,
+        "unet",
+        &src.root.join("labels/p1.dcm"),
+    )
+    .unwrap();
+    let vol = VolumeArgs {
+        slices: medseg_trainer::import::volume_slices::SliceSelection::All,
+        ..VolumeArgs::default()
+    };
+    let out = src.import("out", &vol).unwrap();
+    let ds = Dataset::open(&out).unwrap();
+    let test = ds.split(None, "test").unwrap();
+    assert_eq!(test.len(), 1);
+    assert_eq!(png(&test[0].mask).into_raw(), mask.data);
+}
+
 /// A binary SEG of segment `segment` on slices 1 and 2 ([`label_on`]), bits packed across
 /// frames.
 fn binary_seg(segment: u16) -> InMemDicomObject {

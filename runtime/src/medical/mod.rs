@@ -9,6 +9,7 @@
 pub mod dicom_file;
 pub mod dicom_frames;
 pub mod dicom_lengths;
+pub mod dicom_seg_output;
 pub mod dicom_series;
 pub mod intensity;
 pub mod nifti;

@@ -17,6 +17,7 @@ use image::{DynamicImage, GrayImage, RgbImage};
 
 use super::dicom_file::{open, open_bytes};
 use super::dicom_frames::{frame_floats, number_of_frames};
+use super::dicom_seg_output::DicomSource;
 use super::dicom_series::{SeriesChoice, decode, has_dicm_marker, read_series, stored_window};
 use super::intensity::{self, Intensity};
 use super::nifti::{nifti_stem, read_volume};
@@ -72,6 +73,8 @@ enum Voxels {
 
 pub struct Scan {
     pub source: PathBuf,
+    /// For a single DICOM file: what a DICOM SEG of its result refers to.
+    pub dicom: Option<DicomSource>,
     voxels: Voxels,
     /// The mapping chosen (for reports).
     pub intensity: Intensity,
@@ -135,9 +138,9 @@ impl Scan {
             let lower = name.to_ascii_lowercase();
             if path.is_dir() {
                 let series = read_series(path, SeriesChoice::default())?;
-                Ok((volume(series.volume, options.plane), series.window))
+                Ok((volume(series.volume, options.plane), series.window, None))
             } else if nifti_stem(&lower).is_some() {
-                Ok((volume(read_volume(path, None)?, options.plane), None))
+                Ok((volume(read_volume(path, None)?, options.plane), None, None))
             } else {
                 frames(&open(path)?, &name, options)
             }
@@ -158,11 +161,11 @@ impl Scan {
     fn read(
         path: &Path,
         options: &ScanOptions,
-        voxels: impl FnOnce() -> anyhow::Result<(Voxels, Option<(f64, f64)>)>,
+        voxels: impl FnOnce() -> anyhow::Result<(Voxels, Option<(f64, f64)>, Option<DicomSource>)>,
     ) -> Result<Self, RuntimeError> {
         let name = path.display().to_string();
         let scan = (|| {
-            let (voxels, file_window) = voxels()?;
+            let (voxels, file_window, dicom) = voxels()?;
             let intensity = intensity::choose(options.window, options.percentiles, file_window)?;
             let range = intensity
                 .range(voxels.data())
@@ -181,6 +184,7 @@ impl Scan {
             };
             Ok(Self {
                 source: path.to_path_buf(),
+                dicom,
                 voxels,
                 intensity,
                 range,
@@ -294,7 +298,7 @@ fn frames(
     obj: &DefaultDicomObject,
     name: &str,
     options: &ScanOptions,
-) -> anyhow::Result<(Voxels, Option<(f64, f64)>)> {
+) -> anyhow::Result<(Voxels, Option<(f64, f64)>, Option<DicomSource>)> {
     // From the header, before decoding: a small compressed file can claim a huge matrix.
     let header = |tag| obj.element(tag).ok().and_then(|e| e.to_int::<u64>().ok());
     let (h, w) = (
@@ -311,6 +315,11 @@ fn frames(
     );
     let px = decode(Path::new(name), obj)?;
     let (rows, cols) = (px.rows() as usize, px.columns() as usize);
+    // Found by fuzzing: Rows or Columns of 0 decoded to an empty image.
+    ensure!(
+        rows > 0 && cols > 0,
+        "{name}: the image is {cols}x{rows} px (Columns x Rows); expected a non-empty image"
+    );
     let count = number_of_frames(obj)
         .min(px.number_of_frames() as usize)
         .max(1);
@@ -348,7 +357,7 @@ fn frames(
         data,
         spacing,
     };
-    Ok((voxels, stored_window(obj)))
+    Ok((voxels, stored_window(obj), Some(DicomSource::of(obj))))
 }
 
 /// The RGB image of `this` slice between `prev` and `next` (all of one size): the 2.5D input

@@ -24,6 +24,32 @@ pub fn ct_dicom(frames: &[image::GrayImage]) -> Vec<u8> {
         DataElement::new(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
         DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.9.1"),
         DataElement::new(tags::MODALITY, VR::CS, "CT"),
+        DataElement::new(
+            tags::STUDY_INSTANCE_UID,
+            VR::UI,
+            "1.2.826.0.1.3680043.2.9.2",
+        ),
+        DataElement::new(
+            tags::SERIES_INSTANCE_UID,
+            VR::UI,
+            "1.2.826.0.1.3680043.2.9.3",
+        ),
+        DataElement::new(
+            tags::FRAME_OF_REFERENCE_UID,
+            VR::UI,
+            "1.2.826.0.1.3680043.2.9.4",
+        ),
+        DataElement::new(tags::PATIENT_ID, VR::LO, "P01"),
+        DataElement::new(
+            tags::IMAGE_POSITION_PATIENT,
+            VR::DS,
+            ds(&[-90.0, -120.0, 35.0]),
+        ),
+        DataElement::new(
+            tags::IMAGE_ORIENTATION_PATIENT,
+            VR::DS,
+            ds(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+        ),
         DataElement::new(tags::ROWS, VR::US, dicom_value!(U16, h as u16)),
         DataElement::new(tags::COLUMNS, VR::US, dicom_value!(U16, w as u16)),
         DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, 1)),

@@ -10,7 +10,8 @@ use image::DynamicImage;
 use medseg_runtime::Segmenter;
 use medseg_runtime::card::InputSpec;
 use medseg_runtime::dataset::IMAGE_EXTS;
-use medseg_runtime::image_io::load_image;
+use medseg_runtime::image_io::{Mask, load_image};
+use medseg_runtime::medical::dicom_seg_output::write_seg;
 use medseg_runtime::medical::intensity::parse_pair;
 use medseg_runtime::medical::scan::{Scan, ScanOptions, is_scan, scan_stem};
 use medseg_runtime::medical::volume::Plane;
@@ -42,6 +43,10 @@ pub struct Args {
     cleanup: CleanupArgs,
     #[command(flatten)]
     scan: ScanArgs,
+    /// Also write `<stem>_seg.dcm` for each DICOM file: a DICOM Segmentation object (binary,
+    /// a segment per class) that refers to the file, for the hospital's archive and viewer.
+    #[arg(long)]
+    dicom_seg: bool,
 }
 
 /// How DICOM and NIfTI inputs become 8-bit slices: by default as `medseg-train import` made
@@ -124,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .map_err(anyhow::Error::from)
                     .map(|img| gray_for_gray_models(img, &seg.card.input))
                     .and_then(|img| segment_one(&seg, &args.out, stem, &source, &img));
-                report(&name, result);
+                report(&name, result.map(|(r, _)| r));
             }
             Input::Scan(path) => match Scan::open(path, &scan_options) {
                 Err(e) => report(&path.display().to_string(), Err(e.into())),
@@ -139,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                             )
                         });
                     }
+                    let mut masks = Vec::new();
                     for &index in scan.indices() {
                         let (img, slice) = scan.model_image(index, stacked);
                         let (name, out_stem) = if slice.suffix.is_empty() {
@@ -152,7 +158,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                             spacing_mm: slice.spacing_mm,
                         };
                         let result = segment_one(&seg, &args.out, &out_stem, &source, &img);
+                        let result = result.map(|(r, mask)| {
+                            masks.push((index, mask));
+                            r
+                        });
                         report(&name, result);
+                    }
+                    if args.dicom_seg {
+                        match write_dicom_seg(&scan, &masks, &seg, &args.out, stem) {
+                            Ok(seg_path) => bar.suspend(|| {
+                                println!("{}: DICOM SEG {}", path.display(), seg_path.display())
+                            }),
+                            Err(e) => {
+                                bar.suspend(|| eprintln!("error: {e:#}"));
+                                let name = format!("{} (DICOM SEG)", path.display());
+                                summary.add(&name, Err(&e));
+                            }
+                        }
                     }
                 }
             },
@@ -178,24 +200,59 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Segments one image and writes its outputs; returns the report and the mask.
 fn segment_one(
     seg: &Segmenter,
     out: &Path,
     stem: &str,
     source: &Source<'_>,
     img: &DynamicImage,
-) -> anyhow::Result<ImageReport> {
+) -> anyhow::Result<(ImageReport, Mask)> {
     let s = seg
         .segment(img)
         .with_context(|| format!("image {}", source.name))?;
-    Ok(write_outputs(
+    let report = write_outputs(
         out,
         stem,
         source,
         &seg.card.input.displayed(img),
         &s,
         &seg.card.classes,
-    )?)
+    )?;
+    Ok((report, s.prediction.mask))
+}
+
+/// `<stem>_seg.dcm` for a DICOM file's masks; a series or volume (whose slices were
+/// reoriented) and a file without geometry are refused by name.
+fn write_dicom_seg(
+    scan: &Scan,
+    masks: &[(usize, Mask)],
+    seg: &Segmenter,
+    out: &Path,
+    stem: &str,
+) -> anyhow::Result<PathBuf> {
+    let path = out.join(format!("{stem}_seg.dcm"));
+    let Some(source) = &scan.dicom else {
+        bail!(
+            "--dicom-seg: {} is not a single DICOM file; SEG output takes DICOM files (a series \
+             or a NIfTI volume is resliced, so its masks do not map back to its files yet)",
+            scan.source.display()
+        );
+    };
+    if masks.is_empty() {
+        bail!(
+            "--dicom-seg: no slice of {} was segmented",
+            scan.source.display()
+        );
+    }
+    let masks: Vec<(usize, &Mask)> = masks.iter().map(|(i, m)| (*i, m)).collect();
+    let algorithm = seg.card.architecture["name"]
+        .as_str()
+        .unwrap_or("model")
+        .to_string();
+    write_seg(source, &masks, &seg.card.classes, &algorithm, &path)
+        .with_context(|| format!("--dicom-seg for {}", scan.source.display()))?;
+    Ok(path)
 }
 
 fn areas(report: &ImageReport) -> String {
