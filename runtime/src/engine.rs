@@ -318,6 +318,15 @@ impl Segmenter {
 
     /// Segments an image of any size; the mask comes back at the image's own size.
     pub fn segment(&self, img: &DynamicImage) -> Result<Segmentation, RuntimeError> {
+        self.segment_with_logits(img).map(|(s, _)| s)
+    }
+
+    /// [`Self::segment`], also handing back the logits `[classes, h, w]` at the model's size
+    /// that the mask was made from (for probability maps: [`crate::postprocess::probability_rows`]).
+    pub fn segment_with_logits(
+        &self,
+        img: &DynamicImage,
+    ) -> Result<(Segmentation, Vec<f32>), RuntimeError> {
         let spec = &self.card.input;
         let input = self.model_input(img)?;
         let start = Instant::now();
@@ -330,10 +339,13 @@ impl Segmenter {
             (img.width() as usize, img.height() as usize),
             &self.cleanup,
         );
-        Ok(Segmentation {
-            prediction,
-            inference_ms,
-        })
+        Ok((
+            Segmentation {
+                prediction,
+                inference_ms,
+            },
+            logits,
+        ))
     }
 
     /// The logits `[classes, h, w]` at the model's size that [`Self::segment`] makes its mask

@@ -97,6 +97,44 @@ pub fn encode_overlay_png<W: std::io::Write>(
     png.finish().map_err(std::io::Error::other)
 }
 
+/// `<stem>_prob_<class>.png` for every class but the background: 8-bit gray maps of the
+/// model's softmax probability (255 = 1) at the image's size, from `logits` `[classes, h, w]`
+/// at the model's size. Returns the files written.
+pub fn write_probability_maps(
+    out: &Path,
+    stem: &str,
+    logits: &[f32],
+    model_size: (usize, usize),
+    image_size: (usize, usize),
+    class_names: &[String],
+) -> Result<Vec<PathBuf>, RuntimeError> {
+    let mut written = Vec::new();
+    for (class, name) in class_names.iter().enumerate().skip(1) {
+        let path = out.join(format!("{stem}_prob_{name}.png"));
+        atomic_write(&path, |tmp| {
+            let file = BufWriter::new(File::create(tmp)?);
+            let mut encoder = png::Encoder::new(file, image_size.0 as u32, image_size.1 as u32);
+            encoder.set_color(png::ColorType::Grayscale);
+            encoder.set_depth(png::BitDepth::Eight);
+            encoder.set_compression(png::Compression::Fast);
+            let mut png = encoder.write_header().map_err(std::io::Error::other)?;
+            let mut rows = png.stream_writer().map_err(std::io::Error::other)?;
+            crate::postprocess::probability_rows(
+                logits,
+                class_names.len(),
+                model_size,
+                image_size,
+                class,
+                |row| rows.write_all(row),
+            )?;
+            rows.finish().map_err(std::io::Error::other)?;
+            png.finish().map_err(std::io::Error::other)
+        })?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 /// The class-index mask as an 8-bit gray PNG.
 pub fn encode_mask_png<W: std::io::Write>(out: W, mask: &Mask) -> std::io::Result<()> {
     use image::ImageEncoder as _;

@@ -100,6 +100,39 @@ pub fn logits_to_prediction(
     }
 }
 
+/// The softmax probability of `class` at every pixel of the `out_w x out_h` image, as 8-bit
+/// rows (0..255 for 0..1), up-sampled as [`logits_to_prediction`] up-samples: what an optional
+/// probability map shows. Before any clean-up: the model's own belief. Row by row, for the
+/// memory reason given there.
+pub fn probability_rows<E>(
+    logits: &[f32],
+    classes: usize,
+    (w, h): (usize, usize),
+    (out_w, out_h): (usize, usize),
+    class: usize,
+    mut emit: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    assert!(
+        logits.len() == classes * w * h && class < classes,
+        "logits do not match [classes, h, w]"
+    );
+    let planes: Vec<&[f32]> = logits.chunks_exact(w * h).collect();
+    let up = Bilinear::new((w, h), (out_w, out_h));
+    let mut rows = vec![vec![0f32; out_w]; classes];
+    let mut out = vec![0u8; out_w];
+    for y in 0..out_h {
+        for (row, plane) in rows.iter_mut().zip(&planes) {
+            up.row(plane, y, row);
+        }
+        for (x, o) in out.iter_mut().enumerate() {
+            let p = softmax_of(rows[class][x], rows.iter().map(|r| r[x]));
+            *o = (p * 255.0).round() as u8;
+        }
+        emit(&out)?;
+    }
+    Ok(())
+}
+
 /// The softmax probability of the class whose logit is `chosen`, among all classes' `logits`
 /// (which include it), as 1 / sum(exp(l - chosen)): no exp() of a raw logit, which could overflow.
 fn softmax_of(chosen: f32, logits: impl Iterator<Item = f32>) -> f32 {

@@ -132,3 +132,35 @@ fn help_shows_an_example_for_each_command() {
         );
     }
 }
+
+#[test]
+fn probability_maps_agree_with_the_mask() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = &medseg_runtime::demo::SAMPLES[0];
+    let image = dir.path().join("slice.png");
+    std::fs::write(&image, sample.image).unwrap();
+    let out = dir.path().join("out");
+    let (ok, stdout, stderr) = medseg(&[
+        "segment",
+        image.to_str().unwrap(),
+        "--probabilities",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let mask = image::open(out.join("slice_mask.png"))
+        .unwrap()
+        .into_luma8();
+    let prob = image::open(out.join("slice_prob_cancellous_bone.png"))
+        .unwrap()
+        .into_luma8();
+    assert_eq!(prob.dimensions(), mask.dimensions());
+    // Two classes: the mask is where the class's probability passes one half.
+    let disagree = mask
+        .pixels()
+        .zip(prob.pixels())
+        .filter(|(m, p)| (m.0[0] == 1) != (p.0[0] >= 128))
+        .count();
+    assert!(disagree <= 5, "{disagree} pixels disagree");
+    assert!(prob.pixels().any(|p| p.0[0] > 240) && prob.pixels().any(|p| p.0[0] < 15));
+}

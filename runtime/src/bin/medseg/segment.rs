@@ -15,7 +15,7 @@ use medseg_runtime::medical::dicom_seg_output::write_seg;
 use medseg_runtime::medical::intensity::parse_pair;
 use medseg_runtime::medical::scan::{Scan, ScanOptions, is_scan, scan_stem};
 use medseg_runtime::medical::volume::Plane;
-use medseg_runtime::outputs::{ImageReport, Source, write_outputs};
+use medseg_runtime::outputs::{ImageReport, Source, write_outputs, write_probability_maps};
 
 use crate::cleanup_args::{CleanupArgs, describe};
 use crate::model_arg::ModelArg;
@@ -43,6 +43,10 @@ pub struct Args {
     cleanup: CleanupArgs,
     #[command(flatten)]
     scan: ScanArgs,
+    /// Also write `<stem>_prob_<class>.png`: the model's probability of each class at every
+    /// pixel (8-bit gray, 255 = 1), before any clean-up.
+    #[arg(long)]
+    probabilities: bool,
     /// Also write `<stem>_seg.dcm` for each DICOM file: a DICOM Segmentation object (binary,
     /// a segment per class) that refers to the file, for the hospital's archive and viewer.
     #[arg(long)]
@@ -128,7 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let result = load_image(path)
                     .map_err(anyhow::Error::from)
                     .map(|img| gray_for_gray_models(img, &seg.card.input))
-                    .and_then(|img| segment_one(&seg, &args.out, stem, &source, &img));
+                    .and_then(|img| segment_one(&seg, &args, stem, &source, &img));
                 report(&name, result.map(|(r, _)| r));
             }
             Input::Scan(path) => match Scan::open(path, &scan_options) {
@@ -157,7 +161,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                             name: &name,
                             spacing_mm: slice.spacing_mm,
                         };
-                        let result = segment_one(&seg, &args.out, &out_stem, &source, &img);
+                        let result = segment_one(&seg, &args, &out_stem, &source, &img);
                         let result = result.map(|(r, mask)| {
                             masks.push((index, mask));
                             r
@@ -203,16 +207,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// Segments one image and writes its outputs; returns the report and the mask.
 fn segment_one(
     seg: &Segmenter,
-    out: &Path,
+    args: &Args,
     stem: &str,
     source: &Source<'_>,
     img: &DynamicImage,
 ) -> anyhow::Result<(ImageReport, Mask)> {
-    let s = seg
-        .segment(img)
+    let (s, logits) = seg
+        .segment_with_logits(img)
         .with_context(|| format!("image {}", source.name))?;
+    if args.probabilities {
+        let spec = &seg.card.input;
+        write_probability_maps(
+            &args.out,
+            stem,
+            &logits,
+            (spec.width, spec.height),
+            (img.width() as usize, img.height() as usize),
+            &seg.card.classes,
+        )?;
+    }
     let report = write_outputs(
-        out,
+        &args.out,
         stem,
         source,
         &seg.card.input.displayed(img),
