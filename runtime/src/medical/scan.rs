@@ -71,6 +71,14 @@ enum Voxels {
     },
 }
 
+/// What a reader gives: the voxels, the window the file stores, and (for a single DICOM file)
+/// what a SEG of the result refers to.
+struct Read {
+    voxels: Voxels,
+    file_window: Option<(f64, f64)>,
+    dicom: Option<DicomSource>,
+}
+
 pub struct Scan {
     pub source: PathBuf,
     /// For a single DICOM file: what a DICOM SEG of its result refers to.
@@ -138,9 +146,17 @@ impl Scan {
             let lower = name.to_ascii_lowercase();
             if path.is_dir() {
                 let series = read_series(path, SeriesChoice::default())?;
-                Ok((volume(series.volume, options.plane), series.window, None))
+                Ok(Read {
+                    voxels: volume(series.volume, options.plane),
+                    file_window: series.window,
+                    dicom: None,
+                })
             } else if nifti_stem(&lower).is_some() {
-                Ok((volume(read_volume(path, None)?, options.plane), None, None))
+                Ok(Read {
+                    voxels: volume(read_volume(path, None)?, options.plane),
+                    file_window: None,
+                    dicom: None,
+                })
             } else {
                 frames(&open(path)?, &name, options)
             }
@@ -161,11 +177,15 @@ impl Scan {
     fn read(
         path: &Path,
         options: &ScanOptions,
-        voxels: impl FnOnce() -> anyhow::Result<(Voxels, Option<(f64, f64)>, Option<DicomSource>)>,
+        voxels: impl FnOnce() -> anyhow::Result<Read>,
     ) -> Result<Self, RuntimeError> {
         let name = path.display().to_string();
         let scan = (|| {
-            let (voxels, file_window, dicom) = voxels()?;
+            let Read {
+                voxels,
+                file_window,
+                dicom,
+            } = voxels()?;
             let intensity = intensity::choose(options.window, options.percentiles, file_window)?;
             let range = intensity
                 .range(voxels.data())
@@ -294,11 +314,7 @@ fn volume(volume: Volume, plane: Plane) -> Voxels {
 
 /// Every frame of one DICOM file with the modality LUT applied (HU for CT), its pixel spacing
 /// (PixelSpacing, else ImagerPixelSpacing for projection images) and its stored window.
-fn frames(
-    obj: &DefaultDicomObject,
-    name: &str,
-    options: &ScanOptions,
-) -> anyhow::Result<(Voxels, Option<(f64, f64)>, Option<DicomSource>)> {
+fn frames(obj: &DefaultDicomObject, name: &str, options: &ScanOptions) -> anyhow::Result<Read> {
     // From the header, before decoding: a small compressed file can claim a huge matrix.
     let header = |tag| obj.element(tag).ok().and_then(|e| e.to_int::<u64>().ok());
     let (h, w) = (
@@ -357,7 +373,11 @@ fn frames(
         data,
         spacing,
     };
-    Ok((voxels, stored_window(obj), Some(DicomSource::of(obj))))
+    Ok(Read {
+        voxels,
+        file_window: stored_window(obj),
+        dicom: Some(DicomSource::of(obj)),
+    })
 }
 
 /// The RGB image of `this` slice between `prev` and `next` (all of one size): the 2.5D input

@@ -137,50 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             Input::Scan(path) => match Scan::open(path, &scan_options) {
                 Err(e) => report(&path.display().to_string(), Err(e.into())),
-                Ok(scan) => {
-                    let stacked = seg.card.input.stacked_neighbours;
-                    if stacked && scan.slice_count() == 1 {
-                        bar.suspend(|| {
-                            eprintln!(
-                                "warning: {} holds one slice; the 2.5D model sees it as its own \
-                                 neighbours",
-                                path.display()
-                            )
-                        });
-                    }
-                    let mut masks = Vec::new();
-                    for &index in scan.indices() {
-                        let (img, slice) = scan.model_image(index, stacked);
-                        let (name, out_stem) = if slice.suffix.is_empty() {
-                            (path.display().to_string(), stem.clone())
-                        } else {
-                            let name = format!("{} slice {}", path.display(), slice.suffix);
-                            (name, format!("{stem}_{}", slice.suffix))
-                        };
-                        let source = Source {
-                            name: &name,
-                            spacing_mm: slice.spacing_mm,
-                        };
-                        let result = segment_one(&seg, &args, &out_stem, &source, &img);
-                        let result = result.map(|(r, mask)| {
-                            masks.push((index, mask));
-                            r
-                        });
-                        report(&name, result);
-                    }
-                    if args.dicom_seg {
-                        match write_dicom_seg(&scan, &masks, &seg, &args.out, stem) {
-                            Ok(seg_path) => bar.suspend(|| {
-                                println!("{}: DICOM SEG {}", path.display(), seg_path.display())
-                            }),
-                            Err(e) => {
-                                bar.suspend(|| eprintln!("error: {e:#}"));
-                                let name = format!("{} (DICOM SEG)", path.display());
-                                summary.add(&name, Err(&e));
-                            }
-                        }
-                    }
-                }
+                Ok(scan) => segment_scan(&seg, &args, stem, &scan, &bar, &mut report),
             },
         }
         bar.inc(1);
@@ -202,6 +159,57 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Segments every slice of `scan` (reporting each), then writes its DICOM SEG if asked.
+fn segment_scan(
+    seg: &Segmenter,
+    args: &Args,
+    stem: &str,
+    scan: &Scan,
+    bar: &ProgressBar,
+    report: &mut impl FnMut(&str, anyhow::Result<ImageReport>),
+) {
+    let path = scan.source.display();
+    let stacked = seg.card.input.stacked_neighbours;
+    if stacked && scan.slice_count() == 1 {
+        bar.suspend(|| {
+            eprintln!(
+                "warning: {path} holds one slice; the 2.5D model sees it as its own neighbours"
+            )
+        });
+    }
+    // Kept only for a SEG, which needs every slice's mask at the end.
+    let keep_masks = args.dicom_seg && scan.dicom.is_some();
+    let mut masks = Vec::new();
+    for &index in scan.indices() {
+        let (img, slice) = scan.model_image(index, stacked);
+        let (name, out_stem) = if slice.suffix.is_empty() {
+            (path.to_string(), stem.to_string())
+        } else {
+            (
+                format!("{path} slice {}", slice.suffix),
+                format!("{stem}_{}", slice.suffix),
+            )
+        };
+        let source = Source {
+            name: &name,
+            spacing_mm: slice.spacing_mm,
+        };
+        let result = segment_one(seg, args, &out_stem, &source, &img).map(|(r, mask)| {
+            if keep_masks {
+                masks.push((index, mask));
+            }
+            r
+        });
+        report(&name, result);
+    }
+    if args.dicom_seg {
+        match write_dicom_seg(scan, &masks, seg, &args.out, stem) {
+            Ok(seg_path) => bar.suspend(|| println!("{path}: DICOM SEG {}", seg_path.display())),
+            Err(e) => report(&format!("{path} (DICOM SEG)"), Err(e)),
+        }
+    }
 }
 
 /// Segments one image and writes its outputs; returns the report and the mask.
