@@ -200,7 +200,13 @@ pub fn write_seg(
                 }
                 n += 1;
             }
-            let position = source.positions[frame].clone().expect("checked above");
+            // A NumberOfFrames that disagrees with the pixel data can leave a frame unplaced.
+            let position = source
+                .positions
+                .get(frame)
+                .cloned()
+                .flatten()
+                .with_context(|| format!("frame {} has no ImagePositionPatient", frame + 1))?;
             let mut source_image = vec![
                 DataElement::new(
                     tags::REFERENCED_SOP_CLASS_UID,
