@@ -3,6 +3,10 @@
 
 use std::process::Command;
 
+mod common;
+
+use common::medseg;
+
 #[test]
 fn demo_runs_without_files_and_writes_every_output() {
     let dir = tempfile::tempdir().unwrap();
@@ -29,32 +33,24 @@ fn demo_runs_without_files_and_writes_every_output() {
     }
 }
 
-fn medseg(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_medseg"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// `medseg segment` on the first demo slice (as slice.png) with `extra` flags, asserting it
+/// succeeds; returns the folder (kept alive), the output folder and stdout.
+fn segment_demo_slice(extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("slice.png");
+    std::fs::write(&image, medseg_runtime::demo::SAMPLES[0].image).unwrap();
+    let out = dir.path().join("out");
+    let mut args = vec!["segment", image.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend(["--out", out.to_str().unwrap()]);
+    let (ok, stdout, stderr) = medseg(&args);
+    assert!(ok, "{stdout}{stderr}");
+    (dir, out, stdout)
 }
 
 #[test]
 fn segment_without_a_model_uses_the_embedded_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let sample = &medseg_runtime::demo::SAMPLES[0];
-    let image = dir.path().join("slice.png");
-    std::fs::write(&image, sample.image).unwrap();
-    let out = dir.path().join("out");
-    let (ok, stdout, stderr) = medseg(&[
-        "segment",
-        image.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stdout}{stderr}");
+    let (_dir, out, stdout) = segment_demo_slice(&[]);
     // The demo slice holds a vertebral body: the embedded model must find some of it.
     assert!(stdout.contains("cancellous_bone"), "{stdout}");
     let mask = image::open(out.join("slice_mask.png"))
@@ -135,19 +131,7 @@ fn help_shows_an_example_for_each_command() {
 
 #[test]
 fn probability_maps_agree_with_the_mask() {
-    let dir = tempfile::tempdir().unwrap();
-    let sample = &medseg_runtime::demo::SAMPLES[0];
-    let image = dir.path().join("slice.png");
-    std::fs::write(&image, sample.image).unwrap();
-    let out = dir.path().join("out");
-    let (ok, stdout, stderr) = medseg(&[
-        "segment",
-        image.to_str().unwrap(),
-        "--probabilities",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stdout}{stderr}");
+    let (_dir, out, _) = segment_demo_slice(&["--probabilities"]);
     let mask = image::open(out.join("slice_mask.png"))
         .unwrap()
         .into_luma8();

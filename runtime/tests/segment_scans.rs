@@ -4,27 +4,14 @@
 //! file, lists it in summary.csv and exits non-zero.
 
 use std::path::Path;
-use std::process::Command;
 
 mod common;
 
-use common::{SPACING, ct_dicom};
+use common::{SPACING, ct_dicom, medseg};
 use medseg_runtime::demo::SAMPLES;
 
 fn ct_file(frames: &[image::GrayImage], path: &Path) {
     std::fs::write(path, ct_dicom(frames)).unwrap();
-}
-
-fn medseg(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_medseg"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn sample(i: usize) -> image::GrayImage {

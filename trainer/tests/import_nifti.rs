@@ -121,6 +121,18 @@ impl Src {
         write(&self.root.join("img").join(name), DIMS, image_data(), hdr);
     }
 
+    /// Patients `ras` (RAS storage) and `sla` (the same voxels stored "SLA", [`permuted`]),
+    /// images and labels.
+    fn ras_and_sla() -> Self {
+        let src = Self::new();
+        src.write_pair("ras.nii", &header(RAS));
+        let (d, img, aff) = permuted(&image_data());
+        write(&src.root.join("img/sla.nii.gz"), d, img, &header(aff));
+        let (d, lab, aff) = permuted(&label_data());
+        write(&src.root.join("lab/sla.nii.gz"), d, lab, &header(aff));
+        src
+    }
+
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
@@ -177,12 +189,7 @@ fn png(path: &Path) -> image::GrayImage {
 
 #[test]
 fn permuted_flipped_affine_gives_the_same_slices_in_every_plane() {
-    let src = Src::new();
-    src.write_pair("ras.nii", &header(RAS));
-    let (d, img, aff) = permuted(&image_data());
-    write(&src.root.join("img/sla.nii.gz"), d, img, &header(aff));
-    let (d, lab, aff) = permuted(&label_data());
-    write(&src.root.join("lab/sla.nii.gz"), d, lab, &header(aff));
+    let src = Src::ras_and_sla();
     for plane in [Plane::Axial, Plane::Coronal, Plane::Sagittal] {
         let args = VolumeArgs { plane, ..window() };
         let out = src.import(&format!("out_{plane:?}"), &args).unwrap();
@@ -619,12 +626,7 @@ fn corrupt_volumes_are_refused_naming_the_file_not_a_panic() {
 #[test]
 fn the_runtime_reads_a_volume_slice_for_slice_as_the_importer_wrote_it() {
     use medseg_runtime::medical::scan::{Scan, ScanOptions};
-    let src = Src::new();
-    src.write_pair("ras.nii", &header(RAS));
-    let (d, img, aff) = permuted(&image_data());
-    write(&src.root.join("img/sla.nii.gz"), d, img, &header(aff));
-    let (d, lab, aff) = permuted(&label_data());
-    write(&src.root.join("lab/sla.nii.gz"), d, lab, &header(aff));
+    let src = Src::ras_and_sla();
     for plane in [Plane::Axial, Plane::Coronal, Plane::Sagittal] {
         let args = VolumeArgs {
             plane,

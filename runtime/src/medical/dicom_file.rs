@@ -25,6 +25,16 @@ pub fn open_bytes(bytes: &[u8], name: &str) -> anyhow::Result<DefaultDicomObject
     decodable(parse(bytes, name, None)?, Path::new(name))
 }
 
+/// The file from its "DICM" marker on: at byte 128, after the preamble, or at byte 0 where a
+/// writer left the preamble out (dicom-rs reads both). `None` for a file without the marker.
+pub fn from_marker(bytes: &[u8]) -> Option<&[u8]> {
+    match bytes.get(128..132) {
+        Some(b"DICM") => Some(&bytes[128..]),
+        _ if bytes.starts_with(b"DICM") => Some(bytes),
+        _ => None,
+    }
+}
+
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -33,10 +43,8 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// known to fit in it ([`dicom_lengths`]: the parser would zero-fill whatever a corrupt
 /// length declares).
 fn parse(bytes: &[u8], name: &str, until: Option<Tag>) -> anyhow::Result<DefaultDicomObject> {
-    let body = match bytes.get(128..132) {
-        Some(b"DICM") => &bytes[128..],
-        _ if bytes.starts_with(b"DICM") => bytes,
-        _ => bail!("{name} is not a DICOM file (no DICM marker at byte 0 or 128)"),
+    let Some(body) = from_marker(bytes) else {
+        bail!("{name} is not a DICOM file (no DICM marker at byte 0 or 128)");
     };
     dicom_lengths::check(bytes, name)?;
     let mut options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);

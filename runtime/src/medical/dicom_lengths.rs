@@ -36,11 +36,10 @@ struct Encoding {
 /// the preamble); `name` is the file in errors. Files without the DICM marker are left to the
 /// parser, which refuses them.
 pub fn check(bytes: &[u8], name: &str) -> anyhow::Result<()> {
-    let body = match bytes.get(128..132) {
-        Some(b"DICM") => &bytes[132..],
-        _ if bytes.starts_with(b"DICM") => &bytes[4..],
-        _ => return Ok(()),
+    let Some(marked) = super::dicom_file::from_marker(bytes) else {
+        return Ok(());
     };
+    let body = &marked[4..];
     let little_explicit = Encoding {
         explicit_vr: true,
         big_endian: false,

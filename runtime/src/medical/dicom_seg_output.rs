@@ -17,6 +17,7 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::mem::InMemElement;
 use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject};
 
+use super::dicom_file::text;
 use super::dicom_frames::{frame_floats, number_of_frames};
 use crate::image_io::Mask;
 
@@ -55,13 +56,7 @@ const COPIED: [Tag; 13] = [
 
 impl DicomSource {
     pub fn of(obj: &DefaultDicomObject) -> Self {
-        let text = |tag| {
-            obj.element(tag)
-                .ok()
-                .and_then(|e| e.to_str().ok())
-                .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
-                .unwrap_or_default()
-        };
+        let text = |tag| text(obj, tag).unwrap_or_default();
         let frames = number_of_frames(obj);
         Self {
             copied: COPIED
@@ -96,6 +91,22 @@ impl DicomSource {
             )
             .and_then(|v| v.first().copied()),
         }
+    }
+
+    /// The source image as a reference: its SOP class and instance UIDs.
+    fn reference(&self) -> Vec<InMemElement> {
+        vec![
+            DataElement::new(
+                tags::REFERENCED_SOP_CLASS_UID,
+                VR::UI,
+                self.sop_class_uid.as_str(),
+            ),
+            DataElement::new(
+                tags::REFERENCED_SOP_INSTANCE_UID,
+                VR::UI,
+                self.sop_instance_uid.as_str(),
+            ),
+        ]
     }
 
     /// Why this source cannot take a SEG, if it cannot: a SEG places its frames in the
@@ -154,6 +165,11 @@ fn item(elements: Vec<InMemElement>) -> InMemDicomObject {
     InMemDicomObject::from_element_iter(elements)
 }
 
+/// A sequence of one item holding `elements` (a functional-group macro, a reference).
+fn one_item(tag: Tag, elements: Vec<InMemElement>) -> InMemElement {
+    seq(tag, vec![item(elements)])
+}
+
 fn code(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
     item(vec![
         DataElement::new(tags::CODE_VALUE, VR::SH, value),
@@ -207,26 +223,15 @@ pub fn write_seg(
                 .cloned()
                 .flatten()
                 .with_context(|| format!("frame {} has no ImagePositionPatient", frame + 1))?;
-            let mut source_image = vec![
-                DataElement::new(
-                    tags::REFERENCED_SOP_CLASS_UID,
-                    VR::UI,
-                    source.sop_class_uid.as_str(),
-                ),
-                DataElement::new(
-                    tags::REFERENCED_SOP_INSTANCE_UID,
-                    VR::UI,
-                    source.sop_instance_uid.as_str(),
-                ),
-                seq(
-                    tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
-                    vec![code(
-                        "121322",
-                        "DCM",
-                        "Source image for image processing operation",
-                    )],
-                ),
-            ];
+            let mut source_image = source.reference();
+            source_image.push(seq(
+                tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+                vec![code(
+                    "121322",
+                    "DCM",
+                    "Source image for image processing operation",
+                )],
+            ));
             if !single_frame_source {
                 source_image.push(DataElement::new(
                     tags::REFERENCED_FRAME_NUMBER,
@@ -235,39 +240,39 @@ pub fn write_seg(
                 ));
             }
             per_frame.push(item(vec![
-                seq(
+                one_item(
                     tags::DERIVATION_IMAGE_SEQUENCE,
-                    vec![item(vec![
-                        seq(tags::SOURCE_IMAGE_SEQUENCE, vec![item(source_image)]),
+                    vec![
+                        one_item(tags::SOURCE_IMAGE_SEQUENCE, source_image),
                         seq(
                             tags::DERIVATION_CODE_SEQUENCE,
                             vec![code("113076", "DCM", "Segmentation")],
                         ),
-                    ])],
+                    ],
                 ),
-                seq(
+                one_item(
                     tags::FRAME_CONTENT_SEQUENCE,
-                    vec![item(vec![DataElement::new(
+                    vec![DataElement::new(
                         tags::DIMENSION_INDEX_VALUES,
                         VR::UL,
                         PrimitiveValue::U32(vec![segment as u32, frame as u32 + 1].into()),
-                    )])],
+                    )],
                 ),
-                seq(
+                one_item(
                     tags::PLANE_POSITION_SEQUENCE,
-                    vec![item(vec![DataElement::new(
+                    vec![DataElement::new(
                         tags::IMAGE_POSITION_PATIENT,
                         VR::DS,
                         ds(&position),
-                    )])],
+                    )],
                 ),
-                seq(
+                one_item(
                     tags::SEGMENT_IDENTIFICATION_SEQUENCE,
-                    vec![item(vec![DataElement::new(
+                    vec![DataElement::new(
                         tags::REFERENCED_SEGMENT_NUMBER,
                         VR::US,
                         dicom_value!(U16, segment as u16),
-                    )])],
+                    )],
                 ),
             ]));
         }
@@ -372,13 +377,13 @@ pub fn write_seg(
         DataElement::new(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00"),
         DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, per_frame.len().to_string()),
         seq(tags::SEGMENT_SEQUENCE, segment_items),
-        seq(
+        one_item(
             tags::DIMENSION_ORGANIZATION_SEQUENCE,
-            vec![item(vec![DataElement::new(
+            vec![DataElement::new(
                 tags::DIMENSION_ORGANIZATION_UID,
                 VR::UI,
                 dimension_uid.as_str(),
-            )])],
+            )],
         ),
         seq(
             tags::DIMENSION_INDEX_SEQUENCE,
@@ -395,45 +400,31 @@ pub fn write_seg(
                 ),
             ],
         ),
-        seq(
+        one_item(
             tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
-            vec![item(vec![
-                seq(tags::PIXEL_MEASURES_SEQUENCE, vec![item(pixel_measures)]),
-                seq(
+            vec![
+                one_item(tags::PIXEL_MEASURES_SEQUENCE, pixel_measures),
+                one_item(
                     tags::PLANE_ORIENTATION_SEQUENCE,
-                    vec![item(vec![DataElement::new(
+                    vec![DataElement::new(
                         tags::IMAGE_ORIENTATION_PATIENT,
                         VR::DS,
                         ds(&orientation),
-                    )])],
+                    )],
                 ),
-            ])],
+            ],
         ),
         seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame),
-        seq(
+        one_item(
             tags::REFERENCED_SERIES_SEQUENCE,
-            vec![item(vec![
+            vec![
                 DataElement::new(
                     tags::SERIES_INSTANCE_UID,
                     VR::UI,
                     source.series_instance_uid.as_str(),
                 ),
-                seq(
-                    tags::REFERENCED_INSTANCE_SEQUENCE,
-                    vec![item(vec![
-                        DataElement::new(
-                            tags::REFERENCED_SOP_CLASS_UID,
-                            VR::UI,
-                            source.sop_class_uid.as_str(),
-                        ),
-                        DataElement::new(
-                            tags::REFERENCED_SOP_INSTANCE_UID,
-                            VR::UI,
-                            source.sop_instance_uid.as_str(),
-                        ),
-                    ])],
-                ),
-            ])],
+                one_item(tags::REFERENCED_INSTANCE_SEQUENCE, source.reference()),
+            ],
         ),
         DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(bits.into())),
     ] {

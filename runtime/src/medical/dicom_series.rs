@@ -11,7 +11,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 use dicom_pixeldata::{DecodedPixelData, PixelDecoder};
 
-use super::dicom_file::{open, open_header, text};
+use super::dicom_file::{from_marker, open, open_header, text};
 use super::dicom_frames::{frame_floats, number_of_frames};
 use super::volume::Volume;
 use crate::panic_guard::guarded;
@@ -179,15 +179,14 @@ fn dicom_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The "DICM" marker at byte 128, after the preamble, or at byte 0 where a writer left the
-/// preamble out (dicom-rs reads both).
+/// Whether the file starts as a DICOM file does ([`from_marker`]), reading its first 132 bytes.
 pub fn has_dicm_marker(path: &Path) -> anyhow::Result<bool> {
     use std::io::Read;
     let mut head = Vec::with_capacity(132);
     std::fs::File::open(path)
         .and_then(|f| f.take(132).read_to_end(&mut head))
         .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(head.starts_with(b"DICM") || head.get(128..132) == Some(b"DICM"))
+    Ok(from_marker(&head).is_some())
 }
 
 /// Reads the DICOM files of one series below `dir` ([`SeriesChoice`]): classic files (an image

@@ -26,6 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::Segmenter;
 use crate::image_io::{as_gray, load_image_bytes};
 use crate::measure::{ClassStats, class_stats};
+use crate::medical::dicom_file::from_marker;
 use crate::medical::scan::{Scan, ScanOptions};
 use crate::outputs::{encode_mask_png, encode_overlay_png};
 
@@ -273,11 +274,6 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-/// A DICOM file: the DICM marker after the 128-byte preamble, or at the start.
-fn is_dicom(bytes: &[u8]) -> bool {
-    bytes.get(128..132) == Some(b"DICM") || bytes.starts_with(b"DICM")
-}
-
 /// Decode, segment and encode one upload.
 fn segment_bytes(
     state: &ServeState,
@@ -285,7 +281,7 @@ fn segment_bytes(
 ) -> Result<SegmentResponse, (StatusCode, String)> {
     let started = Instant::now();
     let unprocessable = |e: crate::RuntimeError| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
-    let (img, spacing_mm, frames) = if is_dicom(bytes) {
+    let (img, spacing_mm, frames) = if from_marker(bytes).is_some() {
         // A DICOM upload: its first frame, mapped by the file's own window as the importers
         // map training slices; a 2.5D model gets the frame's neighbours from the file.
         let options = ScanOptions {

@@ -1,4 +1,8 @@
-//! Scans written here for the runtime's tests.
+//! Scans written here for the runtime's tests, and the `medseg` binary run as a user runs it.
+// Each test crate includes this module and uses a part of it.
+#![allow(dead_code)]
+
+use std::process::Command;
 
 use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
 use dicom_dictionary_std::{tags, uids};
@@ -78,4 +82,17 @@ pub fn ct_dicom(frames: &[image::GrayImage]) -> Vec<u8> {
     let mut bytes = Vec::new();
     file.write_all(&mut bytes).unwrap();
     bytes
+}
+
+/// Runs the `medseg` binary: (success, stdout, stderr).
+pub fn medseg(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_medseg"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
