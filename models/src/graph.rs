@@ -184,6 +184,12 @@ pub enum Op {
         kernel: [usize; 2],
         size: [usize; 2],
     },
+    /// Moves channel blocks into space: input `[N, C * b * b, H, W]`, output `[N, C, H * b,
+    /// W * b]` with `out[n, c, h * b + i, w * b + j] = in[n, c * b * b + i * b + j, h, w]`
+    /// (ONNX's DepthToSpace in CRD mode). Only the exporter's rewrites write it.
+    DepthToSpace {
+        block: usize,
+    },
     /// Inputs `[x, theta]`, theta `[N, 1, 2, 3]`: samples `x` bilinearly (zeros outside) on
     /// PyTorch's `affine_grid(theta, size)` with `align_corners` as given.
     AffineGridSample {
@@ -399,6 +405,7 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::Constant(_) => "constant",
         Op::MaxPoolWithIndices { .. } => "maxpoolidx",
         Op::MaxUnpool { .. } => "maxunpool",
+        Op::DepthToSpace { .. } => "depthtospace",
         Op::AffineGridSample { .. } => "gridsample",
     }
 }

@@ -38,6 +38,11 @@ pub struct ModelCard {
     /// Absent in cards written before clean-up existed, and when off.
     #[serde(default, skip_serializing_if = "Cleanup::is_off")]
     pub cleanup: Cleanup,
+    /// The runtime the operators were written for: "" (any) or "cuda" (`export --target
+    /// cuda`: pooling, transposed convolutions and resizes in forms tract-cuda runs on the
+    /// GPU; the same results on the CPU).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target: String,
 }
 
 /// The calibration of an int8 model's activation ranges.

@@ -1,7 +1,6 @@
 //! The tract engine: loads an exported model, checks it against its card, runs it.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use image::DynamicImage;
@@ -12,13 +11,12 @@ use tract_onnx::tract_core::runtime::RunOptions;
 
 use crate::card::ModelCard;
 use crate::cleanup::Cleanup;
+use crate::device::{self, Device, Plan};
 use crate::error::RuntimeError;
 use crate::onnx;
 use crate::package::{Form, Package, package_of};
 use crate::postprocess::{Prediction, logits_to_prediction};
 use crate::preprocess::{mirror_rows, to_model_input};
-
-type Plan = Arc<TypedRunnableModel>;
 
 /// How a model is loaded: tract's threads and knobs.
 #[derive(Debug, Clone)]
@@ -28,6 +26,8 @@ pub struct LoadOptions {
     /// tract knobs (`TRACT_DISABLE_DIRECT_SPATIAL` = `true`, ...) applied while the graph is
     /// optimized; a name tract does not know, or one it does not read then, is an error.
     pub tract_knobs: Vec<(String, String)>,
+    /// Where the plan runs.
+    pub device: Device,
 }
 
 impl Default for LoadOptions {
@@ -35,6 +35,7 @@ impl Default for LoadOptions {
         Self {
             threads: std::thread::available_parallelism().map_or(1, usize::from),
             tract_knobs: Vec::new(),
+            device: Device::Cpu,
         }
     }
 }
@@ -180,6 +181,14 @@ impl Segmenter {
             reason: format!("tract cannot prepare it: {e:#}"),
         };
         let spec = &card.input;
+        if options.device == Device::Cuda
+            && let Some(why) = device::cuda_unavailable()
+        {
+            return Err(RuntimeError::BadSetting {
+                setting: "--device cuda".into(),
+                reason: why,
+            });
+        }
         // Knobs steer tract's choice of kernels while it optimizes the graph: a scope entered
         // around the optimization applies them to this model only.
         let knobs = KnobScope::new(
@@ -196,8 +205,7 @@ impl Segmenter {
         let plan = crate::panic_guard::guarded(|| {
             knobs.enter(|| {
                 build()
-                    .and_then(|m| m.into_optimized())
-                    .and_then(|m| m.into_runnable_with_options(&run_options(options.threads)))
+                    .and_then(|m| device::prepare(m, options.device, &run_options(options.threads)))
             })
         })
         .map_err(fail)?;

@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod dataset;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod device;
 pub mod engine;
 pub mod error;
 pub mod evaluate;
@@ -29,5 +30,6 @@ pub mod slice_table;
 
 pub use card::{CalibrationInfo, InputSpec, ModelCard};
 pub use cleanup::Cleanup;
+pub use device::Device;
 pub use engine::{LoadOptions, NodeTime, Segmentation, Segmenter};
 pub use error::RuntimeError;

@@ -99,6 +99,37 @@ fn bench_times_every_stage_the_cold_start_and_each_operator() {
     assert!(stdout.contains("cold start"), "{stdout}");
 }
 
+/// `--device cuda` where no GPU can be used (no driver here; or a build without the `cuda`
+/// feature) stops before anything runs, says why, and points back to the CPU. On a machine
+/// with a GPU and a `cuda` build it segments instead, and must find the same bone.
+#[test]
+fn device_cuda_without_a_gpu_says_why_and_offers_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("slice.png");
+    std::fs::write(&image, medseg_runtime::demo::SAMPLES[0].image).unwrap();
+    let out = dir.path().join("out");
+    let (ok, stdout, stderr) = medseg(&[
+        "segment",
+        image.to_str().unwrap(),
+        "--device",
+        "cuda",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    if ok {
+        assert!(stdout.contains("cancellous_bone"), "{stdout}");
+        return;
+    }
+    assert!(
+        stderr.contains("--device cuda")
+            && stderr.contains("--device cpu")
+            && (stderr.contains("no usable CUDA GPU")
+                || stderr.contains("without the `cuda` feature")),
+        "{stderr}"
+    );
+    assert!(!out.join("slice_mask.png").exists(), "wrote a mask anyway");
+}
+
 #[test]
 fn an_unknown_tract_knob_is_refused_by_name() {
     let (ok, _, stderr) = medseg(&[

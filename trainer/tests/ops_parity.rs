@@ -2,7 +2,10 @@
 //! small function over `Ops`), run by `BurnOps` on the flex backend and recorded by
 //! `GraphOps`, written as ONNX and run in tract, on seeded random inputs with odd sizes.
 //! Where the writer expresses an op by others (GroupNorm, LayerNorm, GELU, uneven adaptive
-//! pooling, max-unpooling, the affine grid), this is the proof of the equivalence.
+//! pooling, max-unpooling, the affine grid), this is the proof of the equivalence. Every case
+//! also runs as `export --target cuda` rewrites it (pooling, transposed convolutions and
+//! resizes in operators tract-cuda runs on the GPU): the `*_cuda_form` cases exercise each
+//! rewrite and check what stays on the CPU.
 
 use burn::backend::Flex;
 use burn::module::Param;
@@ -16,8 +19,10 @@ use burn::tensor::{Distribution, Tensor, TensorData};
 use medseg_models::blocks::LayerNorm;
 use medseg_models::burn_ops::BurnOps;
 use medseg_models::graph::Weights;
+use medseg_models::graph::op_kind;
 use medseg_models::graph_ops::GraphOps;
 use medseg_models::ops::{Ops, Pool, ResizeMode};
+use medseg_trainer::export::cuda_form;
 use medseg_trainer::export::onnx::{WeightFormat, graph_to_onnx};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -34,7 +39,9 @@ trait Case {
 /// draws fall between a seed and the modules it should make.
 static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn check<C: Case>(name: &str, shape: [usize; 4], case: &C) {
+/// Runs `case` in Burn, in tract, and in tract as `export --target cuda` rewrites it; returns
+/// the operator kinds that rewrite leaves for tract-cuda's CPU fallback.
+fn check<C: Case>(name: &str, shape: [usize; 4], case: &C) -> Vec<&'static str> {
     let _one_at_a_time = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let dev = Default::default();
     let mut rng = ChaCha8Rng::seed_from_u64(11);
@@ -54,21 +61,53 @@ fn check<C: Case>(name: &str, shape: [usize; 4], case: &C) {
     let out = Ops::<B>::scoped(&mut g, "case", |g| case.run::<GraphOps>(g, input));
     let graph = g.finish(out);
     assert_eq!(graph.shape(out), burn_shape, "{name}: graph shape");
-    let proto = graph_to_onnx(&graph, WeightFormat::F32);
+    let tract = run_in_tract(name, &graph, shape, &values);
+    assert_close(name, &burn, &tract, &burn_shape);
+    // The same graph in the operators tract-cuda runs on the GPU (`export --target cuda`),
+    // still on the CPU here: it must compute the same thing.
+    let form = cuda_form::rewrite(&graph);
+    let name = format!("{name} (cuda form)");
+    let rewritten = run_in_tract(&name, &form.graph, shape, &values);
+    assert_close(&name, &burn, &rewritten, &burn_shape);
+    let mut left: Vec<&str> = form
+        .left_on_cpu
+        .iter()
+        .map(|(node, _)| {
+            let n = form.graph.nodes.iter().find(|n| &n.name == node).unwrap();
+            op_kind(&n.op)
+        })
+        .collect();
+    left.sort_unstable();
+    left.dedup();
+    left
+}
+
+/// The graph's output in tract (CPU), with its shape.
+fn run_in_tract(
+    name: &str,
+    graph: &medseg_models::Graph,
+    shape: [usize; 4],
+    values: &[f32],
+) -> (Vec<usize>, Vec<f32>) {
+    let proto = graph_to_onnx(graph, WeightFormat::F32);
     let tract_out = tract_onnx::onnx()
         .model_for_proto_model(&proto)
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .and_then(|plan| {
-            let t = tract_ndarray::Array4::from_shape_vec(shape, values.clone())
+            let t = tract_ndarray::Array4::from_shape_vec(shape, values.to_vec())
                 .expect("input shape")
                 .into_tensor();
             plan.run(tvec!(t.into()))
         })
         .unwrap_or_else(|e| panic!("{name}: tract: {e:?}"));
     let view = tract_out[0].to_plain_array_view::<f32>().unwrap();
-    assert_eq!(view.shape(), &burn_shape[..], "{name}: tract shape");
-    let tract: Vec<f32> = view.iter().copied().collect();
+    (view.shape().to_vec(), view.iter().copied().collect())
+}
+
+fn assert_close(name: &str, burn: &[f32], tract: &(Vec<usize>, Vec<f32>), burn_shape: &[usize]) {
+    let (shape, tract) = tract;
+    assert_eq!(&shape[..], burn_shape, "{name}: tract shape");
     let range = burn
         .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
@@ -77,7 +116,7 @@ fn check<C: Case>(name: &str, shape: [usize; 4], case: &C) {
     let scale = (range.1 - range.0).max(1.0);
     let worst = burn
         .iter()
-        .zip(&tract)
+        .zip(tract)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(
@@ -98,6 +137,21 @@ macro_rules! op {
                 }
             }
             check(stringify!($name), $shape, &C);
+        }
+    };
+    // The same, asserting which operator kinds the cuda form leaves on the CPU.
+    ($name:ident, $shape:expr, cpu: $cpu:expr, |$o:ident, $x:ident| $body:expr) => {
+        #[test]
+        fn $name() {
+            struct C;
+            impl Case for C {
+                fn run<O: Ops<B>>(&self, $o: &mut O, $x: O::T) -> O::T {
+                    $body
+                }
+            }
+            let left = check(stringify!($name), $shape, &C);
+            let expected: &[&str] = &$cpu;
+            assert_eq!(left, expected, "operators left on the CPU by the cuda form");
         }
     };
 }
@@ -332,4 +386,95 @@ op!(affine_grid_sample_both_conventions, [2, 2, 9, 7], |o, x| {
     let a = o.affine_grid_sample(x.clone(), theta.clone(), [8, 6], false);
     let b = o.affine_grid_sample(x, theta, [8, 6], true);
     o.concat(vec![a, b], 1)
+});
+
+// The rewrites of `export --target cuda` (trainer/src/export/cuda_form.rs), each on a case
+// that takes it; `cpu:` lists what must remain for tract-cuda's CPU fallback.
+
+op!(pooling_cuda_form, [1, 3, 9, 8], cpu: [], |o, x| {
+    let p = Pool {
+        kernel: [2, 2],
+        stride: [2, 2],
+        padding: [0, 0],
+        ceil_mode: false,
+    };
+    // 9 rows: the last is dropped (floor), as the pooling does.
+    let a = o.max_pool(x.clone(), p);
+    let b = o.avg_pool(x.clone(), p, true);
+    let wide = Pool {
+        kernel: [3, 4],
+        stride: [3, 4],
+        ..p
+    };
+    let c = o.max_pool(x.clone(), wide);
+    let c = o.resize(c, [4, 4], ResizeMode::Nearest);
+    let d = o.adaptive_avg_pool(x.clone(), [1, 1]);
+    let d = o.resize(d, [4, 4], ResizeMode::Nearest);
+    let e = o.slice(x, 2, 0, 8);
+    let e = o.adaptive_avg_pool(e, [4, 2]);
+    let e = o.resize(e, [4, 4], ResizeMode::Nearest);
+    o.concat(vec![a, b, c, d, e], 1)
+});
+
+op!(overlapping_pooling_stays_on_the_cpu_cuda_form, [1, 2, 8, 8], cpu: ["maxpool"], |o, x| {
+    let p = Pool {
+        kernel: [3, 3],
+        stride: [2, 2],
+        padding: [1, 1],
+        ceil_mode: false,
+    };
+    o.max_pool(x, p)
+});
+
+op!(transposed_convolutions_cuda_form, [1, 3, 5, 6], cpu: [], |o, x| {
+    // The decoders' forms: k2 s2, k4 s2 p1, k3 s2 p1 op1, and k8 s4 p2.
+    let k2 = ConvTranspose2dConfig::new([3, 4], [2, 2])
+        .with_stride([2, 2])
+        .init::<B>(&dev());
+    let k4 = ConvTranspose2dConfig::new([3, 2], [4, 4])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
+        .init::<B>(&dev());
+    let k3 = ConvTranspose2dConfig::new([3, 2], [3, 3])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
+        .with_padding_out([1, 1])
+        .init::<B>(&dev());
+    let k8 = ConvTranspose2dConfig::new([3, 2], [8, 8])
+        .with_stride([4, 4])
+        .with_padding([2, 2])
+        .init::<B>(&dev());
+    let a = o.conv_transpose(x.clone(), &k2);
+    let b = o.conv_transpose(x.clone(), &k4);
+    let c = o.conv_transpose(x.clone(), &k3);
+    let d = o.conv_transpose(x, &k8);
+    let d = o.max_pool(
+        d,
+        Pool {
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+            ceil_mode: false,
+        },
+    );
+    o.concat(vec![a, b, c, d], 1)
+});
+
+op!(resizes_cuda_form, [1, 2, 5, 7], cpu: [], |o, x| {
+    let half_pixel = ResizeMode::Bilinear {
+        align_corners: false,
+    };
+    let corners = ResizeMode::Bilinear {
+        align_corners: true,
+    };
+    let a = o.resize(x.clone(), [10, 14], half_pixel);
+    let b = o.resize(x.clone(), [20, 28], half_pixel);
+    let b = o.resize(b, [10, 14], ResizeMode::Nearest);
+    let c = o.resize(x.clone(), [10, 14], corners);
+    let d = o.resize(x.clone(), [10, 14], ResizeMode::Nearest);
+    let e = o.resize(x.clone(), [3, 4], half_pixel);
+    let e = o.resize(e, [10, 14], ResizeMode::Nearest);
+    let pooled = o.adaptive_avg_pool(x, [1, 1]);
+    let f = o.resize(pooled, [10, 14], half_pixel);
+    o.concat(vec![a, b, c, d, e, f], 1)
 });

@@ -10,10 +10,14 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::{Tensor, TensorData};
+use medseg_models::Graph;
+use medseg_models::graph::op_kind;
 use medseg_models::{Architecture, SegModel, StnConfig};
+use medseg_runtime::ModelCard;
 use medseg_runtime::onnx::{encode, pb};
 use medseg_runtime::package::{self, Form};
 use medseg_runtime::{InputSpec, LoadOptions, Segmenter};
+use medseg_trainer::export::cuda_form;
 use medseg_trainer::export::onnx::WeightFormat;
 use medseg_trainer::export::parity::{F64_TOLERANCE, PARITY_TOLERANCE, check_f64, check_parity};
 use medseg_trainer::export::quantize::{Calibration, QuantizeOptions, quantize_static};
@@ -133,6 +137,7 @@ fn trains_exports_and_segments(arch: Architecture) {
         p.relative <= PARITY_TOLERANCE,
         "{name}: Burn/tract parity {p:?}"
     );
+    cuda_form_matches(name, &model, &graph, &card);
     // The double-precision check export falls back on for ill-conditioned models runs for
     // every member (Burn's forward pass in f64 included).
     let x: Vec<f32> = (0..s * s)
@@ -161,6 +166,40 @@ fn trains_exports_and_segments(arch: Architecture) {
             "{err}"
         );
     }
+}
+
+/// `export --target cuda`'s graph (pooling, transposed convolutions and resizes in operators
+/// tract-cuda runs on the GPU) gives Burn's logits too; what it leaves on the CPU is only what
+/// has no such form (overlapping pooling, SegNet's indices, the transformer's sampling).
+fn cuda_form_matches(name: &str, model: &SegModel<Flex>, graph: &Graph, card: &ModelCard) {
+    let form = cuda_form::rewrite(graph);
+    let mut card = card.clone();
+    let (_, tract) = build_onnx(&form.graph, &mut card, WeightFormat::F32, name)
+        .unwrap_or_else(|e| panic!("{name}: cuda form: {e:#}"));
+    let p = check_parity(model, &tract, &[], 2, &Default::default()).unwrap();
+    assert!(
+        p.relative <= PARITY_TOLERANCE,
+        "{name}: cuda form against Burn: {p:?}"
+    );
+    let kinds: Vec<&str> = form
+        .left_on_cpu
+        .iter()
+        .map(|(node, _)| {
+            let n = form.graph.nodes.iter().find(|n| &n.name == node).unwrap();
+            op_kind(&n.op)
+        })
+        .collect();
+    for k in &kinds {
+        assert!(
+            ["maxpool", "maxpoolidx", "gridsample"].contains(k),
+            "{name}: the cuda form leaves a {k} on the CPU: {:?}",
+            form.left_on_cpu
+        );
+    }
+    eprintln!(
+        "{name}: cuda form rewrote {:?}; left on the CPU: {kinds:?}",
+        form.rewritten
+    );
 }
 
 /// The deployable forms of the f32 export: static int8 (QDQ) calibrated on the batch's

@@ -1,6 +1,7 @@
 //! `medseg-train export`: checkpoint -> ONNX (BatchNorm folded) with its model card, checked
 //! against Burn in tract, scored on the test splits, written atomically.
 
+pub mod cuda_form;
 pub mod onnx;
 mod onnx_ops;
 pub mod parity;
@@ -49,6 +50,27 @@ impl Precision {
     }
 }
 
+/// Which runtime the graph's operators are chosen for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Target {
+    /// The operators as the network describes them (tract on the CPU, onnxruntime).
+    #[default]
+    Cpu,
+    /// Rewritten so that tract-cuda runs them on the GPU (see `cuda_form`); the same
+    /// results, and it still runs on the CPU.
+    Cuda,
+}
+
+impl Target {
+    /// The card's name for it ("" for the plain form, which older cards have).
+    pub fn card_name(self) -> &'static str {
+        match self {
+            Self::Cpu => "",
+            Self::Cuda => "cuda",
+        }
+    }
+}
+
 /// Static int8 settings (used with [`Precision::Int8`]).
 #[derive(Debug, Clone)]
 pub struct Int8Options {
@@ -89,6 +111,8 @@ pub const DEFAULT_SENSITIVITY_LIMIT: f64 = 0.002;
 pub struct ExportOptions {
     pub checkpoint: String,
     pub precision: Precision,
+    /// Operator forms for this runtime (the parity check then compares the rewritten graph).
+    pub target: Target,
     pub int8: Int8Options,
     /// Score the exported model on every domain's test split and store it in the card.
     pub evaluate: bool,
@@ -130,7 +154,19 @@ pub fn export<B: Backend>(
     let model = dir.load_model::<B>(&opts.checkpoint, device)?;
     let spec = cfg.input.clone();
     let graph = model.export(spec.batch_of_one());
+    let graph = match opts.target {
+        Target::Cpu => graph,
+        Target::Cuda => {
+            let form = cuda_form::rewrite(&graph);
+            tracing::info!(rewritten = ?form.rewritten, "operators rewritten for tract-cuda");
+            for (node, why) in &form.left_on_cpu {
+                tracing::warn!("{node} stays on the CPU under tract-cuda: {why}");
+            }
+            form.graph
+        }
+    };
     let mut card = bare_card(&cfg.architecture, spec.clone(), cfg.classes.clone())?;
+    card.target = opts.target.card_name().into();
     card.cleanup = opts.cleanup;
     card.parameters = graph.parameter_count();
     card.training = TrainingInfo {
@@ -369,6 +405,7 @@ pub fn bare_card(
         parameters: 0,
         weights_sha256: String::new(),
         cleanup: Cleanup::default(),
+        target: String::new(),
     })
 }
 

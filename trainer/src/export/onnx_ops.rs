@@ -346,6 +346,11 @@ pub(super) fn translate(
             b.node(prefix, "MaxPool", vec![x], vec![outputs[0].clone()], attrs);
             return;
         }
+        Op::DepthToSpace { block } => {
+            attrs.push(int("blocksize", *block as i64));
+            attrs.push(string("mode", "CRD"));
+            "DepthToSpace"
+        }
         Op::MaxUnpool { kernel, size } => {
             // Each value repeated over its window, kept where the window's maximum was (the
             // mask from MaxPoolWithIndices), zero-padded to the pooled input's size.

@@ -72,6 +72,10 @@ const STAGES: [&str; 5] = [
 #[derive(Serialize)]
 struct Report {
     model: String,
+    /// Where the model ran (cpu, cuda).
+    device: String,
+    /// On a GPU: its logits against the CPU's on the same images.
+    against_cpu: Option<Agreement>,
     images: usize,
     runs: usize,
     threads: usize,
@@ -89,6 +93,62 @@ struct Report {
     profile_ms: BTreeMap<String, f64>,
     /// Node of tract's optimized plan -> its operator and median milliseconds per inference.
     profile_nodes_ms: BTreeMap<String, (String, f64)>,
+}
+
+/// How far a device's results are from the CPU's, over all images.
+#[derive(Serialize)]
+struct Agreement {
+    /// Largest |difference| of a logit, over the CPU logits' range.
+    max_logit_difference: f64,
+    /// Share of pixels given another class.
+    pixels_classed_differently: f64,
+}
+
+/// Runs every input on the CPU too and compares the logits with `seg`'s.
+fn compare_with_cpu(
+    args: &Args,
+    options: &LoadOptions,
+    seg: &Segmenter,
+    inputs: &[Input],
+) -> anyhow::Result<Agreement> {
+    let cpu = ModelArg {
+        model: args.model.model.clone(),
+        device: medseg_runtime::Device::Cpu,
+    }
+    .load_with(options)?;
+    let classes = seg.card.classes.len();
+    let (mut worst, mut differing, mut pixels) = (0f64, 0usize, 0usize);
+    for input in inputs {
+        let img = gray_for_gray_models(input.decode()?, &seg.card.input);
+        let x = seg.model_input(&img)?;
+        let (a, b) = (cpu.logits(x.clone())?, seg.logits(x)?);
+        let (lo, hi) = a
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                (l.min(v), h.max(v))
+            });
+        let range = f64::from((hi - lo).max(1e-6));
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        worst = worst.max(f64::from(diff) / range);
+        let plane = a.len() / classes;
+        let argmax = |l: &[f32], p: usize| {
+            (0..classes)
+                .max_by(|&i, &j| l[i * plane + p].total_cmp(&l[j * plane + p]))
+                .unwrap_or(0)
+        };
+        differing += (0..plane)
+            .filter(|&p| argmax(&a, p) != argmax(&b, p))
+            .count();
+        pixels += plane;
+    }
+    Ok(Agreement {
+        max_logit_difference: worst,
+        pixels_classed_differently: differing as f64 / pixels.max(1) as f64,
+    })
 }
 
 /// One input: its name, and how to read it (a file, or embedded PNG bytes).
@@ -142,6 +202,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.inputs.iter().cloned().map(Input::File).collect()
     };
     let scratch = tempfile::tempdir().context("creating a scratch folder for the outputs")?;
+    let against_cpu = match args.model.device {
+        medseg_runtime::Device::Cpu => None,
+        _ => Some(compare_with_cpu(&args, &options, &seg, &inputs)?),
+    };
 
     let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut per_op: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -181,6 +245,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let report = Report {
         model: args.model.describe(),
+        device: format!("{:?}", args.model.device).to_lowercase(),
+        against_cpu,
         images: inputs.len(),
         runs: args.runs,
         threads: options.threads,
@@ -276,6 +342,9 @@ fn cold_start(args: &Args, input: &Input, scratch: &Path) -> anyhow::Result<f64>
         if let Some(m) = &args.model.model {
             cmd.arg("--model").arg(m);
         }
+        if args.model.device == medseg_runtime::Device::Cuda {
+            cmd.arg("--device").arg("cuda");
+        }
         let start = Instant::now();
         let result = cmd
             .output()
@@ -327,10 +396,18 @@ fn print_report(r: &Report, seg: &Segmenter) {
         }
     );
     println!(
-        "load and optimize: {:.0} ms (median of {})",
+        "load and optimize: {:.0} ms (median of {}), on the {}",
         1e3 * r.load_s,
-        r.loads
+        r.loads,
+        r.device
     );
+    if let Some(a) = &r.against_cpu {
+        println!(
+            "against the CPU: logits within {:.2e} of their range, {:.4}% of pixels classed differently",
+            a.max_logit_difference,
+            100.0 * a.pixels_classed_differently
+        );
+    }
     println!("{:<16} {:>10} {:>10}", "stage", "median ms", "images/s");
     for stage in STAGES {
         let ms = r.stage_ms[stage];

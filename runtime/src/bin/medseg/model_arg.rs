@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use medseg_runtime::demo::MODEL;
-use medseg_runtime::{LoadOptions, Segmenter};
+use medseg_runtime::{Device, LoadOptions, Segmenter};
 
 /// What names the embedded model in messages and reports.
 pub const EMBEDDED: &str = "the embedded demo model";
@@ -16,6 +16,11 @@ pub struct ModelArg {
     /// the embedded demo model, a UNet trained on the lumbar CT phantom].
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Where the model runs: cpu, or cuda (an NVIDIA GPU through tract-cuda: a build with the
+    /// `cuda` feature; export with `--target cuda` so that pooling, transposed convolutions
+    /// and resizes run on the GPU too).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
 }
 
 impl ModelArg {
@@ -23,10 +28,15 @@ impl ModelArg {
         self.load_with(&LoadOptions::default())
     }
 
+    /// Loads the model with `options`, on this argument's `--device`.
     pub fn load_with(&self, options: &LoadOptions) -> anyhow::Result<Segmenter> {
+        let options = LoadOptions {
+            device: self.device,
+            ..options.clone()
+        };
         Ok(match &self.model {
-            Some(path) => Segmenter::from_path(path, options)?,
-            None => Segmenter::from_bytes_with_options(MODEL, EMBEDDED, options)?,
+            Some(path) => Segmenter::from_path(path, &options)?,
+            None => Segmenter::from_bytes_with_options(MODEL, EMBEDDED, &options)?,
         })
     }
 

@@ -220,6 +220,7 @@ fn run_one(args: &Args, method: Method, seed: u64, root: &Path) -> anyhow::Resul
     } else {
         let opts = ExportOptions {
             checkpoint: "best".into(),
+            target: Default::default(),
             precision: Precision::F32,
             int8: Default::default(),
             evaluate: true,

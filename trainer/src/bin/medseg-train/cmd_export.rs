@@ -7,7 +7,7 @@ use medseg_runtime::package::{self, Package};
 use medseg_trainer::backend;
 use medseg_trainer::export::quantize::{Calibration, QuantizeOptions};
 use medseg_trainer::export::{
-    DEFAULT_SENSITIVITY_LIMIT, ExportOptions, Int8Options, Precision, export,
+    DEFAULT_SENSITIVITY_LIMIT, ExportOptions, Int8Options, Precision, Target, export,
 };
 
 /// Export a trained run to ONNX with its model card, or to a package for a device (the ONNX
@@ -17,7 +17,7 @@ use medseg_trainer::export::{
 /// Example: medseg-train export --run runs/unet --out unet.onnx
 ///          medseg-train export --run runs/unet --package unet-int8/ --precision int8
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["out", "package"])))]
+#[command(group(clap::ArgGroup::new("destination").required(true).args(["out", "package"])))]
 pub struct Args {
     #[arg(long)]
     run: PathBuf,
@@ -41,6 +41,11 @@ pub struct Args {
     /// training images, QDQ form).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     precision: Precision,
+    /// Operator forms: cpu (as the network describes them), or cuda (pooling, transposed
+    /// convolutions and resizes rewritten into operators tract-cuda runs on the GPU: same
+    /// results, parity-checked; `medseg --device cuda`).
+    #[arg(long, value_enum, default_value_t = Target::Cpu)]
+    target: Target,
     /// Older spelling of `--precision int8-weights` (`--weights int8`).
     #[arg(long, value_name = "int8", conflicts_with = "precision", value_parser = ["int8", "f32"])]
     weights: Option<String>,
@@ -89,15 +94,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     // Checked before the minutes of parity checks and scoring, not after them.
-    let target = args
+    let destination = args
         .out
         .as_ref()
         .or(args.package.as_ref())
         .context("--out or --package")?;
-    if target.exists() && !args.force {
+    if destination.exists() && !args.force {
         anyhow::bail!(
             "{} already exists; pass --force to replace it, or choose another {}",
-            target.display(),
+            destination.display(),
             if args.out.is_some() {
                 "--out"
             } else {
@@ -126,6 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = ExportOptions {
         checkpoint: args.checkpoint.clone(),
         precision,
+        target: args.target,
         int8: Int8Options {
             calibration_images: args.calibrate,
             augmented: args.calibrate_augmented,

@@ -317,6 +317,7 @@ fn run_one(args: &Args, name: &str, root: &Path) -> anyhow::Result<ZooRow> {
     if !onnx.exists() {
         let opts = ExportOptions {
             checkpoint: "best".into(),
+            target: Default::default(),
             precision: Precision::F32,
             int8: Default::default(),
             evaluate: true,
