@@ -140,6 +140,8 @@ pub enum Op {
     Sub,
     Mul,
     Div,
+    /// Element-wise maximum of two inputs (the exporter's pooling rewrites write it).
+    Max,
     /// Matrix product of the two last axes, the two first broadcast.
     MatMul,
     /// Row-major reshape (same element count).
@@ -395,6 +397,7 @@ pub fn op_kind(op: &Op) -> &'static str {
         Op::Sub => "sub",
         Op::Mul => "mul",
         Op::Div => "div",
+        Op::Max => "max",
         Op::MatMul => "matmul",
         Op::Reshape { .. } => "reshape",
         Op::Transpose { .. } => "transpose",

@@ -69,6 +69,7 @@ pub(super) fn translate(
         Op::Sub => "Sub",
         Op::Mul => "Mul",
         Op::Div => "Div",
+        Op::Max => "Max",
         Op::MatMul => "MatMul",
         Op::MaxPool {
             kernel,
