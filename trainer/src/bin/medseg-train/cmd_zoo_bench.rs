@@ -416,5 +416,48 @@ fn write_report(
         },
         rows,
     );
-    write_markdown(&args.report(), &md)
+    let path = args.report();
+    let mut md = md;
+    if let Some(notes) = std::fs::read_to_string(&path)
+        .ok()
+        .as_deref()
+        .and_then(hand_written_tail)
+    {
+        // A rerun replaces the generated part and keeps what readers wrote under it.
+        while !md.ends_with("\n\n") {
+            md.push('\n');
+        }
+        md.push_str(notes);
+    }
+    write_markdown(&path, &md)
+}
+
+/// The heading under which readers of a report write their notes by hand.
+const HAND_WRITTEN: &str = "## Reading these numbers";
+
+/// The part of an earlier report from its hand-written heading (at a line start) on.
+fn hand_written_tail(old: &str) -> Option<&str> {
+    old.match_indices(HAND_WRITTEN)
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || old[..i].ends_with('\n'))
+        .map(|i| &old[i..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hand_written_tail;
+
+    #[test]
+    fn a_rerun_keeps_the_notes_written_under_the_report() {
+        let old = "# Zoo\n\n| a |\n\n## Reading these numbers (by hand)\n\n- unext: why.\n";
+        assert_eq!(
+            hand_written_tail(old),
+            Some("## Reading these numbers (by hand)\n\n- unext: why.\n")
+        );
+        assert_eq!(
+            hand_written_tail("# Zoo\n\nsee ## Reading these numbers\n"),
+            None
+        );
+        assert_eq!(hand_written_tail("# Zoo\n"), None);
+    }
 }
