@@ -228,6 +228,13 @@ fn synth_train_export_segment_eval() {
     );
     assert!(text(&out).contains("parity"), "{}", text(&out));
     assert!(text(&out).contains("xh/test: Dice"), "{}", text(&out));
+    // The quality gate is calibrated on the validation split and scored on each test split.
+    assert!(
+        text(&out).contains("quality gate (the 99th percentile")
+            && text(&out).contains("xh/test: the gate flags"),
+        "{}",
+        text(&out)
+    );
     // An existing model is not replaced without --force, and stays as it was.
     let exported = std::fs::read(&model).unwrap();
     fails_mentioning(
@@ -245,6 +252,11 @@ fn synth_train_export_segment_eval() {
     assert_eq!(card["cleanup"]["fill_holes"], true, "{card}");
     assert!(
         card["metrics"]["xh/test"]["dice_cancellous_bone"].is_number(),
+        "{card}"
+    );
+    assert!(card["quality_gate"]["entropy_max"].is_number(), "{card}");
+    assert!(
+        card["metrics"]["xh/test"]["gate_bad_images"].is_number(),
         "{card}"
     );
 
@@ -277,6 +289,36 @@ fn synth_train_export_segment_eval() {
     )
     .unwrap();
     assert!(report["classes"][0]["area_pixels"].is_number());
+    assert!(report["quality"]["reliable"].is_boolean(), "{report}");
+    // A blank white picture (glare over the whole screen) is nothing the model was trained
+    // on: the gate says so, in the JSON and on the console.
+    let white = dir.path().join("white.png");
+    image::GrayImage::from_pixel(64, 64, image::Luma([255u8]))
+        .save(&white)
+        .unwrap();
+    let out = run(
+        "medseg",
+        &[
+            "segment",
+            "--model",
+            &model,
+            white.to_str().unwrap(),
+            "--out",
+            &seg,
+        ],
+        true,
+    );
+    assert!(text(&out).contains("UNRELIABLE ("), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("seg/white.json")).unwrap()).unwrap();
+    assert_eq!(report["quality"]["reliable"], false, "{report}");
+    let reasons = report["quality"]["reasons"].as_array().unwrap();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.as_str().is_some_and(|r| r.contains("saturated share"))),
+        "{report}"
+    );
     assert!(
         dir.path()
             .join("seg/xh_test_p000_s000_overlay.png")

@@ -43,6 +43,10 @@ pub struct ModelCard {
     /// GPU; the same results on the CPU).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub target: String,
+    /// Thresholds from the validation split past which the runtime reports an image as
+    /// unreliable (`crate::quality`); absent in models exported without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_gate: Option<crate::quality::QualityGate>,
 }
 
 /// The calibration of an int8 model's activation ranges.

@@ -17,6 +17,7 @@ use crate::onnx;
 use crate::package::{Form, Package, package_of};
 use crate::postprocess::{Prediction, logits_to_prediction};
 use crate::preprocess::{mirror_rows, to_model_input};
+use crate::quality::{self, Signals, Verdict};
 
 /// How a model is loaded: tract's threads and knobs.
 #[derive(Debug, Clone)]
@@ -67,6 +68,7 @@ pub struct Segmenter {
     plan: Plan,
     source: String,
     flip_tta: bool,
+    quality_gate: bool,
     cleanup: Cleanup,
 }
 
@@ -74,6 +76,8 @@ pub struct Segmenter {
 pub struct Segmentation {
     pub prediction: Prediction,
     pub inference_ms: f64,
+    /// The card's quality gate on this image (None: no gate, or turned off).
+    pub quality: Option<Verdict>,
 }
 
 impl Segmenter {
@@ -248,6 +252,7 @@ impl Segmenter {
             plan,
             source: source.to_string(),
             flip_tta: false,
+            quality_gate: true,
             cleanup: card.cleanup,
             card,
         })
@@ -259,6 +264,29 @@ impl Segmenter {
     pub fn with_flip_tta(mut self, on: bool) -> Self {
         self.flip_tta = on;
         self
+    }
+
+    /// Whether to apply the card's quality gate (on by default where the card has one; it
+    /// costs one more inference per image, of the mirrored image).
+    pub fn with_quality_gate(mut self, on: bool) -> Self {
+        self.quality_gate = on;
+        self
+    }
+
+    /// The quality signals of a prepared input whose logits are `logits` (runs the mirrored
+    /// input once more).
+    pub fn signals(&self, input: &[f32], logits: &[f32]) -> Result<Signals, RuntimeError> {
+        let spec = &self.card.input;
+        let mut mirrored = input.to_vec();
+        mirror_rows(&mut mirrored, spec.width);
+        let mirrored_logits = self.logits(mirrored)?;
+        Ok(quality::signals(
+            input,
+            spec,
+            logits,
+            &mirrored_logits,
+            self.card.classes.len(),
+        ))
     }
 
     /// Replaces the clean-up the model card asks for (`Cleanup::default()`: none).
@@ -338,8 +366,12 @@ impl Segmenter {
         let spec = &self.card.input;
         let input = self.model_input(img)?;
         let start = Instant::now();
-        let logits = self.tta_logits(input)?;
+        let logits = self.tta_logits(input.clone())?;
         let inference_ms = start.elapsed().as_secs_f64() * 1e3;
+        let quality = match (&self.card.quality_gate, self.quality_gate) {
+            (Some(gate), true) => Some(gate.judge(self.signals(&input, &logits)?)),
+            _ => None,
+        };
         let prediction = logits_to_prediction(
             &logits,
             self.card.classes.len(),
@@ -351,6 +383,7 @@ impl Segmenter {
             Segmentation {
                 prediction,
                 inference_ms,
+                quality,
             },
             logits,
         ))

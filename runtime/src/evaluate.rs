@@ -88,3 +88,78 @@ mod tests {
         );
     }
 }
+
+/// How a quality gate sorted a split's images, against their own foreground Dice.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct GateScore {
+    pub images: usize,
+    /// Images whose foreground Dice is below [`GOOD_DICE`] (or that have a foreground the
+    /// model missed entirely), and how many of them the gate flagged.
+    pub bad: usize,
+    pub bad_flagged: usize,
+    /// The others, and how many of them the gate flagged anyway.
+    pub good: usize,
+    pub good_flagged: usize,
+}
+
+/// Below this foreground Dice an answer counts as bad (the line for "do not trust").
+pub const GOOD_DICE: f64 = 0.5;
+
+impl GateScore {
+    /// Share of the bad images the gate caught (None without bad images).
+    pub fn caught(&self) -> Option<f64> {
+        (self.bad > 0).then(|| self.bad_flagged as f64 / self.bad as f64)
+    }
+
+    /// Share of the good images the gate rejected (None without good ones).
+    pub fn rejected(&self) -> Option<f64> {
+        (self.good > 0).then(|| self.good_flagged as f64 / self.good as f64)
+    }
+}
+
+/// Runs `seg` on every sample and asks `gate` about each (give `seg` its gate turned off, or
+/// each image pays for it twice), scoring the answers against the
+/// masks: which bad answers it caught, which good ones it rejected. Images where neither the
+/// truth nor the answer has any foreground count as good.
+pub fn score_gate(
+    samples: &[Sample],
+    classes: &[String],
+    seg: &crate::Segmenter,
+    gate: &crate::quality::QualityGate,
+) -> Result<GateScore, RuntimeError> {
+    let mut score = GateScore {
+        images: 0,
+        bad: 0,
+        bad_flagged: 0,
+        good: 0,
+        good_flagged: 0,
+    };
+    for sample in samples {
+        let img = load_image(&sample.image)?;
+        let truth = load_mask(&sample.mask, classes.len())?;
+        check_same_size(&img, &truth, sample)?;
+        let (segmentation, logits) = seg.segment_with_logits(&img)?;
+        let pred = segmentation.prediction.mask;
+        let verdict = gate.judge(seg.signals(&seg.model_input(&img)?, &logits)?);
+        let (mut both, mut sizes) = (0usize, 0usize);
+        for (t, p) in truth.data.iter().zip(&pred.data) {
+            both += usize::from(*t > 0 && *p > 0);
+            sizes += usize::from(*t > 0) + usize::from(*p > 0);
+        }
+        let dice = if sizes == 0 {
+            1.0
+        } else {
+            2.0 * both as f64 / sizes as f64
+        };
+        score.images += 1;
+        let flagged = usize::from(!verdict.reliable);
+        if dice < GOOD_DICE {
+            score.bad += 1;
+            score.bad_flagged += flagged;
+        } else {
+            score.good += 1;
+            score.good_flagged += flagged;
+        }
+    }
+    Ok(score)
+}

@@ -23,6 +23,7 @@ pub mod package;
 pub mod panic_guard;
 pub mod postprocess;
 pub mod preprocess;
+pub mod quality;
 pub mod review;
 #[cfg(feature = "serve")]
 pub mod serve;

@@ -26,6 +26,10 @@ pub struct ImageReport {
     /// Mean softmax confidence over the whole image.
     pub mean_confidence: f32,
     pub inference_ms: f64,
+    /// The model card's quality gate on this image ("reliable": false with its reasons when
+    /// the image is one the model should not be trusted on); absent without a gate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::quality::Verdict>,
 }
 
 /// What was segmented: its name in reports, and its pixel spacing where known.
@@ -54,6 +58,7 @@ pub fn write_outputs(
         classes: class_stats(pred, class_names, source.spacing_mm),
         mean_confidence: pred.mean_confidence(),
         inference_ms: seg.inference_ms,
+        quality: seg.quality.clone(),
     };
     let mask = &pred.mask;
     atomic_write(&out.join(format!("{stem}_mask.png")), |tmp| {
@@ -190,6 +195,7 @@ mod tests {
                 confidence_sums: vec![0.0; 3],
             },
             inference_ms: 0.0,
+            quality: None,
         };
         let dir = tempfile::tempdir().unwrap();
         let names = ["bg".to_string(), "a".into(), "b".into()];

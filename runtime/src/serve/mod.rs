@@ -119,6 +119,10 @@ pub struct SegmentResponse {
     pub classes: Vec<ClassStats>,
     /// Mean softmax confidence over the whole image.
     pub mean_confidence: f32,
+    /// The model card's quality gate: `reliable` false, with its reasons, for an image the
+    /// model should not be trusted on; absent for models exported without a gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::quality::Verdict>,
     pub inference_ms: f64,
     /// Decoding to encoded outputs, on the server.
     pub total_ms: f64,
@@ -319,6 +323,7 @@ fn segment_bytes(
         frames,
         classes: class_stats(pred, &state.model.card.classes, spacing_mm),
         mean_confidence: pred.mean_confidence(),
+        quality: seg.quality.clone(),
         inference_ms: seg.inference_ms,
         total_ms: started.elapsed().as_secs_f64() * 1e3,
         mask_png: b64.encode(&mask_png),

@@ -17,8 +17,11 @@ use burn::tensor::backend::Backend;
 use medseg_models::{Architecture, Graph};
 use medseg_runtime::card::{CARD_VERSION, ModelCard, TrainingInfo};
 use medseg_runtime::dataset::Dataset;
+use medseg_runtime::evaluate::{GateScore, score_gate};
+use medseg_runtime::image_io::load_image;
 use medseg_runtime::metrics::SplitSummary;
 use medseg_runtime::onnx::pb;
+use medseg_runtime::quality::QualityGate;
 use medseg_runtime::{Cleanup, InputSpec};
 use medseg_runtime::{Segmenter, onnx as onnx_io};
 
@@ -113,6 +116,11 @@ pub struct ExportOptions {
     pub precision: Precision,
     /// Operator forms for this runtime (the parity check then compares the rewritten graph).
     pub target: Target,
+    /// Calibrate the card's quality gate on this many validation images, evenly spaced (0:
+    /// no gate); with `evaluate`, the card also records how the gate sorts each test split.
+    pub gate_images: usize,
+    /// How far beyond the validation spread the gate's thresholds sit (see `QualityGate`).
+    pub gate_margin: f64,
     pub int8: Int8Options,
     /// Score the exported model on every domain's test split and store it in the card.
     pub evaluate: bool,
@@ -138,6 +146,9 @@ pub struct ExportReport {
     pub bytes: usize,
     /// split -> (tract foreground Dice, Burn foreground Dice if compared)
     pub dice: BTreeMap<String, (f64, Option<f64>)>,
+    /// The quality gate written into the card, and how it sorted each scored test split.
+    pub quality_gate: Option<QualityGate>,
+    pub gate_scores: BTreeMap<String, GateScore>,
 }
 
 pub fn export<B: Backend>(
@@ -324,7 +335,15 @@ pub fn export<B: Backend>(
     }
     let tract = tract_written.as_ref().unwrap_or(&f32_tract);
 
+    if opts.gate_images > 0
+        && let Some(ds) = &data
+    {
+        card.quality_gate =
+            calibrate_gate(ds, &cfg.domain, opts.gate_images, opts.gate_margin, tract)?;
+    }
+
     let mut dice = BTreeMap::new();
+    let mut gate_scores = BTreeMap::new();
     if opts.evaluate {
         let ds = data.with_context(|| {
             format!(
@@ -356,7 +375,17 @@ pub fn export<B: Backend>(
                 None
             };
             dice.insert(key.clone(), (foreground_means(&summary).0, burn));
-            card.metrics.insert(key.clone(), card_metrics(&summary));
+            let mut metrics = card_metrics(&summary);
+            if let Some(gate) = &card.quality_gate {
+                let g = score_gate(samples, &ds.classes, tract, gate)?;
+                tracing::info!(split = %key, ?g, "quality gate on the test split");
+                metrics.insert("gate_bad_images".into(), g.bad as f64);
+                metrics.insert("gate_bad_flagged".into(), g.bad_flagged as f64);
+                metrics.insert("gate_good_images".into(), g.good as f64);
+                metrics.insert("gate_good_flagged".into(), g.good_flagged as f64);
+                gate_scores.insert(key.clone(), g);
+            }
+            card.metrics.insert(key.clone(), metrics);
             if let Some(c) = card.calibration.as_mut() {
                 c.f32_metrics.insert(key, card_metrics(&score(&f32_tract)?));
             }
@@ -374,7 +403,38 @@ pub fn export<B: Backend>(
         int8_difference,
         bytes: bytes.len(),
         dice,
+        quality_gate: card.quality_gate.clone(),
+        gate_scores,
     })
+}
+
+/// Each quality signal's threshold is this quantile of its validation values: about 1% of
+/// in-distribution images fail each test.
+pub const GATE_QUANTILE: f64 = 0.99;
+
+/// The quality gate from `images` evenly spaced validation images of `domain` (None when the
+/// data set has no validation split there).
+fn calibrate_gate(
+    ds: &Dataset,
+    domain: &str,
+    images: usize,
+    margin: f64,
+    seg: &Segmenter,
+) -> anyhow::Result<Option<QualityGate>> {
+    let Ok(val) = ds.split(Some(domain), "val") else {
+        tracing::warn!("no validation split in {domain}: the card gets no quality gate");
+        return Ok(None);
+    };
+    let val = evenly_spaced(&val, images);
+    let mut signals = Vec::with_capacity(val.len());
+    for s in &val {
+        let img = load_image(&s.image)?;
+        let logits = seg.segment_logits(&img)?;
+        signals.push(seg.signals(&seg.model_input(&img)?, &logits)?);
+    }
+    let gate = QualityGate::calibrate(&signals, &format!("{domain}/val"), GATE_QUANTILE, margin);
+    tracing::info!(?gate, "quality gate calibrated");
+    Ok(gate)
 }
 
 /// A card with the model's shape and classes and empty training information (benchmarks and
@@ -406,6 +466,7 @@ pub fn bare_card(
         weights_sha256: String::new(),
         cleanup: Cleanup::default(),
         target: String::new(),
+        quality_gate: None,
     })
 }
 

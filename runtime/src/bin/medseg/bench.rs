@@ -114,6 +114,7 @@ fn compare_with_cpu(
     let cpu = ModelArg {
         model: args.model.model.clone(),
         device: medseg_runtime::Device::Cpu,
+        no_quality_gate: true,
     }
     .load_with(options)?;
     let classes = seg.card.classes.len();
@@ -300,6 +301,7 @@ fn stage_times(
     let segmentation = Segmentation {
         prediction,
         inference_ms: (t3 - t2).as_secs_f64() * 1e3,
+        quality: None,
     };
     write_outputs(
         out,

@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 use medseg_runtime::Segmenter;
 use medseg_runtime::dataset::Dataset;
 use medseg_runtime::dataset::Sample;
-use medseg_runtime::evaluate::{check_same_size, evaluate_split};
+use medseg_runtime::evaluate::{GOOD_DICE, check_same_size, evaluate_split, score_gate};
 use medseg_runtime::image_io::{load_image, load_mask};
 use medseg_runtime::review::{overlay_with_truth, strip};
 
@@ -53,6 +53,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let seg = args
         .cleanup
         .configure(args.model.load()?.with_flip_tta(args.flip_tta));
+    // The gate is scored in a pass of its own (below), against each image's Dice.
+    let gate = seg
+        .card
+        .quality_gate
+        .clone()
+        .filter(|_| !args.model.no_quality_gate);
+    let seg = seg.with_quality_gate(false);
     let ds = Dataset::open(&args.data)?;
     if ds.classes.len() != seg.card.classes.len() {
         bail!(
@@ -93,6 +100,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             describe(seg.cleanup())
         );
         println!("{summary}");
+        if let Some(gate) = &gate {
+            let g = score_gate(samples, &ds.classes, &seg, gate)?;
+            let share = |n: usize, of: usize| match of {
+                0 => "-".to_string(),
+                _ => format!("{n} of {of} ({:.0}%)", 100.0 * n as f64 / of as f64),
+            };
+            println!(
+                "quality gate: flags {} answers with foreground Dice < {GOOD_DICE} and {} good ones",
+                share(g.bad_flagged, g.bad),
+                share(g.good_flagged, g.good)
+            );
+        }
         if args.per_patient {
             println!(
                 "Dice per patient (slices pooled):\n{}",

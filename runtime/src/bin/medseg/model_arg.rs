@@ -21,6 +21,10 @@ pub struct ModelArg {
     /// and resizes run on the GPU too).
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
+    /// Skip the model card's quality gate (which runs the mirrored image once more to judge
+    /// whether the answer can be trusted, and reports "unreliable" when not).
+    #[arg(long)]
+    pub no_quality_gate: bool,
 }
 
 impl ModelArg {
@@ -34,10 +38,11 @@ impl ModelArg {
             device: self.device,
             ..options.clone()
         };
-        Ok(match &self.model {
+        let model = match &self.model {
             Some(path) => Segmenter::from_path(path, &options)?,
             None => Segmenter::from_bytes_with_options(MODEL, EMBEDDED, &options)?,
-        })
+        };
+        Ok(model.with_quality_gate(!self.no_quality_gate))
     }
 
     /// The model's name for messages: its path, or [`EMBEDDED`].

@@ -279,7 +279,7 @@ fn write_dicom_seg(
 }
 
 fn areas(report: &ImageReport) -> String {
-    report
+    let areas = report
         .classes
         .iter()
         .map(|c| match c.area_mm2 {
@@ -287,7 +287,11 @@ fn areas(report: &ImageReport) -> String {
             None => format!("{} {} px", c.class, c.area_pixels),
         })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    match &report.quality {
+        Some(q) if !q.reliable => format!("UNRELIABLE ({}): {areas}", q.reasons.join("; ")),
+        _ => areas,
+    }
 }
 
 /// A one-channel model reads the image's luma and the overlay is drawn in gray, so a colour

@@ -46,6 +46,15 @@ pub struct Args {
     /// results, parity-checked; `medseg --device cuda`).
     #[arg(long, value_enum, default_value_t = Target::Cpu)]
     target: Target,
+    /// Calibrate the card's quality gate (the runtime's "unreliable" verdict) on this many
+    /// validation images, evenly spaced; 0: no gate. With scoring on, the card records how the
+    /// gate sorts each test split (bad answers caught, good ones rejected).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    gate_images: usize,
+    /// How far beyond the validation images' spread the gate's thresholds sit: each is the
+    /// 99th percentile of its signal on those images times 1 + this (sharpness: divided).
+    #[arg(long, default_value_t = 0.5)]
+    gate_margin: f64,
     /// Older spelling of `--precision int8-weights` (`--weights int8`).
     #[arg(long, value_name = "int8", conflicts_with = "precision", value_parser = ["int8", "f32"])]
     weights: Option<String>,
@@ -132,6 +141,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         checkpoint: args.checkpoint.clone(),
         precision,
         target: args.target,
+        gate_images: args.gate_images,
+        gate_margin: args.gate_margin,
         int8: Int8Options {
             calibration_images: args.calibrate,
             augmented: args.calibrate_augmented,
@@ -214,6 +225,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ),
             None => println!("{split}: Dice {tract:.4}"),
         }
+    }
+    if let Some(g) = &report.quality_gate {
+        println!(
+            "quality gate (the {:.0}th percentile of {} images of {}, margin {}): entropy <= {:.4}, \
+             disagreement with the mirrored image <= {:.4}, sharpness >= {:.4}, saturated \
+             share <= {:.4}",
+            100.0 * g.calibration.quantile,
+            g.calibration.images,
+            g.calibration.split,
+            g.calibration.margin,
+            g.entropy_max,
+            g.flip_disagreement_max,
+            g.sharpness_min,
+            g.saturation_max
+        );
+    }
+    for (split, g) in &report.gate_scores {
+        let share = |n: usize, of: usize| match of {
+            0 => "-".to_string(),
+            _ => format!("{n} of {of} ({:.0}%)", 100.0 * n as f64 / of as f64),
+        };
+        println!(
+            "{split}: the gate flags {} answers with Dice < {} and {} good ones",
+            share(g.bad_flagged, g.bad),
+            medseg_runtime::evaluate::GOOD_DICE,
+            share(g.good_flagged, g.good)
+        );
     }
     Ok(())
 }

@@ -318,6 +318,8 @@ fn run_one(args: &Args, name: &str, root: &Path) -> anyhow::Result<ZooRow> {
         let opts = ExportOptions {
             checkpoint: "best".into(),
             target: Default::default(),
+            gate_images: 0,
+            gate_margin: 0.0,
             precision: Precision::F32,
             int8: Default::default(),
             evaluate: true,
