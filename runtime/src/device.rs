@@ -1,7 +1,7 @@
 //! Where tract runs a model: the CPU, or an NVIDIA GPU through tract-cuda (cargo feature
 //! `cuda`, for Jetson boards and workstations).
 //!
-//! tract-cuda translates what it can of the optimized graph into GPU kernels and leaves the
+//! tract-cuda translates what it can of the graph into GPU kernels and leaves the
 //! rest on the CPU, with copies between them; `medseg-train export --target cuda` writes the
 //! operators it cannot translate (pooling, transposed convolutions, resizes) in forms it can.
 //! Its CUDA libraries (driver, cuBLAS, cuDNN, NVRTC) are opened at run time, so a `cuda` build

@@ -6,8 +6,9 @@
 //! Signals, each cheap next to the inference itself except the second (one more inference):
 //! - prediction entropy: the mean normalised entropy of the class probabilities (0: certain
 //!   everywhere, 1: uniform), which rises where the model meets what it was not trained on;
-//! - flip disagreement: 1 - Dice between the foreground of the mask and that of the mirrored
-//!   image's mask, mirrored back (a model that understood the image answers the same way);
+//! - flip disagreement: the share of pixels whose foreground / background answer changes when
+//!   the image is mirrored (and the answer mirrored back): a model that understood the image
+//!   answers the same way;
 //! - sharpness: the mean absolute Laplacian of the image on the model's grid (blur lowers it);
 //! - saturation: the share of the model's grid at full brightness (glare, over-exposure).
 //!
@@ -33,6 +34,9 @@ pub struct Signals {
 #[serde(deny_unknown_fields)]
 pub struct QualityGate {
     pub entropy_max: f64,
+    /// Recorded for reference, not tested: on the phantom it flagged 38-81% of a baseline
+    /// UNet's good answers on another scanner's slices (which mirror a little differently)
+    /// while entropy alone already caught its failures on phone photos (docs/RUNTIME.md).
     pub flip_disagreement_max: f64,
     pub sharpness_min: f64,
     pub saturation_max: f64,
@@ -91,13 +95,10 @@ pub fn signals(
             .collect()
     };
     let (a, b) = (foreground(logits), foreground(&back));
-    let both = a.iter().zip(&b).filter(|(x, y)| **x && **y).count();
-    let total = a.iter().filter(|x| **x).count() + b.iter().filter(|x| **x).count();
-    let flip_disagreement = if total == 0 {
-        0.0
-    } else {
-        1.0 - 2.0 * both as f64 / total as f64
-    };
+    // A share of the image, not 1 - Dice: a slice with a few pixels of foreground would swing
+    // 1 - Dice from 0 to 1 on one pixel (a validation image did: the threshold became 1.5).
+    let changed = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+    let flip_disagreement = changed as f64 / plane.max(1) as f64;
 
     let norm = (classes as f64).ln().max(f64::MIN_POSITIVE);
     let mut entropy = 0.0;
@@ -181,11 +182,6 @@ impl QualityGate {
             }
         };
         above("prediction entropy", s.entropy, self.entropy_max);
-        above(
-            "disagreement with the mirrored image",
-            s.flip_disagreement,
-            self.flip_disagreement_max,
-        );
         above("saturated share", s.saturation, self.saturation_max);
         if s.sharpness < self.sharpness_min {
             reasons.push(format!(
@@ -241,7 +237,8 @@ mod tests {
             shifted[plane + p] = -shifted[p];
         }
         let moved = signals(&input, &spec(side), &shifted, &shifted, 2);
-        assert!(moved.flip_disagreement > 0.99, "{moved:?}");
+        // Columns 0..3 against 5..8: 6 of 8 columns change.
+        assert!((moved.flip_disagreement - 0.75).abs() < 1e-9, "{moved:?}");
         // Uniform probabilities are the most uncertain.
         let flat = signals(
             &input,
@@ -258,7 +255,7 @@ mod tests {
         let vals: Vec<Signals> = (0..101)
             .map(|i| Signals {
                 entropy: i as f64 / 1000.0,
-                flip_disagreement: i as f64 / 500.0,
+                flip_disagreement: 1.0,
                 sharpness: 0.1 + i as f64 / 100.0,
                 saturation: 0.0,
             })

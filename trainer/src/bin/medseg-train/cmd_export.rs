@@ -229,16 +229,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(g) = &report.quality_gate {
         println!(
             "quality gate (the {:.0}th percentile of {} images of {}, margin {}): entropy <= {:.4}, \
-             disagreement with the mirrored image <= {:.4}, sharpness >= {:.4}, saturated \
-             share <= {:.4}",
+             sharpness >= {:.4}, saturated share <= {:.4} (disagreement with the mirrored image, \
+             reported only: {:.4})",
             100.0 * g.calibration.quantile,
             g.calibration.images,
             g.calibration.split,
             g.calibration.margin,
             g.entropy_max,
-            g.flip_disagreement_max,
             g.sharpness_min,
-            g.saturation_max
+            g.saturation_max,
+            g.flip_disagreement_max
         );
     }
     for (split, g) in &report.gate_scores {
