@@ -381,7 +381,7 @@ fn sub_pixel_convolution(
 /// A resize in GPU operators; None for nearest by integer factors (tract-cuda runs those).
 fn resize(out: &mut Graph, x: ValueId, size: [usize; 2], mode: ResizeMode) -> Option<ValueId> {
     let [n, c, h, w] = out.shape(x);
-    let integer = size[0] % h == 0 && size[1] % w == 0;
+    let integer = size[0].is_multiple_of(h) && size[1].is_multiple_of(w);
     match mode {
         ResizeMode::Nearest if integer => None,
         // One pixel interpolates to itself everywhere: nearest up-sampling, which tract-cuda

@@ -425,7 +425,7 @@ fn calibrate_gate(
         tracing::warn!("no validation split in {domain}: the card gets no quality gate");
         return Ok(None);
     };
-    let val = evenly_spaced(&val, images);
+    let val = evenly_spaced(val, images);
     let mut signals = Vec::with_capacity(val.len());
     for s in &val {
         let img = load_image(&s.image)?;
