@@ -137,7 +137,11 @@ fn trains_exports_and_segments(arch: Architecture) {
         p.relative <= PARITY_TOLERANCE,
         "{name}: Burn/tract parity {p:?}"
     );
-    cuda_form_matches(name, &model, &graph, &card);
+    // Once per member: behind a transformer the rewrites meet nothing new (its pooling and
+    // sampling are covered by ops_parity's cases), and CI's time is better spent elsewhere.
+    if arch.stn.is_none() {
+        cuda_form_matches(name, &model, &graph, &card);
+    }
     // The double-precision check export falls back on for ill-conditioned models runs for
     // every member (Burn's forward pass in f64 included).
     let x: Vec<f32> = (0..s * s)
