@@ -8,7 +8,8 @@
 //!   everywhere, 1: uniform), which rises where the model meets what it was not trained on;
 //! - flip disagreement: the share of pixels whose foreground / background answer changes when
 //!   the image is mirrored (and the answer mirrored back): a model that understood the image
-//!   answers the same way;
+//!   answers the same way. Reported, not tested: measured on the phantom it flagged most good
+//!   answers on another scanner's slices (see [`QualityGate::flip_disagreement_max`]);
 //! - sharpness: the mean absolute Laplacian of the image on the model's grid (blur lowers it);
 //! - saturation: the share of the model's grid at full brightness (glare, over-exposure).
 //!
