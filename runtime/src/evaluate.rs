@@ -106,14 +106,17 @@ pub struct GateScore {
 pub const GOOD_DICE: f64 = 0.5;
 
 impl GateScore {
-    /// Share of the bad images the gate caught (None without bad images).
-    pub fn caught(&self) -> Option<f64> {
-        (self.bad > 0).then(|| self.bad_flagged as f64 / self.bad as f64)
-    }
-
-    /// Share of the good images the gate rejected (None without good ones).
-    pub fn rejected(&self) -> Option<f64> {
-        (self.good > 0).then(|| self.good_flagged as f64 / self.good as f64)
+    /// "flags 99 of 99 (100%) answers with foreground Dice < 0.5 and 1 of 1 (100%) good ones".
+    pub fn describe(&self) -> String {
+        let share = |n: usize, of: usize| match of {
+            0 => "-".to_string(),
+            _ => format!("{n} of {of} ({:.0}%)", 100.0 * n as f64 / of as f64),
+        };
+        format!(
+            "flags {} answers with foreground Dice < {GOOD_DICE} and {} good ones",
+            share(self.bad_flagged, self.bad),
+            share(self.good_flagged, self.good)
+        )
     }
 }
 

@@ -19,7 +19,6 @@ use burn::tensor::{Distribution, Tensor, TensorData};
 use medseg_models::blocks::LayerNorm;
 use medseg_models::burn_ops::BurnOps;
 use medseg_models::graph::Weights;
-use medseg_models::graph::op_kind;
 use medseg_models::graph_ops::GraphOps;
 use medseg_models::ops::{Ops, Pool, ResizeMode};
 use medseg_trainer::export::cuda_form;
@@ -69,14 +68,7 @@ fn check<C: Case>(name: &str, shape: [usize; 4], case: &C) -> Vec<&'static str> 
     let name = format!("{name} (cuda form)");
     let rewritten = run_in_tract(&name, &form.graph, shape, &values);
     assert_close(&name, &burn, &rewritten, &burn_shape);
-    let mut left: Vec<&str> = form
-        .left_on_cpu
-        .iter()
-        .map(|(node, _)| {
-            let n = form.graph.nodes.iter().find(|n| &n.name == node).unwrap();
-            op_kind(&n.op)
-        })
-        .collect();
+    let mut left: Vec<&str> = form.left_on_cpu.iter().map(|l| l.kind).collect();
     left.sort_unstable();
     left.dedup();
     left

@@ -11,7 +11,6 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::{Tensor, TensorData};
 use medseg_models::Graph;
-use medseg_models::graph::op_kind;
 use medseg_models::{Architecture, SegModel, StnConfig};
 use medseg_runtime::ModelCard;
 use medseg_runtime::onnx::{encode, pb};
@@ -185,14 +184,7 @@ fn cuda_form_matches(name: &str, model: &SegModel<Flex>, graph: &Graph, card: &M
         p.relative <= PARITY_TOLERANCE,
         "{name}: cuda form against Burn: {p:?}"
     );
-    let kinds: Vec<&str> = form
-        .left_on_cpu
-        .iter()
-        .map(|(node, _)| {
-            let n = form.graph.nodes.iter().find(|n| &n.name == node).unwrap();
-            op_kind(&n.op)
-        })
-        .collect();
+    let kinds: Vec<&str> = form.left_on_cpu.iter().map(|l| l.kind).collect();
     for k in &kinds {
         assert!(
             ["maxpool", "maxpoolidx", "gridsample"].contains(k),

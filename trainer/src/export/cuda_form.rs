@@ -34,8 +34,17 @@ pub struct CudaForm {
     pub graph: Graph,
     /// Operators rewritten, by kind (`maxpool`, `convtranspose`, ...), with their count.
     pub rewritten: Vec<(&'static str, usize)>,
-    /// Nodes tract-cuda will still run on the CPU: (node name, why).
-    pub left_on_cpu: Vec<(String, String)>,
+    /// Nodes tract-cuda will still run on the CPU.
+    pub left_on_cpu: Vec<LeftOnCpu>,
+}
+
+/// A node the rewrite could not put in a GPU form.
+#[derive(Debug, Clone)]
+pub struct LeftOnCpu {
+    pub node: String,
+    /// Its operator (`op_kind`: "maxpool", "gridsample", ...).
+    pub kind: &'static str,
+    pub why: &'static str,
 }
 
 /// `graph` with every operator that has a GPU form in tract-cuda rewritten into it.
@@ -65,7 +74,11 @@ pub fn rewrite(graph: &Graph) -> CudaForm {
             }
             None => {
                 if let Some(why) = stays_on_cpu(&node.op) {
-                    left_on_cpu.push((node.name.clone(), why.to_string()));
+                    left_on_cpu.push(LeftOnCpu {
+                        node: node.name.clone(),
+                        kind: op_kind(&node.op),
+                        why,
+                    });
                 }
                 copy(&mut out, node, &inputs, graph)
             }

@@ -170,8 +170,12 @@ pub fn export<B: Backend>(
         Target::Cuda => {
             let form = cuda_form::rewrite(&graph);
             tracing::info!(rewritten = ?form.rewritten, "operators rewritten for tract-cuda");
-            for (node, why) in &form.left_on_cpu {
-                tracing::warn!("{node} stays on the CPU under tract-cuda: {why}");
+            for left in &form.left_on_cpu {
+                tracing::warn!(
+                    "{} stays on the CPU under tract-cuda: {}",
+                    left.node,
+                    left.why
+                );
             }
             form.graph
         }

@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 use medseg_runtime::Segmenter;
 use medseg_runtime::dataset::Dataset;
 use medseg_runtime::dataset::Sample;
-use medseg_runtime::evaluate::{GOOD_DICE, check_same_size, evaluate_split, score_gate};
+use medseg_runtime::evaluate::{check_same_size, evaluate_split, score_gate};
 use medseg_runtime::image_io::{load_image, load_mask};
 use medseg_runtime::review::{overlay_with_truth, strip};
 
@@ -102,15 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{summary}");
         if let Some(gate) = &gate {
             let g = score_gate(samples, &ds.classes, &seg, gate)?;
-            let share = |n: usize, of: usize| match of {
-                0 => "-".to_string(),
-                _ => format!("{n} of {of} ({:.0}%)", 100.0 * n as f64 / of as f64),
-            };
-            println!(
-                "quality gate: flags {} answers with foreground Dice < {GOOD_DICE} and {} good ones",
-                share(g.bad_flagged, g.bad),
-                share(g.good_flagged, g.good)
-            );
+            println!("quality gate: {}", g.describe());
         }
         if args.per_patient {
             println!(

@@ -242,16 +242,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     for (split, g) in &report.gate_scores {
-        let share = |n: usize, of: usize| match of {
-            0 => "-".to_string(),
-            _ => format!("{n} of {of} ({:.0}%)", 100.0 * n as f64 / of as f64),
-        };
-        println!(
-            "{split}: the gate flags {} answers with Dice < {} and {} good ones",
-            share(g.bad_flagged, g.bad),
-            medseg_runtime::evaluate::GOOD_DICE,
-            share(g.good_flagged, g.good)
-        );
+        println!("{split}: the gate {}", g.describe());
     }
     Ok(())
 }
